@@ -1,0 +1,87 @@
+package upstream
+
+import (
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"strings"
+)
+
+// Authorization is a credential for the upstream, sent as its Authorization
+// header: HTTP Basic with a Cloud API key and secret, or a Bearer token. Its
+// String, GoString and LogValue never reveal the secret part, so it is safe to
+// print or log by accident.
+type Authorization struct {
+	scheme string // "Basic" or "Bearer"
+	token  string // the credentials after the scheme
+}
+
+// BasicAuth returns the HTTP Basic credential for a Cloud API key and secret.
+func BasicAuth(key, secret string) Authorization {
+	return Authorization{scheme: "Basic", token: base64.StdEncoding.EncodeToString([]byte(key + ":" + secret))}
+}
+
+// ErrMalformedAuthorization is returned by ParseAuthorization. Its message says
+// what is wrong without repeating the credential.
+var ErrMalformedAuthorization = errors.New(`authorization must be "Basic <base64 key:secret>" or "Bearer <token>"`)
+
+// ParseAuthorization reads an Authorization header value such as a caller sends
+// ("Basic dXNlcjpwYXNz" or "Bearer eyJ..."). The scheme is matched without
+// regard to case, as RFC 9110 says. Other schemes, empty credentials and
+// characters that could not be sent in a header are refused.
+func ParseAuthorization(v string) (Authorization, error) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(v), " ")
+	token = strings.TrimSpace(token)
+	if !ok || token == "" || !isToken68(token) {
+		return Authorization{}, ErrMalformedAuthorization
+	}
+	switch {
+	case strings.EqualFold(scheme, "Basic"):
+		raw, err := base64.StdEncoding.DecodeString(token)
+		if err != nil || !strings.Contains(string(raw), ":") {
+			return Authorization{}, ErrMalformedAuthorization
+		}
+		return Authorization{scheme: "Basic", token: token}, nil
+	case strings.EqualFold(scheme, "Bearer"):
+		return Authorization{scheme: "Bearer", token: token}, nil
+	default:
+		return Authorization{}, ErrMalformedAuthorization
+	}
+}
+
+// isToken68 reports whether s uses only the characters of RFC 9110's token68,
+// which covers base64 and the usual bearer tokens (JWTs, opaque keys).
+func isToken68(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-._~+/=", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// IsZero reports whether a holds no credential.
+func (a Authorization) IsZero() bool { return a.token == "" }
+
+// Scheme returns "Basic", "Bearer", or "" for the zero value.
+func (a Authorization) Scheme() string { return a.scheme }
+
+// String returns the scheme and a redaction mark, never the credential.
+func (a Authorization) String() string {
+	if a.IsZero() {
+		return "none"
+	}
+	return a.scheme + " [redacted]"
+}
+
+// GoString keeps %#v from printing the credential.
+func (a Authorization) GoString() string { return "upstream.Authorization(" + a.String() + ")" }
+
+// LogValue keeps slog from printing the credential.
+func (a Authorization) LogValue() slog.Value { return slog.StringValue(a.String()) }
+
+func (a Authorization) headerValue() string { return a.scheme + " " + a.token }

@@ -1,0 +1,228 @@
+// Package upstream is a client for the two Confluent Cloud REST endpoints the
+// facade fronts. It knows HTTP, the upstream's URLs, headers and JSON, and
+// nothing of gRPC: resources come back as plain Go values, failures as *Error
+// (a non-2xx answer), *DecodeError (a 2xx answer that is not the resource) or a
+// *TransportError (no answer at all).
+package upstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// DefaultBaseURL is the Confluent Cloud API.
+const DefaultBaseURL = "https://api.confluent.cloud"
+
+// DefaultUserAgent is sent when no WithUserAgent option is given.
+const DefaultUserAgent = "plugin-facade"
+
+// maxBodyBytes bounds how much of a response body is read. Both resources are a
+// few kilobytes; anything near this size is not an answer we can use, and reading
+// it unbounded would let a misbehaving upstream exhaust our memory.
+const maxBodyBytes = 1 << 20
+
+// Client reads custom connector plugins and plugin versions from Confluent Cloud.
+// It is safe for concurrent use; create one per process so that all calls share
+// one pool of connections.
+type Client struct {
+	base      *url.URL
+	http      *http.Client
+	userAgent string
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithHTTPClient sets the HTTP client used for every call. Use it to supply a
+// transport of your own (a proxy, custom TLS, instrumentation). Timeouts are best
+// left to the caller's context; the default client has none of its own.
+func WithHTTPClient(c *http.Client) Option {
+	return func(cl *Client) { cl.http = c }
+}
+
+// WithUserAgent sets the User-Agent header, which should name this service and
+// its version (for example "plugin-facade/1.2.0") so that the upstream's operators
+// can tell our traffic apart.
+func WithUserAgent(ua string) Option {
+	return func(cl *Client) { cl.userAgent = ua }
+}
+
+// New returns a client for the API at baseURL, such as DefaultBaseURL or the URL
+// of a sandbox. The URL must be absolute http(s), without credentials, query or
+// fragment.
+func New(baseURL string, opts ...Option) (*Client, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("upstream URL: %w", err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("upstream URL %q: scheme must be http or https", u.Redacted())
+	case u.Host == "":
+		return nil, fmt.Errorf("upstream URL %q: host is missing", u.Redacted())
+	case u.User != nil:
+		// Credentials belong in CONFLUENT_CLOUD_API_KEY/SECRET, never in a URL
+		// that ends up in logs and error messages.
+		return nil, fmt.Errorf("upstream URL %q: must not contain credentials", u.Redacted())
+	case u.RawQuery != "" || u.Fragment != "":
+		return nil, fmt.Errorf("upstream URL %q: must not have a query or fragment", u.Redacted())
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	u.RawPath = ""
+
+	c := &Client{base: u}
+	for _, opt := range opts {
+		opt(c)
+	}
+	if c.http == nil {
+		c.http = &http.Client{Transport: NewTransport()}
+	}
+	if c.userAgent == "" {
+		c.userAgent = DefaultUserAgent
+	}
+	return c, nil
+}
+
+// NewTransport returns the pooled transport the client uses by default: the
+// standard library's defaults, with more idle connections kept per host, since
+// every call of the process goes to the same host.
+func NewTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 100
+	t.MaxIdleConnsPerHost = 100
+	t.IdleConnTimeout = 90 * time.Second
+	return t
+}
+
+// GetPluginVersion reads version id of plugin pluginID in the given environment
+// (GET /ccpm/v1/plugins/{plugin_id}/versions/{id}?environment=...).
+func (c *Client) GetPluginVersion(ctx context.Context, auth Authorization, pluginID, id, environment string) (*PluginVersion, error) {
+	var v PluginVersion
+	q := url.Values{"environment": {environment}}
+	if err := c.get(ctx, auth, &v, q, "ccpm", "v1", "plugins", pluginID, "versions", id); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// GetConnectorPlugin reads custom connector plugin id
+// (GET /connect/v1/custom-connector-plugins/{id}).
+func (c *Client) GetConnectorPlugin(ctx context.Context, auth Authorization, id string) (*ConnectorPlugin, error) {
+	var p ConnectorPlugin
+	if err := c.get(ctx, auth, &p, nil, "connect", "v1", "custom-connector-plugins", id); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// get sends GET base/segments...?query with auth and decodes a 2xx JSON body into
+// out. Every segment is escaped on its own, so a value can never add a segment,
+// a query or a fragment to the URL.
+func (c *Client) get(ctx context.Context, auth Authorization, out any, query url.Values, segments ...string) error {
+	if auth.IsZero() {
+		return errors.New("upstream: no credentials to send")
+	}
+	u := c.url(query, segments...)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return fmt.Errorf("upstream: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	req.Header.Set("Authorization", auth.headerValue())
+
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return &TransportError{Method: req.Method, Path: u.EscapedPath(), Err: unwrapURLError(err)}
+	}
+	defer resp.Body.Close()
+	body, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
+	// Drain what is left (bounded) so the connection can go back to the pool.
+	_, _ = io.CopyN(io.Discard, resp.Body, maxBodyBytes)
+
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		// A failure is reported even if its body was cut short: the status code
+		// and headers alone say enough.
+		return newError(resp, body)
+	}
+	if readErr != nil {
+		return &TransportError{Method: req.Method, Path: u.EscapedPath(), Err: readErr}
+	}
+	if len(body) > maxBodyBytes {
+		return &DecodeError{StatusCode: resp.StatusCode, RequestID: resp.Header.Get(headerRequestID),
+			Err: fmt.Errorf("body exceeds %d bytes", maxBodyBytes)}
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return &DecodeError{StatusCode: resp.StatusCode, RequestID: resp.Header.Get(headerRequestID), Err: err}
+	}
+	return nil
+}
+
+// url joins the base URL, the escaped segments and the query.
+func (c *Client) url(query url.Values, segments ...string) *url.URL {
+	u := *c.base
+	var raw, plain strings.Builder
+	raw.WriteString(c.base.EscapedPath())
+	plain.WriteString(c.base.Path)
+	for _, s := range segments {
+		raw.WriteString("/" + url.PathEscape(s))
+		plain.WriteString("/" + s)
+	}
+	u.Path, u.RawPath = plain.String(), raw.String()
+	u.RawQuery = query.Encode()
+	return &u
+}
+
+// unwrapURLError drops the *url.Error layer, whose message repeats the whole URL;
+// TransportError says which call failed in its own words.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// TransportError means the upstream could not be reached or did not answer: the
+// connection failed, was reset, or the context ended first. Err tells which;
+// errors.Is(err, context.DeadlineExceeded) and context.Canceled work through it.
+type TransportError struct {
+	Method string
+	Path   string
+	Err    error
+}
+
+func (e *TransportError) Error() string {
+	return fmt.Sprintf("upstream %s %s: %v", e.Method, e.Path, e.Err)
+}
+
+func (e *TransportError) Unwrap() error { return e.Err }
+
+// Timeout reports whether the call failed because a deadline passed, either the
+// caller's or a network timeout.
+func (e *TransportError) Timeout() bool {
+	var ne net.Error
+	return errors.Is(e.Err, context.DeadlineExceeded) || (errors.As(e.Err, &ne) && ne.Timeout())
+}
+
+// DecodeError means the upstream answered 2xx with a body that is not the
+// expected resource: the upstream broke its contract.
+type DecodeError struct {
+	StatusCode int
+	RequestID  string
+	Err        error
+}
+
+func (e *DecodeError) Error() string {
+	return fmt.Sprintf("upstream answered %d with a body that cannot be decoded: %v", e.StatusCode, e.Err)
+}
+
+func (e *DecodeError) Unwrap() error { return e.Err }

@@ -1,0 +1,448 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var testAuth = BasicAuth("KEY", "s3cr3t")
+
+// recorder is an upstream that records each request and answers with a fixed
+// status, headers and body.
+type recorder struct {
+	mu       sync.Mutex
+	requests []*http.Request
+	status   int
+	header   http.Header
+	body     string
+}
+
+func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	r.mu.Lock()
+	r.requests = append(r.requests, req.Clone(context.Background()))
+	r.mu.Unlock()
+	for k, vs := range r.header {
+		w.Header()[k] = vs
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(r.status)
+	_, _ = w.Write([]byte(r.body))
+}
+
+func (r *recorder) last(t *testing.T) *http.Request {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.requests) == 0 {
+		t.Fatal("the upstream received no request")
+	}
+	return r.requests[len(r.requests)-1]
+}
+
+func startUpstream(t *testing.T, status int, header http.Header, body string) (*recorder, *Client) {
+	t.Helper()
+	rec := &recorder{status: status, header: header, body: body}
+	srv := httptest.NewServer(rec)
+	t.Cleanup(srv.Close)
+	c, err := New(srv.URL+"/base/", WithUserAgent("plugin-facade/test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec, c
+}
+
+func readTestdata(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestRequestShape(t *testing.T) {
+	tests := []struct {
+		name      string
+		call      func(context.Context, *Client) error
+		wantPath  string // escaped, as sent on the wire
+		wantQuery string
+	}{
+		{
+			name: "plugin version",
+			call: func(ctx context.Context, c *Client) error {
+				_, err := c.GetPluginVersion(ctx, testAuth, "ccp-12345", "ver-12345", "env-00000")
+				return err
+			},
+			wantPath:  "/base/ccpm/v1/plugins/ccp-12345/versions/ver-12345",
+			wantQuery: "environment=env-00000",
+		},
+		{
+			name: "plugin version with characters that would change the URL",
+			call: func(ctx context.Context, c *Client) error {
+				_, err := c.GetPluginVersion(ctx, testAuth, "a/../b", "v?x=1#f", "env&admin=true")
+				return err
+			},
+			wantPath:  "/base/ccpm/v1/plugins/a%2F..%2Fb/versions/v%3Fx=1%23f",
+			wantQuery: "environment=env%26admin%3Dtrue",
+		},
+		{
+			name: "connector plugin",
+			call: func(ctx context.Context, c *Client) error {
+				_, err := c.GetConnectorPlugin(ctx, testAuth, "ccp-12345")
+				return err
+			},
+			wantPath: "/base/connect/v1/custom-connector-plugins/ccp-12345",
+		},
+		{
+			name: "connector plugin with a space and a percent sign",
+			call: func(ctx context.Context, c *Client) error {
+				_, err := c.GetConnectorPlugin(ctx, testAuth, "a b%2F")
+				return err
+			},
+			wantPath: "/base/connect/v1/custom-connector-plugins/a%20b%252F",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec, c := startUpstream(t, 200, nil, "{}")
+			if err := tt.call(t.Context(), c); err != nil {
+				t.Fatal(err)
+			}
+			req := rec.last(t)
+			if req.Method != http.MethodGet {
+				t.Errorf("method = %s, want GET", req.Method)
+			}
+			if got := req.URL.EscapedPath(); got != tt.wantPath {
+				t.Errorf("path = %s, want %s", got, tt.wantPath)
+			}
+			if got := req.URL.RawQuery; got != tt.wantQuery {
+				t.Errorf("query = %q, want %q", got, tt.wantQuery)
+			}
+			for h, want := range map[string]string{
+				"Accept":        "application/json",
+				"User-Agent":    "plugin-facade/test",
+				"Authorization": "Basic S0VZOnMzY3IzdA==",
+			} {
+				if got := req.Header.Get(h); got != want {
+					t.Errorf("%s = %q, want %q", h, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestBearerIsForwardedAsIs(t *testing.T) {
+	rec, c := startUpstream(t, 200, nil, "{}")
+	auth, err := ParseAuthorization("bearer eyJhbGciOi.J9.sig-_")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetConnectorPlugin(t.Context(), auth, "ccp-1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := rec.last(t).Header.Get("Authorization"), "Bearer eyJhbGciOi.J9.sig-_"; got != want {
+		t.Errorf("Authorization = %q, want %q", got, want)
+	}
+}
+
+func TestNoCredentialsNeverCallsUpstream(t *testing.T) {
+	rec, c := startUpstream(t, 200, nil, "{}")
+	if _, err := c.GetConnectorPlugin(t.Context(), Authorization{}, "ccp-1"); err == nil {
+		t.Fatal("want an error without credentials")
+	}
+	if n := len(rec.requests); n != 0 {
+		t.Fatalf("upstream received %d requests, want 0", n)
+	}
+}
+
+func TestDecodePluginVersionExample(t *testing.T) {
+	_, c := startUpstream(t, 200, nil, readTestdata(t, "plugin_version.json"))
+	v, err := c.GetPluginVersion(t.Context(), testAuth, "ccp-12345", "ver-12345", "env-00000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := time.Date(2006, 1, 2, 22, 4, 5, 0, time.UTC)
+	checks := []struct {
+		field     string
+		got, want any
+	}{
+		{"api_version", v.APIVersion, "ccpm/v1"},
+		{"kind", v.Kind, "CustomConnectPluginVersion"},
+		{"id", v.ID, "ver-12345"},
+		{"metadata.self", v.Metadata.Self, "https://api.confluent.cloud/ccpm/v1/plugins/ccp-12345/versions/ver-12345?environment=env-abc123"},
+		{"metadata.created_at", v.Metadata.CreatedAt.UTC(), created},
+		{"metadata.deleted_at", v.Metadata.DeletedAt.UTC(), created},
+		{"spec.version", v.Spec.Version, "1.2.3"},
+		{"spec.sensitive_config_properties", strings.Join(v.Spec.SensitiveConfigProperties, ","), "passwords,keys,tokens"},
+		{"spec.content_format", *v.Spec.ContentFormat, "ZIP"},
+		{"spec.connector_classes[0].class_name", v.Spec.ConnectorClasses[0].ClassName, "io.confluent.kafka.connect.datagen.DatagenConnector"},
+		{"spec.connector_classes[0].type", *v.Spec.ConnectorClasses[0].Type, "SOURCE"},
+		{"spec.upload_source.location", *v.Spec.UploadSource.Location, "PRESIGNED_URL_LOCATION"},
+		{"spec.environment.id", v.Spec.Environment.ID, "env-00000"},
+		{"spec.environment.related", v.Spec.Environment.Related, "https://api.confluent.cloud/v2/environments/env-00000"},
+		{"status.phase", *v.Status.Phase, "PROCESSING"},
+		{"status.error_message", *v.Status.ErrorMessage, "Version creation failed due to invalid plugin archive."},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.field, c.got, c.want)
+		}
+	}
+}
+
+func TestDecodeIsTolerant(t *testing.T) {
+	// Only the required fields, plus fields this version has never heard of.
+	body := `{"api_version":"connect/v1","kind":"CustomConnectorPlugin","id":"ccp-1",
+		"display_name":"x","connector_class":"a.B","connector_type":"SOURCE",
+		"upload_source":{"location":"PRESIGNED_URL_LOCATION","upload_id":""},
+		"brand_new_field":{"nested":[1,2,3]},"cloud":"MARS"}`
+	_, c := startUpstream(t, 200, nil, body)
+	p, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Metadata != nil || p.Description != nil || p.DocumentationLink != nil || p.RuntimeLanguage != nil || p.ContentFormat != nil {
+		t.Errorf("absent optional fields must stay nil: %+v", p)
+	}
+	if p.Cloud == nil || *p.Cloud != "MARS" {
+		t.Errorf("cloud = %v, want the unknown value MARS kept", p.Cloud)
+	}
+	if p.UploadSource.UploadID == nil || *p.UploadSource.UploadID != "" {
+		t.Errorf("upload_id = %v, want present and empty", p.UploadSource.UploadID)
+	}
+}
+
+func TestFailures(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		header http.Header
+		body   string
+
+		wantItems      int
+		wantCode       string
+		wantSummary    string
+		wantRequestID  string
+		wantRetryAfter time.Duration
+		wantRateLimit  RateLimit
+		wantAuth       string
+	}{
+		{
+			name: "400 documented example", status: 400,
+			header:      http.Header{"X-Request-Id": {"req-400"}},
+			body:        readTestdata(t, "failure_400.json"),
+			wantItems:   1,
+			wantCode:    "invalid_filter",
+			wantSummary: "Invalid Filter: The 'delorean' resource can't be filtered by 'num_doors'", wantRequestID: "req-400",
+			wantRateLimit: RateLimit{-1, -1, -1},
+		},
+		{
+			name: "401 documented example with its challenge", status: 401,
+			header: http.Header{"X-Request-Id": {"req-401"},
+				"Www-Authenticate": {`Basic error="invalid_key", error_description="The API Key is invalid"`}},
+			body:          readTestdata(t, "failure_401.json"),
+			wantItems:     1,
+			wantCode:      "user_unauthenticated",
+			wantSummary:   "Authentication Required: Valid authentication credentials must be provided",
+			wantRequestID: "req-401",
+			wantRateLimit: RateLimit{-1, -1, -1},
+			wantAuth:      `Basic error="invalid_key", error_description="The API Key is invalid"`,
+		},
+		{
+			name: "404 documented example has a title only", status: 404,
+			body:      readTestdata(t, "failure_404.json"),
+			wantItems: 1, wantSummary: "Not Found", wantRateLimit: RateLimit{-1, -1, -1},
+		},
+		{
+			name: "429 without a body: Retry-After wins", status: 429,
+			header: http.Header{"X-Request-Id": {"req-429"}, "Retry-After": {"7"},
+				"X-Ratelimit-Limit": {"100"}, "X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Reset": {"9"}},
+			wantSummary: "", wantRequestID: "req-429", wantRetryAfter: 7 * time.Second,
+			wantRateLimit: RateLimit{100, 0, 9 * time.Second},
+		},
+		{
+			name: "429 without Retry-After falls back to the relative reset", status: 429,
+			header:         http.Header{"X-Ratelimit-Reset": {"12"}},
+			body:           `{"errors":[{"status":"429","code":"too_many_requests","title":"Too Many Requests"}]}`,
+			wantItems:      1,
+			wantCode:       "too_many_requests",
+			wantSummary:    "Too Many Requests",
+			wantRetryAfter: 12 * time.Second,
+			wantRateLimit:  RateLimit{-1, -1, 12 * time.Second},
+		},
+		{
+			name: "500 documented example", status: 500,
+			body:          readTestdata(t, "failure_500.json"),
+			wantItems:     1,
+			wantCode:      "out_of_gas",
+			wantSummary:   "DeLorean Out Of Gas: The DeLorean has run out of gas, but Doc Brown will fill 'er up for you asap",
+			wantRateLimit: RateLimit{-1, -1, -1},
+		},
+		{
+			name: "several items keep their order", status: 400,
+			body: `{"errors":[{"title":"First","detail":"one"},{"code":"c2","title":"Second"}]}`,
+			wantItems: 2, wantCode: "c2", wantSummary: "First: one; Second", wantRateLimit: RateLimit{-1, -1, -1},
+		},
+		{
+			name: "message is used when title and detail are missing", status: 400,
+			body:      `{"errors":[{"error_code":40001,"message":"bad thing"}]}`,
+			wantItems: 1, wantSummary: "bad thing", wantRateLimit: RateLimit{-1, -1, -1},
+		},
+		{
+			name: "502 from a proxy with an HTML page", status: 502,
+			body:        "<html>\n<body>  Bad   Gateway </body></html>",
+			wantSummary: "<html> <body> Bad Gateway </body></html>", wantRateLimit: RateLimit{-1, -1, -1},
+		},
+		{
+			name: "garbage rate-limit headers are ignored", status: 503,
+			header:      http.Header{"X-Ratelimit-Limit": {"lots"}, "Retry-After": {"Wed, 21 Oct 2015 07:28:00 GMT"}},
+			body:        `{"errors":[]}`,
+			wantSummary: `{"errors":[]}`, wantRateLimit: RateLimit{-1, -1, -1},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, c := startUpstream(t, tt.status, tt.header, tt.body)
+			_, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("err = %v (%T), want *Error", err, err)
+			}
+			if e.StatusCode != tt.status {
+				t.Errorf("StatusCode = %d, want %d", e.StatusCode, tt.status)
+			}
+			if len(e.Items) != tt.wantItems {
+				t.Errorf("len(Items) = %d, want %d", len(e.Items), tt.wantItems)
+			}
+			if got := e.Code(); got != tt.wantCode {
+				t.Errorf("Code() = %q, want %q", got, tt.wantCode)
+			}
+			if got := e.Summary(); got != tt.wantSummary {
+				t.Errorf("Summary() = %q, want %q", got, tt.wantSummary)
+			}
+			if e.RequestID != tt.wantRequestID {
+				t.Errorf("RequestID = %q, want %q", e.RequestID, tt.wantRequestID)
+			}
+			if e.RetryAfter != tt.wantRetryAfter {
+				t.Errorf("RetryAfter = %v, want %v", e.RetryAfter, tt.wantRetryAfter)
+			}
+			if e.RateLimit != tt.wantRateLimit {
+				t.Errorf("RateLimit = %+v, want %+v", e.RateLimit, tt.wantRateLimit)
+			}
+			if e.Authenticate != tt.wantAuth {
+				t.Errorf("Authenticate = %q, want %q", e.Authenticate, tt.wantAuth)
+			}
+			if strings.Contains(err.Error(), "s3cr3t") || strings.Contains(err.Error(), "S0VZOnMzY3IzdA") {
+				t.Errorf("error message leaks the credential: %s", err)
+			}
+		})
+	}
+}
+
+func TestFailureSourceIsKept(t *testing.T) {
+	_, c := startUpstream(t, 400, nil, readTestdata(t, "failure_400.json"))
+	_, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("err = %v, want *Error", err)
+	}
+	it := e.Items[0]
+	if it.ID != "ed42afdc-f0d5-4c0d-b428-9fc6ed6e279d" || it.Status != "400" || it.Source == nil || it.Source.Parameter != "num_doors" {
+		t.Errorf("item = %+v, want id, status and source.parameter of the example", it)
+	}
+}
+
+func TestUndecodableSuccess(t *testing.T) {
+	for _, body := range []string{"", "not json", `{"id": 42}`, `{"metadata":{"created_at":"yesterday"}}`, `[]`} {
+		t.Run(fmt.Sprintf("%q", body), func(t *testing.T) {
+			_, c := startUpstream(t, 200, http.Header{"X-Request-Id": {"req-1"}}, body)
+			_, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
+			var e *DecodeError
+			if !errors.As(err, &e) {
+				t.Fatalf("err = %v (%T), want *DecodeError", err, err)
+			}
+			if e.RequestID != "req-1" || e.StatusCode != 200 {
+				t.Errorf("DecodeError = %+v, want request id req-1 and status 200", e)
+			}
+		})
+	}
+}
+
+func TestOversizedBody(t *testing.T) {
+	body := `{"display_name":"` + strings.Repeat("x", maxBodyBytes) + `"}`
+	_, c := startUpstream(t, 200, nil, body)
+	_, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
+	var e *DecodeError
+	if !errors.As(err, &e) || !strings.Contains(err.Error(), "exceeds") {
+		t.Fatalf("err = %v, want a DecodeError saying the body is too large", err)
+	}
+}
+
+func TestTransportErrors(t *testing.T) {
+	t.Run("connection refused", func(t *testing.T) {
+		srv := httptest.NewServer(http.NotFoundHandler())
+		url := srv.URL
+		srv.Close()
+		c, err := New(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
+		var te *TransportError
+		if !errors.As(err, &te) || te.Timeout() {
+			t.Fatalf("err = %v, want a TransportError that is not a timeout", err)
+		}
+	})
+	t.Run("the caller's deadline governs the request", func(t *testing.T) {
+		release := make(chan struct{})
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}))
+		defer srv.Close()
+		defer close(release)
+		c, err := New(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		defer cancel()
+		_, err = c.GetConnectorPlugin(ctx, testAuth, "ccp-1")
+		var te *TransportError
+		if !errors.As(err, &te) || !te.Timeout() || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v, want a TransportError wrapping context.DeadlineExceeded", err)
+		}
+	})
+	t.Run("cancellation", func(t *testing.T) {
+		_, c := startUpstream(t, 200, nil, "{}")
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		_, err := c.GetConnectorPlugin(ctx, testAuth, "ccp-1")
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want context.Canceled", err)
+		}
+	})
+}
+
+func TestNewRejectsBadBaseURLs(t *testing.T) {
+	for _, u := range []string{"", "api.confluent.cloud", "ftp://host", "https://", "https://key:secret@api.confluent.cloud", "https://host/?x=1", "https://host/#f", "://bad"} {
+		c, err := New(u)
+		if err == nil {
+			t.Errorf("New(%q) = %v, want an error", u, c)
+			continue
+		}
+		if strings.Contains(err.Error(), "secret") {
+			t.Errorf("New(%q) error leaks the secret: %v", u, err)
+		}
+	}
+}

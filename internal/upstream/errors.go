@@ -1,0 +1,212 @@
+package upstream
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Response headers the upstream documents.
+const (
+	headerRequestID          = "X-Request-Id"
+	headerRateLimitLimit     = "X-RateLimit-Limit"
+	headerRateLimitRemaining = "X-RateLimit-Remaining"
+	headerRateLimitReset     = "X-RateLimit-Reset"
+	headerRetryAfter         = "Retry-After"
+	headerWWWAuthenticate    = "WWW-Authenticate"
+)
+
+// maxExcerpt bounds how much of a body that is not a Failure envelope (an HTML
+// page from a proxy, say) is kept for the error message.
+const maxExcerpt = 256
+
+// Error is a non-2xx answer from the upstream, with its Failure envelope
+// ({"errors":[...]}) decoded and the headers that matter to a caller parsed.
+// Nothing the upstream said is dropped: Items holds every error it listed.
+type Error struct {
+	// StatusCode is the HTTP status of the answer.
+	StatusCode int
+	// Items are the errors of the Failure envelope, in the upstream's order.
+	// Empty when the body was not a Failure envelope (see Excerpt).
+	Items []ErrorItem
+	// RequestID is the upstream's X-Request-Id, which its support asks for.
+	RequestID string
+	// RateLimit holds the X-RateLimit-* headers, when sent.
+	RateLimit RateLimit
+	// RetryAfter is how long the upstream asked us to wait (Retry-After, or for a
+	// 429 without it, X-RateLimit-Reset); zero when it gave no hint.
+	RetryAfter time.Duration
+	// Authenticate is the WWW-Authenticate challenge of a 401, which says why the
+	// credentials were refused (for example error="invalid_key").
+	Authenticate string
+	// Excerpt is the start of a body that was not a Failure envelope, so that
+	// something of an unexpected answer still reaches a person.
+	Excerpt string
+}
+
+// ErrorItem is one problem of the Failure envelope.
+type ErrorItem struct {
+	// ID identifies this occurrence of the problem.
+	ID string `json:"id,omitempty"`
+	// Status is the HTTP status code of the problem, as a string.
+	Status string `json:"status,omitempty"`
+	// Code is the upstream's application-specific code, for example
+	// "user_unauthenticated" or "invalid_filter".
+	Code string `json:"code,omitempty"`
+	// Title is a short summary that does not change between occurrences.
+	Title string `json:"title,omitempty"`
+	// Detail explains this occurrence.
+	Detail string `json:"detail,omitempty"`
+	// Source names the part of the request that caused the problem, if any.
+	Source *ErrorSource `json:"source,omitempty"`
+	// ErrorCode and Message are undocumented fields of the envelope's schema,
+	// kept because some upstream answers fill them instead of Title and Detail.
+	ErrorCode *int32  `json:"error_code,omitempty"`
+	Message   *string `json:"message,omitempty"`
+}
+
+// ErrorSource points at the part of the request that caused a problem.
+type ErrorSource struct {
+	// Pointer is a JSON Pointer (RFC 6901) into the request document.
+	Pointer string `json:"pointer,omitempty"`
+	// Parameter is the query parameter that caused the problem.
+	Parameter string `json:"parameter,omitempty"`
+}
+
+// RateLimit is the upstream's rate-limit window as its headers describe it.
+// Each field is -1 when its header was absent or not a number.
+type RateLimit struct {
+	// Limit is the number of requests allowed per window.
+	Limit int
+	// Remaining is the number of requests left in the current window.
+	Remaining int
+	// Reset is the time until the window resets. The upstream sends it in
+	// seconds relative to now, not as an epoch timestamp.
+	Reset time.Duration
+}
+
+// Known reports whether the upstream sent any rate-limit header.
+func (r RateLimit) Known() bool { return r.Limit >= 0 || r.Remaining >= 0 || r.Reset >= 0 }
+
+// failure is the upstream's error envelope.
+type failure struct {
+	Errors []ErrorItem `json:"errors"`
+}
+
+func newError(resp *http.Response, body []byte) *Error {
+	e := &Error{
+		StatusCode:   resp.StatusCode,
+		RequestID:    resp.Header.Get(headerRequestID),
+		RateLimit:    parseRateLimit(resp.Header),
+		Authenticate: resp.Header.Get(headerWWWAuthenticate),
+	}
+	if s, ok := parseSeconds(resp.Header.Get(headerRetryAfter)); ok {
+		e.RetryAfter = s
+	} else if resp.StatusCode == http.StatusTooManyRequests && e.RateLimit.Reset > 0 {
+		e.RetryAfter = e.RateLimit.Reset
+	}
+	var f failure
+	if err := json.Unmarshal(body, &f); err == nil && len(f.Errors) > 0 {
+		e.Items = f.Errors
+	} else {
+		e.Excerpt = excerpt(body)
+	}
+	return e
+}
+
+// Error describes the failure in the upstream's own words, for logs. It holds
+// nothing of the request's credentials.
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "upstream answered %d %s", e.StatusCode, http.StatusText(e.StatusCode))
+	if s := e.Summary(); s != "" {
+		b.WriteString(": " + s)
+	}
+	if e.RequestID != "" {
+		b.WriteString(" (request id " + e.RequestID + ")")
+	}
+	return b.String()
+}
+
+// Summary joins the title and detail of every item ("Title: detail; ..."), or
+// returns the excerpt of a body that was not a Failure envelope. It is what a
+// person needs to read to act on the failure.
+func (e *Error) Summary() string {
+	parts := make([]string, 0, len(e.Items))
+	for _, it := range e.Items {
+		if s := it.summary(); s != "" {
+			parts = append(parts, s)
+		}
+	}
+	if len(parts) == 0 {
+		return e.Excerpt
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Code returns the upstream's application code of the first item that has one.
+func (e *Error) Code() string {
+	for _, it := range e.Items {
+		if it.Code != "" {
+			return it.Code
+		}
+	}
+	return ""
+}
+
+func (it ErrorItem) summary() string {
+	title, detail := it.Title, it.Detail
+	if title == "" && detail == "" && it.Message != nil {
+		detail = *it.Message
+	}
+	switch {
+	case title != "" && detail != "" && title != detail:
+		return title + ": " + detail
+	case title != "":
+		return title
+	default:
+		return detail
+	}
+}
+
+func parseRateLimit(h http.Header) RateLimit {
+	r := RateLimit{Limit: -1, Remaining: -1, Reset: -1}
+	if n, err := strconv.Atoi(strings.TrimSpace(h.Get(headerRateLimitLimit))); err == nil && n >= 0 {
+		r.Limit = n
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(h.Get(headerRateLimitRemaining))); err == nil && n >= 0 {
+		r.Remaining = n
+	}
+	if d, ok := parseSeconds(h.Get(headerRateLimitReset)); ok {
+		r.Reset = d
+	}
+	return r
+}
+
+// parseSeconds reads a non-negative number of seconds, as the upstream sends in
+// Retry-After and X-RateLimit-Reset. (Retry-After may also be an HTTP date in
+// general; the upstream documents seconds, and a date is ignored.)
+func parseSeconds(v string) (time.Duration, bool) {
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 32)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return time.Duration(n) * time.Second, true
+}
+
+// excerpt returns the start of body as printable text on one line.
+func excerpt(body []byte) string {
+	s := strings.Join(strings.Fields(string(body)), " ")
+	if len(s) > maxExcerpt {
+		s = s[:maxExcerpt]
+		for !utf8.ValidString(s) {
+			s = s[:len(s)-1]
+		}
+		s += "…"
+	}
+	return strings.ToValidUTF8(s, "")
+}
