@@ -288,7 +288,7 @@ func TestFailures(t *testing.T) {
 		},
 		{
 			name: "several items keep their order", status: 400,
-			body: `{"errors":[{"title":"First","detail":"one"},{"code":"c2","title":"Second"}]}`,
+			body:      `{"errors":[{"title":"First","detail":"one"},{"code":"c2","title":"Second"}]}`,
 			wantItems: 2, wantCode: "c2", wantSummary: "First: one; Second", wantRateLimit: RateLimit{-1, -1, -1},
 		},
 		{
