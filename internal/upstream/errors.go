@@ -138,7 +138,7 @@ func (e *Error) Error() string {
 func (e *Error) Summary() string {
 	parts := make([]string, 0, len(e.Items))
 	for _, it := range e.Items {
-		if s := it.summary(); s != "" {
+		if s := it.Summary(); s != "" {
 			parts = append(parts, s)
 		}
 	}
@@ -158,7 +158,9 @@ func (e *Error) Code() string {
 	return ""
 }
 
-func (it ErrorItem) summary() string {
+// Summary is "Title: detail" of the item, or whichever of them it has (its
+// message when it has neither).
+func (it ErrorItem) Summary() string {
 	title, detail := it.Title, it.Detail
 	if title == "" && detail == "" && it.Message != nil {
 		detail = *it.Message

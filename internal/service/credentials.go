@@ -1,0 +1,40 @@
+package service
+
+import (
+	"context"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/acme/plugin-facade/internal/upstream"
+)
+
+// authorizationKey is the metadata key of the caller's credential. The REST
+// gateway forwards the HTTP Authorization header under the same key.
+const authorizationKey = "authorization"
+
+// credentials picks what to send upstream: the caller's own credential when it
+// sent one, the service's default otherwise. A credential never appears in the
+// errors returned here.
+func (s *Service) credentials(ctx context.Context) (upstream.Authorization, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	switch vals := md.Get(authorizationKey); len(vals) {
+	case 0:
+		if s.defaultAuth.IsZero() {
+			return upstream.Authorization{}, status.Error(codes.Unauthenticated,
+				"no credentials: send authorization metadata (Basic <base64 key:secret> or Bearer <token>); "+
+					"this service has no Cloud API key of its own configured")
+		}
+		return s.defaultAuth, nil
+	case 1:
+		a, err := upstream.ParseAuthorization(vals[0])
+		if err != nil {
+			return upstream.Authorization{}, status.Error(codes.Unauthenticated, "invalid authorization metadata: "+err.Error())
+		}
+		return a, nil
+	default:
+		return upstream.Authorization{}, status.Errorf(codes.Unauthenticated,
+			"invalid authorization metadata: got %d values, send exactly one", len(vals))
+	}
+}

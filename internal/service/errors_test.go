@@ -1,0 +1,213 @@
+package service
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+)
+
+// wantStatus is what a caller must be able to read from a failed call.
+type wantStatus struct {
+	code             codes.Code
+	msg              []string // substrings of the message, all required
+	reason           string   // ErrorInfo.reason; "" means no ErrorInfo expected
+	requestID        string   // RequestInfo.request_id; "" means no RequestInfo expected
+	badRequestFields []string // BadRequest field violations, in order
+	retryDelay       time.Duration
+	quotaFailure     bool
+}
+
+func assertStatus(t *testing.T, err error, want wantStatus) {
+	t.Helper()
+	st, ok := status.FromError(err)
+	if !ok || err == nil {
+		t.Fatalf("err = %v, want a status with code %s", err, want.code)
+	}
+	if st.Code() != want.code {
+		t.Errorf("code = %s, want %s (message %q)", st.Code(), want.code, st.Message())
+	}
+	for _, m := range want.msg {
+		if !strings.Contains(st.Message(), m) {
+			t.Errorf("message %q does not contain %q", st.Message(), m)
+		}
+	}
+	var (
+		reason, requestID string
+		fields            []string
+		retry             time.Duration
+		quota             bool
+	)
+	for _, d := range st.Details() {
+		switch d := d.(type) {
+		case *errdetails.ErrorInfo:
+			reason = d.GetReason()
+			if d.GetDomain() != ErrorDomain {
+				t.Errorf("ErrorInfo.domain = %q, want %q", d.GetDomain(), ErrorDomain)
+			}
+		case *errdetails.RequestInfo:
+			requestID = d.GetRequestId()
+		case *errdetails.BadRequest:
+			for _, v := range d.GetFieldViolations() {
+				fields = append(fields, v.GetField())
+				if v.GetDescription() == "" {
+					t.Errorf("violation of %s has no description", v.GetField())
+				}
+			}
+		case *errdetails.RetryInfo:
+			retry = d.GetRetryDelay().AsDuration()
+		case *errdetails.QuotaFailure:
+			quota = true
+		case error:
+			t.Errorf("undecodable detail: %v", d)
+		}
+	}
+	if reason != want.reason {
+		t.Errorf("ErrorInfo.reason = %q, want %q", reason, want.reason)
+	}
+	if requestID != want.requestID {
+		t.Errorf("RequestInfo.request_id = %q, want %q", requestID, want.requestID)
+	}
+	if strings.Join(fields, ",") != strings.Join(want.badRequestFields, ",") {
+		t.Errorf("BadRequest fields = %v, want %v", fields, want.badRequestFields)
+	}
+	if retry != want.retryDelay {
+		t.Errorf("RetryInfo.retry_delay = %v, want %v", retry, want.retryDelay)
+	}
+	if quota != want.quotaFailure {
+		t.Errorf("QuotaFailure present = %v, want %v", quota, want.quotaFailure)
+	}
+}
+
+func msg(s ...string) []string { return s }
+
+// TestUpstreamFailures reads like the mapping table of the README: what the
+// upstream answers, and what a gRPC caller gets.
+func TestUpstreamFailures(t *testing.T) {
+	rid := http.Header{"X-Request-Id": {"req-1"}}
+	tests := []struct {
+		name   string
+		status int
+		header http.Header
+		body   string
+		want   wantStatus
+	}{
+		{"400 documented example", 400, rid, readExample(t, "failure_400.json"), wantStatus{
+			code: codes.InvalidArgument, reason: "INVALID_FILTER", requestID: "req-1", badRequestFields: []string{"num_doors"},
+			msg: msg("Invalid Filter: The 'delorean' resource can't be filtered by 'num_doors'", "HTTP 400", "request id req-1"),
+		}},
+		{"401 documented example", 401, rid, readExample(t, "failure_401.json"), wantStatus{
+			code: codes.Unauthenticated, reason: "USER_UNAUTHENTICATED", requestID: "req-1",
+			msg: msg("Authentication Required: Valid authentication credentials must be provided"),
+		}},
+		{"403 documented example", 403, rid, readExample(t, "failure_403.json"), wantStatus{
+			code: codes.PermissionDenied, reason: "USER_UNAUTHORIZED", requestID: "req-1",
+			msg: msg("User Access Unauthorized: The user 'mcfly' is not allowed"),
+		}},
+		{"404 documented example", 404, rid, readExample(t, "failure_404.json"), wantStatus{
+			code: codes.NotFound, reason: "NOT_FOUND", requestID: "req-1", msg: msg("Not Found", "HTTP 404"),
+		}},
+		{"409 conflict", 409, nil, `{"errors":[{"status":"409","code":"conflict","title":"Conflict","detail":"being modified"}]}`, wantStatus{
+			code: codes.Aborted, reason: "CONFLICT", msg: msg("Conflict: being modified"),
+		}},
+		{"409 duplicate", 409, nil, `{"errors":[{"status":"409","code":"duplicate_resource","title":"Duplicate"}]}`, wantStatus{
+			code: codes.AlreadyExists, reason: "DUPLICATE_RESOURCE", msg: msg("Duplicate"),
+		}},
+		{"429 with headers only, as documented", 429,
+			http.Header{"X-Request-Id": {"req-9"}, "Retry-After": {"30"}, "X-Ratelimit-Limit": {"80"}, "X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Reset": {"30"}}, "",
+			wantStatus{code: codes.ResourceExhausted, reason: "TOO_MANY_REQUESTS", requestID: "req-9", retryDelay: 30 * time.Second, quotaFailure: true,
+				msg: msg("Too Many Requests", "HTTP 429")}},
+		{"500 documented example", 500, rid, readExample(t, "failure_500.json"), wantStatus{
+			code: codes.Internal, reason: "OUT_OF_GAS", requestID: "req-1", msg: msg("DeLorean Out Of Gas: The DeLorean has run out of gas"),
+		}},
+		{"501", 501, nil, `{"errors":[{"status":"501","title":"Not Implemented"}]}`, wantStatus{
+			code: codes.Unimplemented, reason: "NOT_IMPLEMENTED", msg: msg("Not Implemented"),
+		}},
+		{"502 from a proxy, not JSON", 502, nil, "<html>Bad Gateway</html>", wantStatus{
+			code: codes.Unavailable, reason: "BAD_GATEWAY", msg: msg("<html>Bad Gateway</html>", "HTTP 502"),
+		}},
+		{"503 with a retry hint", 503, http.Header{"Retry-After": {"5"}}, `{"errors":[{"status":"503","code":"maintenance","title":"Down for maintenance"}]}`, wantStatus{
+			code: codes.Unavailable, reason: "MAINTENANCE", retryDelay: 5 * time.Second, msg: msg("Down for maintenance"),
+		}},
+		{"504", 504, nil, "", wantStatus{code: codes.DeadlineExceeded, reason: "GATEWAY_TIMEOUT", msg: msg("Gateway Timeout")}},
+		{"other 4xx: 418", 418, nil, `{"errors":[{"title":"Teapot"}]}`, wantStatus{
+			code: codes.FailedPrecondition, reason: "I_M_A_TEAPOT", msg: msg("Teapot"),
+		}},
+		{"other 4xx: 422 with a pointer", 422, nil, `{"errors":[{"code":"invalid_spec","title":"Invalid","detail":"bad version","source":{"pointer":"/spec/version"}}]}`, wantStatus{
+			code: codes.FailedPrecondition, reason: "INVALID_SPEC", badRequestFields: []string{"/spec/version"}, msg: msg("Invalid: bad version"),
+		}},
+		{"other 5xx: 507", 507, nil, "", wantStatus{code: codes.Internal, reason: "INSUFFICIENT_STORAGE", msg: msg("Insufficient Storage")}},
+		{"2xx that is not the resource", 200, rid, "<html>login</html>", wantStatus{
+			code: codes.Internal, reason: ReasonUndecodable, requestID: "req-1", msg: msg("cannot read"),
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeUpstream{status: tt.status, header: tt.header, body: tt.body}
+			client := startFake(t, f, WithDefaultCredentials(defaultKey))
+			_, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
+			assertStatus(t, err, tt.want)
+			if strings.Contains(err.Error(), "service-secret") || strings.Contains(err.Error(), "U0VSVklDRUtFWTpzZXJ2aWNlLXNlY3JldA") {
+				t.Errorf("status leaks the credential: %v", err)
+			}
+		})
+	}
+}
+
+func TestUpstreamUnreachable(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close()
+	client := startService(t, url, WithDefaultCredentials(defaultKey))
+	_, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
+	assertStatus(t, err, wantStatus{code: codes.Unavailable, reason: ReasonUnreachable, msg: msg("Confluent Cloud is unreachable", "connection refused")})
+}
+
+func TestDeadlines(t *testing.T) {
+	t.Run("the caller's deadline", func(t *testing.T) {
+		f := &fakeUpstream{status: 200, body: "{}", delay: 5 * time.Second}
+		client := startFake(t, f, WithDefaultCredentials(defaultKey))
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		_, err := client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
+		if status.Code(err) != codes.DeadlineExceeded {
+			t.Fatalf("err = %v, want DeadlineExceeded", err)
+		}
+	})
+	t.Run("the service's upstream timeout", func(t *testing.T) {
+		f := &fakeUpstream{status: 200, body: "{}", delay: 5 * time.Second}
+		client := startFake(t, f, WithDefaultCredentials(defaultKey), WithUpstreamTimeout(100*time.Millisecond))
+		_, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
+		assertStatus(t, err, wantStatus{code: codes.DeadlineExceeded, msg: msg("did not answer before the deadline")})
+	})
+}
+
+func TestCodeForHTTPStatus(t *testing.T) {
+	// The whole table, including statuses no example above exercises.
+	tests := []struct {
+		status int
+		code   string
+		want   codes.Code
+	}{
+		{400, "", codes.InvalidArgument}, {401, "", codes.Unauthenticated}, {403, "", codes.PermissionDenied},
+		{404, "", codes.NotFound}, {409, "", codes.Aborted}, {409, "DUPLICATE", codes.AlreadyExists},
+		{409, "resource_already_exists", codes.AlreadyExists}, {429, "", codes.ResourceExhausted},
+		{500, "", codes.Internal}, {501, "", codes.Unimplemented}, {502, "", codes.Unavailable},
+		{503, "", codes.Unavailable}, {504, "", codes.DeadlineExceeded}, {405, "", codes.FailedPrecondition},
+		{412, "", codes.FailedPrecondition}, {499, "", codes.FailedPrecondition}, {505, "", codes.Internal},
+		{599, "", codes.Internal}, {302, "", codes.Unknown}, {100, "", codes.Unknown},
+	}
+	for _, tt := range tests {
+		if got := CodeForHTTPStatus(tt.status, tt.code); got != tt.want {
+			t.Errorf("CodeForHTTPStatus(%d, %q) = %s, want %s", tt.status, tt.code, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,97 @@
+// Package service implements confluent.plugin.v1.PluginService on top of the
+// upstream client: it validates requests, picks the credentials to send,
+// translates upstream resources into the contract's messages, and upstream
+// failures into gRPC statuses with details. It knows gRPC and the contract; HTTP
+// and the upstream's JSON stay in package upstream.
+package service
+
+import (
+	"context"
+	"time"
+
+	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/upstream"
+)
+
+// Service is the PluginService implementation. Create it with New.
+type Service struct {
+	pluginv1.UnimplementedPluginServiceServer
+
+	client      *upstream.Client
+	defaultAuth upstream.Authorization
+	timeout     time.Duration
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithDefaultCredentials sets the credential sent upstream when a caller sends no
+// authorization metadata of its own: typically the service's Cloud API key. Without
+// it, such callers get UNAUTHENTICATED.
+func WithDefaultCredentials(a upstream.Authorization) Option {
+	return func(s *Service) { s.defaultAuth = a }
+}
+
+// WithUpstreamTimeout bounds each upstream call when the caller's own deadline is
+// later or absent, so that a caller without a deadline cannot hold a request open
+// for as long as the upstream takes. Zero (the default) leaves the bound to the
+// caller.
+func WithUpstreamTimeout(d time.Duration) Option {
+	return func(s *Service) { s.timeout = d }
+}
+
+// New returns a Service that reads from client.
+func New(client *upstream.Client, opts ...Option) *Service {
+	s := &Service{client: client}
+	for _, opt := range opts {
+		opt(s)
+	}
+	return s
+}
+
+// GetPluginVersion reads one version of a custom Connect plugin.
+func (s *Service) GetPluginVersion(ctx context.Context, req *pluginv1.GetPluginVersionRequest) (*pluginv1.CustomConnectPluginVersion, error) {
+	if err := validate(
+		field{"plugin_id", req.GetPluginId()},
+		field{"id", req.GetId()},
+		field{"environment", req.GetEnvironment()},
+	); err != nil {
+		return nil, err
+	}
+	auth, err := s.credentials(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	v, err := s.client.GetPluginVersion(ctx, auth, req.GetPluginId(), req.GetId(), req.GetEnvironment())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return pluginVersionToProto(v), nil
+}
+
+// GetConnectorPlugin reads one custom connector plugin.
+func (s *Service) GetConnectorPlugin(ctx context.Context, req *pluginv1.GetConnectorPluginRequest) (*pluginv1.CustomConnectorPlugin, error) {
+	if err := validate(field{"id", req.GetId()}); err != nil {
+		return nil, err
+	}
+	auth, err := s.credentials(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	p, err := s.client.GetConnectorPlugin(ctx, auth, req.GetId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return connectorPluginToProto(p), nil
+}
+
+func (s *Service) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if s.timeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, s.timeout)
+}
