@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func TestParseConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     func(string) string
+		check   func(t *testing.T, c config)
+		wantErr string
+	}{
+		{
+			name: "defaults", env: env(),
+			check: func(t *testing.T, c config) {
+				if c.GRPCAddr != ":9090" || c.HTTPAddr != ":8080" || c.UpstreamURL != "https://api.confluent.cloud" ||
+					c.UpstreamTimeout != 30*time.Second || c.ShutdownTimeout != 10*time.Second || c.Sandbox ||
+					c.LogLevel != slog.LevelInfo || c.LogFormat != "text" || !c.Credentials.IsZero() {
+					t.Errorf("defaults = %+v", c)
+				}
+			},
+		},
+		{
+			name: "environment variables", env: env("PLUGIN_FACADE_GRPC_ADDR", "127.0.0.1:1", "PLUGIN_FACADE_HTTP_ADDR", "127.0.0.1:2",
+				"PLUGIN_FACADE_UPSTREAM_URL", "http://localhost:3", "PLUGIN_FACADE_UPSTREAM_TIMEOUT", "2s",
+				"PLUGIN_FACADE_SHUTDOWN_TIMEOUT", "3s", "PLUGIN_FACADE_LOG_LEVEL", "debug", "PLUGIN_FACADE_LOG_FORMAT", "json"),
+			check: func(t *testing.T, c config) {
+				if c.GRPCAddr != "127.0.0.1:1" || c.HTTPAddr != "127.0.0.1:2" || c.UpstreamURL != "http://localhost:3" ||
+					c.UpstreamTimeout != 2*time.Second || c.ShutdownTimeout != 3*time.Second || c.LogLevel != slog.LevelDebug || c.LogFormat != "json" {
+					t.Errorf("from the environment = %+v", c)
+				}
+			},
+		},
+		{
+			name: "flags win over the environment", args: []string{"--grpc-addr", "127.0.0.1:5"},
+			env: env("PLUGIN_FACADE_GRPC_ADDR", "127.0.0.1:1"),
+			check: func(t *testing.T, c config) {
+				if c.GRPCAddr != "127.0.0.1:5" {
+					t.Errorf("GRPCAddr = %s, want the flag's", c.GRPCAddr)
+				}
+			},
+		},
+		{
+			name: "sandbox from the environment", env: env("PLUGIN_FACADE_SANDBOX", "true"),
+			check: func(t *testing.T, c config) {
+				if !c.Sandbox {
+					t.Error("Sandbox = false")
+				}
+			},
+		},
+		{
+			name: "Cloud API key", env: env("CONFLUENT_CLOUD_API_KEY", "KEY", "CONFLUENT_CLOUD_API_SECRET", "hunter2"),
+			check: func(t *testing.T, c config) {
+				if c.Credentials.Scheme() != "Basic" {
+					t.Errorf("Credentials = %v, want Basic", c.Credentials)
+				}
+			},
+		},
+		{name: "key without secret", env: env("CONFLUENT_CLOUD_API_KEY", "KEY"), wantErr: "set both CONFLUENT_CLOUD_API_KEY and CONFLUENT_CLOUD_API_SECRET"},
+		{name: "secret without key", env: env("CONFLUENT_CLOUD_API_SECRET", "hunter2"), wantErr: "set both"},
+		{name: "sandbox with an upstream", args: []string{"--sandbox", "--upstream-url", "http://x"}, env: env(), wantErr: "exclude each other"},
+		{name: "credentials in the upstream URL", args: []string{"--upstream-url", "https://k:hunter2@api.confluent.cloud"}, env: env(), wantErr: "must not contain credentials"},
+		{name: "relative upstream URL", args: []string{"--upstream-url", "api.confluent.cloud"}, env: env(), wantErr: "--upstream-url"},
+		{name: "negative upstream timeout", args: []string{"--upstream-timeout", "-1s"}, env: env(), wantErr: "must not be negative"},
+		{name: "zero shutdown timeout", args: []string{"--shutdown-timeout", "0"}, env: env(), wantErr: "must be positive"},
+		{name: "bad log format", args: []string{"--log-format", "xml"}, env: env(), wantErr: "text or json"},
+		{name: "bad duration in the environment", env: env("PLUGIN_FACADE_UPSTREAM_TIMEOUT", "soon"), wantErr: "PLUGIN_FACADE_UPSTREAM_TIMEOUT"},
+		{name: "bad log level", args: []string{"--log-level", "loud"}, env: env(), wantErr: "log-level"},
+		{name: "stray argument", args: []string{"serve"}, env: env(), wantErr: "unexpected arguments: serve"},
+		{name: "unknown flag", args: []string{"--port", "1"}, env: env(), wantErr: "not defined"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			c, err := parseConfig(tt.args, tt.env, &out)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to mention %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "hunter2") || strings.Contains(out.String(), "hunter2") {
+					t.Errorf("the secret appears in %q / %q", err, out.String())
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while run writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestRunSandbox runs the command as `make run` does (on loopback ports chosen
+// by the system), follows the printed curl instructions, and stops it.
+func TestRunSandbox(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stdout, stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--sandbox", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"},
+			env("CONFLUENT_CLOUD_API_KEY", "REALKEY", "CONFLUENT_CLOUD_API_SECRET", "hunter2"), &stdout, &stderr)
+	}()
+
+	curl := regexp.MustCompile(`curl -s (http://\S+/connect/v1/custom-connector-plugins/ccp-12345)\n`)
+	var url string
+	for deadline := time.Now().Add(10 * time.Second); url == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := curl.FindStringSubmatch(stdout.String()); m != nil {
+			url = m[1]
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("run returned early: %v\n%s", err, stderr.String())
+		default:
+		}
+	}
+	if url == "" {
+		t.Fatalf("no curl command printed:\n%s", stdout.String())
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"display_name"`) {
+		t.Errorf("GET %s = %d %s", url, resp.StatusCode, body)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run after shutdown = %v, want nil", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not return after its context ended")
+	}
+	for _, out := range []string{stdout.String(), stderr.String()} {
+		if strings.Contains(out, "hunter2") || strings.Contains(out, "sandbox-secret") {
+			t.Errorf("a secret was printed:\n%s", out)
+		}
+	}
+	if !strings.Contains(stderr.String(), "ignoring CONFLUENT_CLOUD_API_KEY") {
+		t.Errorf("no warning that the sandbox ignores the configured key:\n%s", stderr.String())
+	}
+}
+
+func TestRunReportsBusyPorts(t *testing.T) {
+	err := run(t.Context(), []string{"--grpc-addr", "256.0.0.1:1"}, env(), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--grpc-addr") {
+		t.Fatalf("err = %v, want a --grpc-addr error", err)
+	}
+}

@@ -1,0 +1,542 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
+
+	pluginfacade "github.com/acme/plugin-facade"
+	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/sandbox"
+	"github.com/acme/plugin-facade/internal/service"
+	"github.com/acme/plugin-facade/internal/upstream"
+)
+
+// stack is the whole facade, as cmd/server runs it, on loopback listeners in
+// front of the sandbox.
+type stack struct {
+	sandbox *sandbox.Server
+	conn    *grpc.ClientConn
+	client  pluginv1.PluginServiceClient
+	httpURL string
+}
+
+// sandboxKey is the default credential of a stack: the sandbox's Cloud API key.
+var sandboxKey = upstream.BasicAuth(sandbox.APIKey, sandbox.APISecret)
+
+func startStack(t *testing.T, svcOpts []service.Option, sbOpts ...sandbox.Option) *stack {
+	t.Helper()
+	sb, err := sandbox.Start(sbOpts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sb.Close() })
+	uc, err := upstream.New(sb.URL(), upstream.WithUserAgent("plugin-facade/test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startServer(t, service.New(uc, svcOpts...), sb)
+}
+
+func startServer(t *testing.T, svc pluginv1.PluginServiceServer, sb *sandbox.Server) *stack {
+	t.Helper()
+	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	srv := New(svc, WithOpenAPI(pluginfacade.OpenAPI()), WithShutdownTimeout(5*time.Second))
+	go func() { done <- srv.Serve(ctx, grpcLis, httpLis) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve returned %v after shutdown, want nil", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return within 10s of shutdown")
+		}
+	})
+
+	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return &stack{sandbox: sb, conn: conn, client: pluginv1.NewPluginServiceClient(conn), httpURL: "http://" + httpLis.Addr().String()}
+}
+
+type restResponse struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (s *stack) get(t *testing.T, path string, header ...string) restResponse {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.httpURL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return restResponse{status: resp.StatusCode, header: resp.Header, body: body}
+}
+
+// assertAllFieldsSet fails for every field of m (recursively) that is not set,
+// except the paths in allowedUnset. It is how "returns every field" is checked
+// against the fully populated sandbox seeds.
+func assertAllFieldsSet(t *testing.T, m proto.Message, allowedUnset ...string) {
+	t.Helper()
+	var walk func(prefix string, m protoreflect.Message)
+	walk = func(prefix string, m protoreflect.Message) {
+		fields := m.Descriptor().Fields()
+		for i := 0; i < fields.Len(); i++ {
+			fd := fields.Get(i)
+			path := prefix + string(fd.Name())
+			if slices.Contains(allowedUnset, path) {
+				continue
+			}
+			if !m.Has(fd) {
+				t.Errorf("field %s is not set", path)
+				continue
+			}
+			switch {
+			case fd.IsList() && fd.Message() != nil:
+				for j := 0; j < m.Get(fd).List().Len(); j++ {
+					walk(path+"[].", m.Get(fd).List().Get(j).Message())
+				}
+			case fd.Message() != nil && fd.Message().ParentFile().Package() == "confluent.plugin.v1":
+				// Well-known types such as Timestamp are leaves: a zero nanos is a value.
+				walk(path+".", m.Get(fd).Message())
+			}
+		}
+	}
+	walk("", m.ProtoReflect())
+}
+
+func TestReflectionListsPluginService(t *testing.T) {
+	s := startStack(t, []service.Option{service.WithDefaultCredentials(sandboxKey)})
+
+	t.Run("v1", func(t *testing.T) {
+		stream, err := reflectionv1.NewServerReflectionClient(s.conn).ServerReflectionInfo(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_ListServices{}}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, svc := range resp.GetListServicesResponse().GetService() {
+			names = append(names, svc.GetName())
+		}
+		for _, want := range []string{"confluent.plugin.v1.PluginService", "grpc.health.v1.Health"} {
+			if !slices.Contains(names, want) {
+				t.Errorf("reflection lists %v, want %s among them", names, want)
+			}
+		}
+
+		// A client such as grpcurl then fetches the descriptors to build requests.
+		if err := stream.Send(&reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_FileContainingSymbol{
+			FileContainingSymbol: "confluent.plugin.v1.PluginService",
+		}}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err = stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var methods []string
+		for _, raw := range resp.GetFileDescriptorResponse().GetFileDescriptorProto() {
+			var fd descriptorpb.FileDescriptorProto
+			if err := proto.Unmarshal(raw, &fd); err != nil {
+				t.Fatal(err)
+			}
+			for _, svc := range fd.GetService() {
+				for _, m := range svc.GetMethod() {
+					methods = append(methods, svc.GetName()+"/"+m.GetName())
+				}
+			}
+		}
+		for _, want := range []string{"PluginService/GetPluginVersion", "PluginService/GetConnectorPlugin"} {
+			if !slices.Contains(methods, want) {
+				t.Errorf("descriptors describe %v, want %s", methods, want)
+			}
+		}
+	})
+
+	t.Run("v1alpha", func(t *testing.T) {
+		stream, err := reflectionv1alpha.NewServerReflectionClient(s.conn).ServerReflectionInfo(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&reflectionv1alpha.ServerReflectionRequest{MessageRequest: &reflectionv1alpha.ServerReflectionRequest_ListServices{}}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, svc := range resp.GetListServicesResponse().GetService() {
+			found = found || svc.GetName() == "confluent.plugin.v1.PluginService"
+		}
+		if !found {
+			t.Errorf("v1alpha reflection does not list PluginService: %v", resp)
+		}
+	})
+}
+
+func TestHealth(t *testing.T) {
+	s := startStack(t, nil)
+	for _, name := range []string{"", "confluent.plugin.v1.PluginService"} {
+		resp, err := healthpb.NewHealthClient(s.conn).Check(t.Context(), &healthpb.HealthCheckRequest{Service: name})
+		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("health of %q = %v, %v; want SERVING", name, resp, err)
+		}
+	}
+	if r := s.get(t, "/healthz"); r.status != http.StatusOK || !strings.Contains(string(r.body), "SERVING") {
+		t.Errorf("/healthz = %d %s, want 200 SERVING", r.status, r.body)
+	}
+}
+
+func TestOpenAPIDocumentIsServed(t *testing.T) {
+	s := startStack(t, nil)
+	r := s.get(t, "/openapi.json")
+	if r.status != http.StatusOK || r.header.Get("Content-Type") != "application/json" {
+		t.Fatalf("/openapi.json = %d %s", r.status, r.header.Get("Content-Type"))
+	}
+	var doc struct {
+		Swagger string                    `json:"swagger"`
+		Paths   map[string]map[string]any `json:"paths"`
+	}
+	if err := json.Unmarshal(r.body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/ccpm/v1/plugins/{plugin_id}/versions/{id}", "/connect/v1/custom-connector-plugins/{id}"} {
+		if _, ok := doc.Paths[p]["get"]; !ok {
+			t.Errorf("OpenAPI document has no GET %s; paths: %v", p, doc.Paths)
+		}
+	}
+}
+
+func TestBothRPCsOverGRPCAndREST(t *testing.T) {
+	s := startStack(t, []service.Option{service.WithDefaultCredentials(sandboxKey)})
+
+	tests := []struct {
+		name         string
+		grpc         func(context.Context) (proto.Message, error)
+		restPath     string
+		into         proto.Message
+		allowedUnset []string
+	}{
+		{
+			name: "plugin version with every field",
+			grpc: func(ctx context.Context) (proto.Message, error) {
+				return s.client.GetPluginVersion(ctx, &pluginv1.GetPluginVersionRequest{
+					PluginId: sandbox.PluginID, Id: sandbox.DeletedVersionID, Environment: sandbox.Environment})
+			},
+			restPath:     "/ccpm/v1/plugins/" + sandbox.PluginID + "/versions/" + sandbox.DeletedVersionID + "?environment=" + sandbox.Environment,
+			into:         &pluginv1.CustomConnectPluginVersion{},
+			allowedUnset: []string{"status.error_message"}, // a READY version has no error
+		},
+		{
+			name: "failed plugin version",
+			grpc: func(ctx context.Context) (proto.Message, error) {
+				return s.client.GetPluginVersion(ctx, &pluginv1.GetPluginVersionRequest{
+					PluginId: sandbox.FailedPluginID, Id: sandbox.FailedVersionID, Environment: sandbox.Environment})
+			},
+			restPath:     "/ccpm/v1/plugins/" + sandbox.FailedPluginID + "/versions/" + sandbox.FailedVersionID + "?environment=" + sandbox.Environment,
+			into:         &pluginv1.CustomConnectPluginVersion{},
+			allowedUnset: []string{"metadata.deleted_at"},
+		},
+		{
+			name: "connector plugin with every field",
+			grpc: func(ctx context.Context) (proto.Message, error) {
+				return s.client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID})
+			},
+			restPath:     "/connect/v1/custom-connector-plugins/" + sandbox.PluginID,
+			into:         &pluginv1.CustomConnectorPlugin{},
+			allowedUnset: []string{"metadata.deleted_at"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.grpc(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertAllFieldsSet(t, got, tt.allowedUnset...)
+
+			r := s.get(t, tt.restPath)
+			if r.status != http.StatusOK {
+				t.Fatalf("GET %s = %d %s", tt.restPath, r.status, r.body)
+			}
+			if err := protojson.Unmarshal(r.body, tt.into); err != nil {
+				t.Fatalf("REST body is not the resource: %v\n%s", err, r.body)
+			}
+			if !proto.Equal(got, tt.into) {
+				t.Errorf("REST and gRPC disagree:\ngRPC: %v\nREST: %v", got, tt.into)
+			}
+			// The gateway speaks the upstream's snake_case field names.
+			if !strings.Contains(string(r.body), `"api_version"`) || strings.Contains(string(r.body), `"apiVersion"`) {
+				t.Errorf("REST JSON does not use proto field names: %s", r.body)
+			}
+		})
+	}
+}
+
+func TestUnknownEnumValuesReachRESTClients(t *testing.T) {
+	s := startStack(t, []service.Option{service.WithDefaultCredentials(sandboxKey)})
+	r := s.get(t, "/ccpm/v1/plugins/"+sandbox.UnknownEnumsPluginID+"/versions/"+sandbox.UnknownEnumsVersionID+"?environment="+sandbox.Environment)
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	var v pluginv1.CustomConnectPluginVersion
+	if err := protojson.Unmarshal(r.body, &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.GetStatus().GetPhase() != pluginv1.VersionPhase_VERSION_PHASE_UNSPECIFIED || v.GetStatus().GetPhaseRaw() != "VALIDATING" {
+		t.Errorf("phase = %v / %q, want UNSPECIFIED / VALIDATING", v.GetStatus().GetPhase(), v.GetStatus().GetPhaseRaw())
+	}
+	if got := v.GetSpec().GetConnectorClasses()[0].GetTypeRaw(); got != "TRANSFORM" {
+		t.Errorf("connector class type_raw = %q, want TRANSFORM", got)
+	}
+}
+
+// TestErrorsOverBothProtocols checks the mapping table from a client's seat: the
+// gRPC code and the gateway's HTTP status of each failure, and whether the call
+// reached the upstream at all.
+func TestErrorsOverBothProtocols(t *testing.T) {
+	s := startStack(t, []service.Option{service.WithDefaultCredentials(sandboxKey)})
+	version := func(plugin, id, env string) (func(context.Context) error, string) {
+		return func(ctx context.Context) error {
+				_, err := s.client.GetPluginVersion(ctx, &pluginv1.GetPluginVersionRequest{PluginId: plugin, Id: id, Environment: env})
+				return err
+			}, "/ccpm/v1/plugins/" + plugin + "/versions/" + id + "?environment=" + env
+	}
+	plugin := func(id string) (func(context.Context) error, string) {
+		return func(ctx context.Context) error {
+			_, err := s.client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: id})
+			return err
+		}, "/connect/v1/custom-connector-plugins/" + id
+	}
+	tests := []struct {
+		name            string
+		call            func(context.Context) error
+		path            string
+		auth            string // Authorization the caller sends, if any
+		wantCode        codes.Code
+		wantHTTP        int
+		reachesUpstream bool
+	}{
+		{name: "unknown plugin", wantCode: codes.NotFound, wantHTTP: 404, reachesUpstream: true},
+		{name: "unknown version", wantCode: codes.NotFound, wantHTTP: 404, reachesUpstream: true},
+		{name: "environment the key may not read", wantCode: codes.PermissionDenied, wantHTTP: 403, reachesUpstream: true},
+		{name: "wrong bearer token is forwarded, not replaced by the default key", auth: "Bearer not-the-token", wantCode: codes.Unauthenticated, wantHTTP: 401, reachesUpstream: true},
+		{name: "missing environment", wantCode: codes.InvalidArgument, wantHTTP: 400},
+		{name: "id with a space", wantCode: codes.InvalidArgument, wantHTTP: 400},
+		{name: "id with an encoded slash", wantCode: codes.InvalidArgument, wantHTTP: 400},
+		{name: "authorization with an unknown scheme", auth: "Digest abc", wantCode: codes.Unauthenticated, wantHTTP: 401},
+	}
+	calls := map[string]func() (func(context.Context) error, string){
+		"unknown plugin":                   func() (func(context.Context) error, string) { return plugin("ccp-00000") },
+		"unknown version":                  func() (func(context.Context) error, string) { return version(sandbox.PluginID, "ver-00000", sandbox.Environment) },
+		"environment the key may not read": func() (func(context.Context) error, string) { return version(sandbox.PluginID, sandbox.VersionID, sandbox.ForbiddenEnvironment) },
+		"wrong bearer token is forwarded, not replaced by the default key": func() (func(context.Context) error, string) { return plugin(sandbox.PluginID) },
+		"missing environment":                   func() (func(context.Context) error, string) { return version(sandbox.PluginID, sandbox.VersionID, "") },
+		"id with a space":                       func() (func(context.Context) error, string) { return plugin("ccp%2012345") },
+		"id with an encoded slash":              func() (func(context.Context) error, string) { return plugin("ccp-1%2F..%2Fx") },
+		"authorization with an unknown scheme": func() (func(context.Context) error, string) { return plugin(sandbox.PluginID) },
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			call, path := calls[tt.name]()
+			before := s.sandbox.Requests()
+
+			ctx := t.Context()
+			if tt.auth != "" {
+				ctx = metadata.AppendToOutgoingContext(ctx, "authorization", tt.auth)
+			}
+			// Over gRPC, the id is sent as it is; an escaped REST path is
+			// decoded by the gateway first, so send the decoded form here.
+			if strings.Contains(path, "%") {
+				call = nil
+			}
+			if call != nil {
+				if err := call(ctx); status.Code(err) != tt.wantCode {
+					t.Errorf("gRPC: %v, want %s", err, tt.wantCode)
+				}
+			}
+			var header []string
+			if tt.auth != "" {
+				header = []string{"Authorization", tt.auth}
+			}
+			r := s.get(t, path, header...)
+			if r.status != tt.wantHTTP {
+				t.Errorf("REST %s = %d %s, want %d", path, r.status, r.body, tt.wantHTTP)
+			}
+			var body struct {
+				Code    int32  `json:"code"`
+				Message string `json:"message"`
+			}
+			if err := json.Unmarshal(r.body, &body); err != nil || codes.Code(body.Code) != tt.wantCode || body.Message == "" {
+				t.Errorf("REST error body = %s, want code %d and a message", r.body, tt.wantCode)
+			}
+
+			reached := s.sandbox.Requests() > before
+			if reached != tt.reachesUpstream {
+				t.Errorf("reached the upstream = %v, want %v", reached, tt.reachesUpstream)
+			}
+			if tt.reachesUpstream && r.header.Get("X-Request-Id") == "" {
+				t.Error("REST error lacks the upstream's X-Request-Id header")
+			}
+		})
+	}
+}
+
+func TestCredentialsAreForwarded(t *testing.T) {
+	// No default key: only a forwarded credential can succeed.
+	s := startStack(t, nil)
+	path := "/connect/v1/custom-connector-plugins/" + sandbox.PluginID
+
+	t.Run("REST Authorization header", func(t *testing.T) {
+		if r := s.get(t, path, "Authorization", "Bearer "+sandbox.BearerToken); r.status != http.StatusOK {
+			t.Errorf("with the sandbox token: %d %s", r.status, r.body)
+		}
+		basic := "Basic " + "U0FOREJPWEtFWTpzYW5kYm94LXNlY3JldA==" // SANDBOXKEY:sandbox-secret
+		if r := s.get(t, path, "Authorization", basic); r.status != http.StatusOK {
+			t.Errorf("with the sandbox key: %d %s", r.status, r.body)
+		}
+	})
+	t.Run("gRPC authorization metadata", func(t *testing.T) {
+		ctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+sandbox.BearerToken)
+		if _, err := s.client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID}); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("no credential at all never reaches the upstream", func(t *testing.T) {
+		before := s.sandbox.Requests()
+		_, err := s.client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID})
+		if status.Code(err) != codes.Unauthenticated {
+			t.Errorf("gRPC: %v, want Unauthenticated", err)
+		}
+		if r := s.get(t, path); r.status != http.StatusUnauthorized {
+			t.Errorf("REST: %d, want 401", r.status)
+		}
+		if n := s.sandbox.Requests() - before; n != 0 {
+			t.Errorf("upstream received %d requests, want 0", n)
+		}
+	})
+}
+
+func TestRateLimitReachesTheCaller(t *testing.T) {
+	s := startStack(t, []service.Option{service.WithDefaultCredentials(sandboxKey)}, sandbox.WithRateLimit(2, time.Minute))
+	req := &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID}
+	for i := 0; i < 2; i++ {
+		if _, err := s.client.GetConnectorPlugin(t.Context(), req); err != nil {
+			t.Fatalf("call %d within the limit: %v", i, err)
+		}
+	}
+	_, err := s.client.GetConnectorPlugin(t.Context(), req)
+	st := status.Convert(err)
+	if st.Code() != codes.ResourceExhausted {
+		t.Fatalf("gRPC over the limit: %v, want ResourceExhausted", err)
+	}
+	var retry time.Duration
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			retry = ri.GetRetryDelay().AsDuration()
+		}
+	}
+	if retry <= 0 || retry > time.Minute {
+		t.Errorf("RetryInfo delay = %v, want within the 1m window", retry)
+	}
+
+	r := s.get(t, "/connect/v1/custom-connector-plugins/"+sandbox.PluginID)
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
+		t.Errorf("REST over the limit = %d, Retry-After %q; want 429 with Retry-After", r.status, r.header.Get("Retry-After"))
+	}
+}
+
+// panicky is a PluginService whose handler panics, to prove one bad call
+// cannot take the process down.
+type panicky struct {
+	pluginv1.UnimplementedPluginServiceServer
+}
+
+func (panicky) GetConnectorPlugin(context.Context, *pluginv1.GetConnectorPluginRequest) (*pluginv1.CustomConnectorPlugin, error) {
+	panic("boom")
+}
+
+func TestPanicsBecomeInternal(t *testing.T) {
+	s := startServer(t, panicky{}, nil)
+	for i := 0; i < 2; i++ { // the second call proves the server survived the first
+		_, err := s.client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-1"})
+		if st := status.Convert(err); st.Code() != codes.Internal || strings.Contains(st.Message(), "boom") {
+			t.Fatalf("call %d: %v, want Internal without the panic's words", i, err)
+		}
+	}
+	if r := s.get(t, "/connect/v1/custom-connector-plugins/ccp-1"); r.status != http.StatusInternalServerError {
+		t.Errorf("REST: %d, want 500", r.status)
+	}
+}
+
+func TestServeReturnsErrorWhenAListenerFails(t *testing.T) {
+	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpLis.Close() // Serve must report it, not hang
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	err = New(panicky{}).Serve(ctx, grpcLis, httpLis)
+	if err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Serve = %v, want the HTTP listener's error", err)
+	}
+}
