@@ -352,9 +352,9 @@ func TestErrorsOverBothProtocols(t *testing.T) {
 	s := startStack(t, []service.Option{service.WithDefaultCredentials(sandboxKey)})
 	version := func(plugin, id, env string) (func(context.Context) error, string) {
 		return func(ctx context.Context) error {
-				_, err := s.client.GetPluginVersion(ctx, &pluginv1.GetPluginVersionRequest{PluginId: plugin, Id: id, Environment: env})
-				return err
-			}, "/ccpm/v1/plugins/" + plugin + "/versions/" + id + "?environment=" + env
+			_, err := s.client.GetPluginVersion(ctx, &pluginv1.GetPluginVersionRequest{PluginId: plugin, Id: id, Environment: env})
+			return err
+		}, "/ccpm/v1/plugins/" + plugin + "/versions/" + id + "?environment=" + env
 	}
 	plugin := func(id string) (func(context.Context) error, string) {
 		return func(ctx context.Context) error {
@@ -381,13 +381,17 @@ func TestErrorsOverBothProtocols(t *testing.T) {
 		{name: "authorization with an unknown scheme", auth: "Digest abc", wantCode: codes.Unauthenticated, wantHTTP: 401},
 	}
 	calls := map[string]func() (func(context.Context) error, string){
-		"unknown plugin":                   func() (func(context.Context) error, string) { return plugin("ccp-00000") },
-		"unknown version":                  func() (func(context.Context) error, string) { return version(sandbox.PluginID, "ver-00000", sandbox.Environment) },
-		"environment the key may not read": func() (func(context.Context) error, string) { return version(sandbox.PluginID, sandbox.VersionID, sandbox.ForbiddenEnvironment) },
+		"unknown plugin": func() (func(context.Context) error, string) { return plugin("ccp-00000") },
+		"unknown version": func() (func(context.Context) error, string) {
+			return version(sandbox.PluginID, "ver-00000", sandbox.Environment)
+		},
+		"environment the key may not read": func() (func(context.Context) error, string) {
+			return version(sandbox.PluginID, sandbox.VersionID, sandbox.ForbiddenEnvironment)
+		},
 		"wrong bearer token is forwarded, not replaced by the default key": func() (func(context.Context) error, string) { return plugin(sandbox.PluginID) },
-		"missing environment":                   func() (func(context.Context) error, string) { return version(sandbox.PluginID, sandbox.VersionID, "") },
-		"id with a space":                       func() (func(context.Context) error, string) { return plugin("ccp%2012345") },
-		"id with an encoded slash":              func() (func(context.Context) error, string) { return plugin("ccp-1%2F..%2Fx") },
+		"missing environment":                  func() (func(context.Context) error, string) { return version(sandbox.PluginID, sandbox.VersionID, "") },
+		"id with a space":                      func() (func(context.Context) error, string) { return plugin("ccp%2012345") },
+		"id with an encoded slash":             func() (func(context.Context) error, string) { return plugin("ccp-1%2F..%2Fx") },
 		"authorization with an unknown scheme": func() (func(context.Context) error, string) { return plugin(sandbox.PluginID) },
 	}
 	for _, tt := range tests {
