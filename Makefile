@@ -4,7 +4,7 @@
 # empty caches needs nothing but Go:
 #   - buf and grpcurl: tools/go.mod, installed into ./bin;
 #   - protoc plugins: tool directives in go.mod, run by buf through `go tool`;
-#   - google/api protos: copied from a pinned Go module into third_party/googleapis.
+#   - google/api and openapiv2 option protos: copied from pinned Go modules into third_party/.
 
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -13,10 +13,16 @@ SHELL := /usr/bin/env bash
 BIN        := $(CURDIR)/bin
 BUF        := $(BIN)/buf
 GRPCURL    := $(BIN)/grpcurl
-# The googleapis protos (google/api/annotations.proto, http.proto, google/rpc/...)
-# ship inside this Go module under third_party/googleapis.
+# Protos our contract imports, copied from pinned Go modules into the git-ignored
+# third_party/ by `make protos`, never edited by hand:
+#   - google/api (annotations.proto, http.proto) and google/rpc ship inside
+#     grpc-gateway v1.16.0 under third_party/googleapis;
+#   - protoc-gen-openapiv2/options ship inside grpc-gateway/v2, at the version
+#     go.mod pins (the same as the protoc-gen-openapiv2 that reads them).
 GOOGLEAPIS_MODULE := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
 GOOGLEAPIS        := third_party/googleapis
+OPENAPIV2_MODULE  := github.com/grpc-ecosystem/grpc-gateway/v2
+OPENAPIV2         := third_party/openapiv2
 
 GO_TEST_FLAGS ?= -race -count=1 -timeout=10m
 
@@ -43,36 +49,40 @@ $(BUF) $(GRPCURL) &: tools/go.mod tools/go.sum
 	cd tools && GOBIN=$(BIN) go install tool
 	@touch $(BUF) $(GRPCURL)
 
-.PHONY: googleapis
-googleapis: $(GOOGLEAPIS)/.copied ## Copy the google/api and google/rpc protos from their pinned Go module.
+.PHONY: protos
+protos: third_party/.copied ## Copy the google/api, google/rpc and openapiv2 option protos from their pinned Go modules.
 
-$(GOOGLEAPIS)/.copied: Makefile
-	rm -rf $(GOOGLEAPIS)
-	mkdir -p $(GOOGLEAPIS)
+third_party/.copied: Makefile go.mod
+	rm -rf third_party
+	mkdir -p $(GOOGLEAPIS) $(OPENAPIV2)/protoc-gen-openapiv2
 	dir=$$(go mod download -json $(GOOGLEAPIS_MODULE) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
 	  test -n "$$dir" || { echo "cannot download $(GOOGLEAPIS_MODULE)" >&2; exit 1; }; \
 	  cp -R "$$dir/third_party/googleapis/google" $(GOOGLEAPIS)/
-	chmod -R u+w $(GOOGLEAPIS)
+	go mod download $(OPENAPIV2_MODULE)
+	dir=$$(go list -m -f '{{.Dir}}' $(OPENAPIV2_MODULE)); \
+	  mkdir -p $(OPENAPIV2)/protoc-gen-openapiv2/options; \
+	  cp "$$dir"/protoc-gen-openapiv2/options/*.proto $(OPENAPIV2)/protoc-gen-openapiv2/options/
+	chmod -R u+w third_party
 	@touch $@
 
 .PHONY: generate
-generate: $(BUF) googleapis ## Regenerate gen/ from proto/.
+generate: $(BUF) protos ## Regenerate gen/ from proto/.
 	$(BUF) generate
 
 .PHONY: check-generated
-check-generated: $(BUF) googleapis ## Fail if gen/ differs from what proto/ generates.
+check-generated: $(BUF) protos ## Fail if gen/ differs from what proto/ generates.
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	  $(BUF) generate -o "$$tmp"; \
 	  diff -r "$$tmp/gen" gen || { echo "gen/ is stale: run 'make generate' and commit the result" >&2; exit 1; }
 
 .PHONY: lint
-lint: $(BUF) googleapis ## buf lint (STANDARD) and gofmt.
+lint: $(BUF) protos ## buf lint (STANDARD) and gofmt.
 	$(BUF) lint
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './third_party/*')); \
 	  test -z "$$out" || { echo "gofmt needed on:" >&2; echo "$$out" >&2; exit 1; }
 
 .PHONY: breaking
-breaking: $(BUF) googleapis ## buf breaking against origin/main (skipped when there is no origin/main).
+breaking: $(BUF) protos ## buf breaking against origin/main (skipped when there is no origin/main).
 	if git rev-parse -q --verify origin/main >/dev/null; then \
 	  $(BUF) breaking --against '.git#ref=origin/main'; \
 	else echo "no origin/main: skipping buf breaking"; fi
