@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/upstream/upstreamtest"
 )
 
 // wantStatus is what a caller must be able to read from a failed call.
@@ -151,8 +152,7 @@ func TestUpstreamFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := &fakeUpstream{status: tt.status, header: tt.header, body: tt.body}
-			client := startFake(t, f, WithDefaultCredentials(defaultKey))
+			_, client := startFake(t, upstreamtest.Response{Status: tt.status, Header: tt.header, Body: tt.body}, WithDefaultCredentials(defaultKey))
 			_, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
 			assertStatus(t, err, tt.want)
 			if strings.Contains(err.Error(), "service-secret") || strings.Contains(err.Error(), "U0VSVklDRUtFWTpzZXJ2aWNlLXNlY3JldA") {
@@ -173,8 +173,7 @@ func TestUpstreamUnreachable(t *testing.T) {
 
 func TestDeadlines(t *testing.T) {
 	t.Run("the caller's deadline", func(t *testing.T) {
-		f := &fakeUpstream{status: 200, body: "{}", delay: 5 * time.Second}
-		client := startFake(t, f, WithDefaultCredentials(defaultKey))
+		_, client := startFake(t, upstreamtest.Response{Status: 200, Body: "{}", Delay: 5 * time.Second}, WithDefaultCredentials(defaultKey))
 		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 		defer cancel()
 		_, err := client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
@@ -183,8 +182,8 @@ func TestDeadlines(t *testing.T) {
 		}
 	})
 	t.Run("the service's upstream timeout", func(t *testing.T) {
-		f := &fakeUpstream{status: 200, body: "{}", delay: 5 * time.Second}
-		client := startFake(t, f, WithDefaultCredentials(defaultKey), WithUpstreamTimeout(100*time.Millisecond))
+		_, client := startFake(t, upstreamtest.Response{Status: 200, Body: "{}", Delay: 5 * time.Second},
+			WithDefaultCredentials(defaultKey), WithUpstreamTimeout(100*time.Millisecond))
 		_, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
 		assertStatus(t, err, wantStatus{code: codes.DeadlineExceeded, msg: msg("did not answer before the deadline")})
 	})

@@ -51,18 +51,14 @@ func New(client *upstream.Client, opts ...Option) *Service {
 
 // GetPluginVersion reads one version of a custom Connect plugin.
 func (s *Service) GetPluginVersion(ctx context.Context, req *pluginv1.GetPluginVersionRequest) (*pluginv1.CustomConnectPluginVersion, error) {
-	if err := validate(
+	ctx, cancel, auth, err := s.prepare(ctx,
 		field{"plugin_id", req.GetPluginId()},
 		field{"id", req.GetId()},
 		field{"environment", req.GetEnvironment()},
-	); err != nil {
-		return nil, err
-	}
-	auth, err := s.credentials(ctx)
+	)
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	v, err := s.client.GetPluginVersion(ctx, auth, req.GetPluginId(), req.GetId(), req.GetEnvironment())
 	if err != nil {
@@ -73,14 +69,10 @@ func (s *Service) GetPluginVersion(ctx context.Context, req *pluginv1.GetPluginV
 
 // GetConnectorPlugin reads one custom connector plugin.
 func (s *Service) GetConnectorPlugin(ctx context.Context, req *pluginv1.GetConnectorPluginRequest) (*pluginv1.CustomConnectorPlugin, error) {
-	if err := validate(field{"id", req.GetId()}); err != nil {
-		return nil, err
-	}
-	auth, err := s.credentials(ctx)
+	ctx, cancel, auth, err := s.prepare(ctx, field{"id", req.GetId()})
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	p, err := s.client.GetConnectorPlugin(ctx, auth, req.GetId())
 	if err != nil {
@@ -89,9 +81,21 @@ func (s *Service) GetConnectorPlugin(ctx context.Context, req *pluginv1.GetConne
 	return connectorPluginToProto(p), nil
 }
 
-func (s *Service) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	if s.timeout <= 0 {
-		return context.WithCancel(ctx)
+// prepare does what every RPC does before calling the upstream: it validates
+// the request's identifiers, picks the credential to send, and bounds the
+// context by the upstream timeout. On error, nothing is left to cancel.
+func (s *Service) prepare(ctx context.Context, fields ...field) (context.Context, context.CancelFunc, upstream.Authorization, error) {
+	if err := validate(fields...); err != nil {
+		return nil, nil, upstream.Authorization{}, err
 	}
-	return context.WithTimeout(ctx, s.timeout)
+	auth, err := s.credentials(ctx)
+	if err != nil {
+		return nil, nil, upstream.Authorization{}, err
+	}
+	if s.timeout <= 0 {
+		ctx, cancel := context.WithCancel(ctx)
+		return ctx, cancel, auth, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	return ctx, cancel, auth, nil
 }

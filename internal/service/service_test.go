@@ -3,11 +3,8 @@ package service
 import (
 	"context"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,54 +20,8 @@ import (
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/upstream"
+	"github.com/acme/plugin-facade/internal/upstream/upstreamtest"
 )
-
-// fakeUpstream answers every request with the scripted status, headers and body,
-// and records what it received.
-type fakeUpstream struct {
-	status int
-	header http.Header
-	body   string
-	delay  time.Duration
-
-	mu       sync.Mutex
-	requests []*http.Request
-}
-
-func (f *fakeUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	f.requests = append(f.requests, r.Clone(context.Background()))
-	f.mu.Unlock()
-	if f.delay > 0 {
-		select {
-		case <-time.After(f.delay):
-		case <-r.Context().Done():
-			return
-		}
-	}
-	for k, v := range f.header {
-		w.Header()[k] = v
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(f.status)
-	_, _ = w.Write([]byte(f.body))
-}
-
-func (f *fakeUpstream) count() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return len(f.requests)
-}
-
-func (f *fakeUpstream) lastAuthorization(t *testing.T) string {
-	t.Helper()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.requests) == 0 {
-		t.Fatal("the upstream received no request")
-	}
-	return f.requests[len(f.requests)-1].Header.Get("Authorization")
-}
 
 // defaultKey is the service's own Cloud API key in these tests.
 var defaultKey = upstream.BasicAuth("SERVICEKEY", "service-secret")
@@ -100,11 +51,10 @@ func startService(t *testing.T, upstreamURL string, opts ...Option) pluginv1.Plu
 }
 
 // startFake starts a scripted upstream and the service in front of it.
-func startFake(t *testing.T, f *fakeUpstream, opts ...Option) pluginv1.PluginServiceClient {
+func startFake(t *testing.T, resp upstreamtest.Response, opts ...Option) (*upstreamtest.Server, pluginv1.PluginServiceClient) {
 	t.Helper()
-	srv := httptest.NewServer(f)
-	t.Cleanup(srv.Close)
-	return startService(t, srv.URL, opts...)
+	up := upstreamtest.Start(t, resp)
+	return up, startService(t, up.URL, opts...)
 }
 
 func readExample(t *testing.T, name string) string {
@@ -120,8 +70,7 @@ func readExample(t *testing.T, name string) string {
 var exampleTime = timestamppb.New(time.Date(2006, 1, 2, 22, 4, 5, 0, time.UTC))
 
 func TestGetPluginVersionTranslatesTheSpecExample(t *testing.T) {
-	f := &fakeUpstream{status: 200, body: readExample(t, "plugin_version.json")}
-	client := startFake(t, f, WithDefaultCredentials(defaultKey))
+	_, client := startFake(t, upstreamtest.Response{Status: 200, Body: readExample(t, "plugin_version.json")}, WithDefaultCredentials(defaultKey))
 
 	got, err := client.GetPluginVersion(t.Context(), &pluginv1.GetPluginVersionRequest{
 		PluginId: "ccp-12345", Id: "ver-12345", Environment: "env-00000",
@@ -175,8 +124,7 @@ func TestGetPluginVersionTranslatesTheSpecExample(t *testing.T) {
 }
 
 func TestGetConnectorPluginTranslatesTheSpecExample(t *testing.T) {
-	f := &fakeUpstream{status: 200, body: readExample(t, "connector_plugin.json")}
-	client := startFake(t, f, WithDefaultCredentials(defaultKey))
+	_, client := startFake(t, upstreamtest.Response{Status: 200, Body: readExample(t, "connector_plugin.json")}, WithDefaultCredentials(defaultKey))
 
 	got, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "dlz-f3a90de"})
 	if err != nil {
@@ -218,12 +166,11 @@ func TestGetConnectorPluginTranslatesTheSpecExample(t *testing.T) {
 }
 
 func TestEnumValuesTheFacadeDoesNotKnowAreCarriedRaw(t *testing.T) {
-	f := &fakeUpstream{status: 200, body: `{
+	_, client := startFake(t, upstreamtest.Response{Status: 200, Body: `{
 		"api_version":"connect/v1","kind":"CustomConnectorPlugin","id":"ccp-1",
 		"display_name":"Future","connector_class":"a.B",
 		"content_format":"TAR","connector_type":"TRANSFORM","cloud":"ORACLE","runtime_language":"RUST",
-		"upload_source":{"location":"GIT_REPOSITORY_LOCATION"}}`}
-	client := startFake(t, f, WithDefaultCredentials(defaultKey))
+		"upload_source":{"location":"GIT_REPOSITORY_LOCATION"}}`}, WithDefaultCredentials(defaultKey))
 	got, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-1"})
 	if err != nil {
 		t.Fatalf("an unknown enum value must not fail the call: %v", err)
@@ -243,12 +190,11 @@ func TestEnumValuesTheFacadeDoesNotKnowAreCarriedRaw(t *testing.T) {
 }
 
 func TestAbsentOptionalFieldsStayAbsent(t *testing.T) {
-	f := &fakeUpstream{status: 200, body: `{
+	_, client := startFake(t, upstreamtest.Response{Status: 200, Body: `{
 		"api_version":"ccpm/v1","kind":"CustomConnectPluginVersion","id":"ver-1",
 		"metadata":{"self":"https://x/ver-1"},
 		"spec":{"version":"0.1.0","connector_classes":[{"class_name":"a.B"}],"environment":{"id":"env-1","related":"r","resource_name":"crn"}},
-		"status":{}}`}
-	client := startFake(t, f, WithDefaultCredentials(defaultKey))
+		"status":{}}`}, WithDefaultCredentials(defaultKey))
 	got, err := client.GetPluginVersion(t.Context(), &pluginv1.GetPluginVersionRequest{PluginId: "ccp-1", Id: "ver-1", Environment: "env-1"})
 	if err != nil {
 		t.Fatal(err)
@@ -290,8 +236,7 @@ func TestCredentials(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := &fakeUpstream{status: 200, body: readExample(t, "connector_plugin.json")}
-			client := startFake(t, f, tt.opts...)
+			f, client := startFake(t, upstreamtest.Response{Status: 200, Body: readExample(t, "connector_plugin.json")}, tt.opts...)
 			ctx := t.Context()
 			for _, v := range tt.md {
 				ctx = metadata.AppendToOutgoingContext(ctx, "authorization", v)
@@ -299,7 +244,7 @@ func TestCredentials(t *testing.T) {
 			_, err := client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
 			if tt.wantErr != "" {
 				assertStatus(t, err, wantStatus{code: codes.Unauthenticated, msg: msg(tt.wantErr)})
-				if n := f.count(); n != 0 {
+				if n := f.Count(); n != 0 {
 					t.Errorf("upstream received %d requests, want 0", n)
 				}
 				for _, v := range tt.md {
@@ -312,7 +257,7 @@ func TestCredentials(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := f.lastAuthorization(t); got != tt.wantForward {
+			if got := f.Last(t).Header.Get("Authorization"); got != tt.wantForward {
 				t.Errorf("upstream got Authorization %q, want %q", got, tt.wantForward)
 			}
 		})
@@ -373,11 +318,10 @@ func TestInvalidRequestsNeverReachTheUpstream(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := &fakeUpstream{status: 200, body: "{}"}
-			client := startFake(t, f, WithDefaultCredentials(defaultKey))
+			f, client := startFake(t, upstreamtest.Response{Status: 200, Body: "{}"}, WithDefaultCredentials(defaultKey))
 			err := tt.call(t.Context(), client)
 			assertStatus(t, err, wantStatus{code: codes.InvalidArgument, msg: msg("invalid request"), badRequestFields: tt.wantFields})
-			if n := f.count(); n != 0 {
+			if n := f.Count(); n != 0 {
 				t.Errorf("upstream received %d requests, want 0", n)
 			}
 		})
@@ -385,8 +329,7 @@ func TestInvalidRequestsNeverReachTheUpstream(t *testing.T) {
 }
 
 func TestValidIdentifiersAreAccepted(t *testing.T) {
-	f := &fakeUpstream{status: 200, body: "{}"}
-	client := startFake(t, f, WithDefaultCredentials(defaultKey))
+	_, client := startFake(t, upstreamtest.Response{Status: 200, Body: "{}"}, WithDefaultCredentials(defaultKey))
 	for _, id := range []string{"ccp-12345", "a", "A_b.c~d-e", strings.Repeat("x", 255), "..."} {
 		if _, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: id}); err != nil {
 			t.Errorf("id %q: %v", id, err)

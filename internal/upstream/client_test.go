@@ -8,55 +8,22 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/acme/plugin-facade/internal/upstream/upstreamtest"
 )
 
 var testAuth = BasicAuth("KEY", "s3cr3t")
 
-// recorder is an upstream that records each request and answers with a fixed
-// status, headers and body.
-type recorder struct {
-	mu       sync.Mutex
-	requests []*http.Request
-	status   int
-	header   http.Header
-	body     string
-}
-
-func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	r.mu.Lock()
-	r.requests = append(r.requests, req.Clone(context.Background()))
-	r.mu.Unlock()
-	for k, vs := range r.header {
-		w.Header()[k] = vs
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(r.status)
-	_, _ = w.Write([]byte(r.body))
-}
-
-func (r *recorder) last(t *testing.T) *http.Request {
+func startUpstream(t *testing.T, status int, header http.Header, body string) (*upstreamtest.Server, *Client) {
 	t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.requests) == 0 {
-		t.Fatal("the upstream received no request")
-	}
-	return r.requests[len(r.requests)-1]
-}
-
-func startUpstream(t *testing.T, status int, header http.Header, body string) (*recorder, *Client) {
-	t.Helper()
-	rec := &recorder{status: status, header: header, body: body}
-	srv := httptest.NewServer(rec)
-	t.Cleanup(srv.Close)
-	c, err := New(srv.URL+"/base/", WithUserAgent("plugin-facade/test"))
+	up := upstreamtest.Start(t, upstreamtest.Response{Status: status, Header: header, Body: body})
+	c, err := New(up.URL+"/base/", WithUserAgent("plugin-facade/test"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return rec, c
+	return up, c
 }
 
 func readTestdata(t *testing.T, name string) string {
@@ -116,7 +83,7 @@ func TestRequestShape(t *testing.T) {
 			if err := tt.call(t.Context(), c); err != nil {
 				t.Fatal(err)
 			}
-			req := rec.last(t)
+			req := rec.Last(t)
 			if req.Method != http.MethodGet {
 				t.Errorf("method = %s, want GET", req.Method)
 			}
@@ -148,7 +115,7 @@ func TestBearerIsForwardedAsIs(t *testing.T) {
 	if _, err := c.GetConnectorPlugin(t.Context(), auth, "ccp-1"); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := rec.last(t).Header.Get("Authorization"), "Bearer eyJhbGciOi.J9.sig-_"; got != want {
+	if got, want := rec.Last(t).Header.Get("Authorization"), "Bearer eyJhbGciOi.J9.sig-_"; got != want {
 		t.Errorf("Authorization = %q, want %q", got, want)
 	}
 }
@@ -158,7 +125,7 @@ func TestNoCredentialsNeverCallsUpstream(t *testing.T) {
 	if _, err := c.GetConnectorPlugin(t.Context(), Authorization{}, "ccp-1"); err == nil {
 		t.Fatal("want an error without credentials")
 	}
-	if n := len(rec.requests); n != 0 {
+	if n := rec.Count(); n != 0 {
 		t.Fatalf("upstream received %d requests, want 0", n)
 	}
 }

@@ -1,0 +1,82 @@
+// Package upstreamtest provides a scripted upstream for tests: a real HTTP server
+// on loopback that answers every request with the same status, headers and body,
+// and records what it received. Tests of the client and of the service use it to
+// play one upstream answer at a time, such as an example from the API pages.
+package upstreamtest
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Response is what the server answers.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   string
+	// Delay holds the answer back (until the request's context ends, if sooner),
+	// to exercise deadlines.
+	Delay time.Duration
+}
+
+// Server is a running scripted upstream. It stops when the test ends.
+type Server struct {
+	// URL is the base URL of the server, such as http://127.0.0.1:41234.
+	URL string
+
+	resp     Response
+	mu       sync.Mutex
+	requests []*http.Request
+}
+
+// Start starts a server that answers every request with resp (Content-Type
+// application/json unless resp.Header says otherwise).
+func Start(t testing.TB, resp Response) *Server {
+	t.Helper()
+	s := &Server{resp: resp}
+	srv := httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(srv.Close)
+	s.URL = srv.URL
+	return s
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.requests = append(s.requests, r.Clone(context.Background()))
+	s.mu.Unlock()
+	if s.resp.Delay > 0 {
+		select {
+		case <-time.After(s.resp.Delay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	for k, vs := range s.resp.Header {
+		w.Header()[k] = vs
+	}
+	w.WriteHeader(s.resp.Status)
+	_, _ = w.Write([]byte(s.resp.Body))
+}
+
+// Count returns how many requests the server has received.
+func (s *Server) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.requests)
+}
+
+// Last returns the latest request, failing the test if there was none.
+func (s *Server) Last(t testing.TB) *http.Request {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.requests) == 0 {
+		t.Fatal("the upstream received no request")
+	}
+	return s.requests[len(s.requests)-1]
+}
