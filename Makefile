@@ -42,6 +42,10 @@ build: ## Build the server binary into ./bin/plugin-facade.
 test: check-generated lint vet tidy-check ## Run every check: generation drift, buf lint, gofmt, go vet, go mod tidy, go test -race.
 	go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: bench
+bench: ## Benchmarks of the whole stack over loopback against the sandbox.
+	go test -run '^$$' -bench . -benchmem ./...
+
 .PHONY: tools
 tools: $(BUF) $(GRPCURL) ## Install the pinned buf and grpcurl into ./bin.
 

@@ -45,7 +45,7 @@ type stack struct {
 // sandboxKey is the default credential of a stack: the sandbox's Cloud API key.
 var sandboxKey = upstream.BasicAuth(sandbox.APIKey, sandbox.APISecret)
 
-func startStack(t *testing.T, svcOpts []service.Option, sbOpts ...sandbox.Option) *stack {
+func startStack(t testing.TB, svcOpts []service.Option, sbOpts ...sandbox.Option) *stack {
 	t.Helper()
 	sb, err := sandbox.Start(sbOpts...)
 	if err != nil {
@@ -59,7 +59,7 @@ func startStack(t *testing.T, svcOpts []service.Option, sbOpts ...sandbox.Option
 	return startServer(t, service.New(uc, svcOpts...), sb)
 }
 
-func startServer(t *testing.T, svc pluginv1.PluginServiceServer, sb *sandbox.Server) *stack {
+func startServer(t testing.TB, svc pluginv1.PluginServiceServer, sb *sandbox.Server) *stack {
 	t.Helper()
 	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -99,7 +99,7 @@ type restResponse struct {
 	body   []byte
 }
 
-func (s *stack) get(t *testing.T, path string, header ...string) restResponse {
+func (s *stack) get(t testing.TB, path string, header ...string) restResponse {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.httpURL+path, nil)
 	if err != nil {

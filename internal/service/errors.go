@@ -17,22 +17,22 @@ import (
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
-// ErrorDomain is the google.rpc.ErrorInfo domain of failures that come from
+// errorDomain is the google.rpc.ErrorInfo domain of failures that come from
 // Confluent Cloud, as opposed to the facade itself.
-const ErrorDomain = "api.confluent.cloud"
+const errorDomain = "api.confluent.cloud"
 
 // Reasons of the google.rpc.ErrorInfo this service attaches when the upstream
 // gave no application code of its own.
 const (
-	ReasonUnreachable  = "UPSTREAM_UNREACHABLE"
-	ReasonUndecodable  = "UPSTREAM_RESPONSE_UNDECODABLE"
-	ReasonUnclassified = "UPSTREAM_ERROR"
+	reasonUnreachable  = "UPSTREAM_UNREACHABLE"
+	reasonUndecodable  = "UPSTREAM_RESPONSE_UNDECODABLE"
+	reasonUnclassified = "UPSTREAM_ERROR"
 )
 
-// CodeForHTTPStatus maps an upstream HTTP status to the gRPC code the service
+// codeForHTTPStatus maps an upstream HTTP status to the gRPC code the service
 // answers with. upstreamCode, the upstream's application error code, only matters
 // for 409, where a "duplicate" code means ALREADY_EXISTS rather than ABORTED.
-func CodeForHTTPStatus(httpStatus int, upstreamCode string) codes.Code {
+func codeForHTTPStatus(httpStatus int, upstreamCode string) codes.Code {
 	switch httpStatus {
 	case http.StatusBadRequest:
 		return codes.InvalidArgument
@@ -82,7 +82,7 @@ func toStatus(err error) error {
 		return upstreamErrorStatus(ue).Err()
 	case errors.As(err, &de):
 		st := status.New(codes.Internal, "Confluent Cloud answered with a body this service cannot read: "+de.Err.Error())
-		details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: ReasonUndecodable, Domain: ErrorDomain,
+		details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reasonUndecodable, Domain: errorDomain,
 			Metadata: map[string]string{"httpStatus": strconv.Itoa(de.StatusCode)}}}
 		if de.RequestID != "" {
 			details = append(details, requestInfo(de.RequestID))
@@ -90,18 +90,31 @@ func toStatus(err error) error {
 		return withDetails(st, details...).Err()
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "the call was canceled before Confluent Cloud answered")
-	case errors.As(err, &te) && te.Timeout():
+	case errors.As(err, &te) && te.DeadlineExceeded():
 		return status.Error(codes.DeadlineExceeded, "Confluent Cloud did not answer before the deadline")
 	case errors.As(err, &te):
-		st := status.New(codes.Unavailable, "Confluent Cloud is unreachable: "+te.Err.Error())
-		return withDetails(st, &errdetails.ErrorInfo{Reason: ReasonUnreachable, Domain: ErrorDomain}).Err()
+		// Only the root cause ("connection refused", "no such host"): the
+		// layers above it name internal addresses. Service.fail logs it whole.
+		st := status.New(codes.Unavailable, "Confluent Cloud is unreachable, try again later: "+rootCause(te.Err))
+		return withDetails(st, &errdetails.ErrorInfo{Reason: reasonUnreachable, Domain: errorDomain}).Err()
 	default:
 		return status.Error(codes.Internal, err.Error())
 	}
 }
 
+// rootCause returns the message of the innermost wrapped error.
+func rootCause(err error) string {
+	for {
+		inner := errors.Unwrap(err)
+		if inner == nil {
+			return err.Error()
+		}
+		err = inner
+	}
+}
+
 func upstreamErrorStatus(e *upstream.Error) *status.Status {
-	code := CodeForHTTPStatus(e.StatusCode, e.Code())
+	code := codeForHTTPStatus(e.StatusCode, e.Code())
 
 	summary := e.Summary()
 	if summary == "" {
@@ -116,7 +129,7 @@ func upstreamErrorStatus(e *upstream.Error) *status.Status {
 
 	info := &errdetails.ErrorInfo{
 		Reason:   reason(e),
-		Domain:   ErrorDomain,
+		Domain:   errorDomain,
 		Metadata: map[string]string{"httpStatus": strconv.Itoa(e.StatusCode)},
 	}
 	if c := e.Code(); c != "" {
@@ -198,7 +211,7 @@ func reason(e *upstream.Error) string {
 		out = strings.TrimSuffix(out[:63], "_")
 	}
 	if out == "" || out[0] < 'A' || out[0] > 'Z' {
-		return ReasonUnclassified
+		return reasonUnclassified
 	}
 	return out
 }

@@ -2,9 +2,13 @@ package service
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/upstream"
 	"github.com/acme/plugin-facade/internal/upstream/upstreamtest"
 )
 
@@ -51,8 +56,8 @@ func assertStatus(t *testing.T, err error, want wantStatus) {
 		switch d := d.(type) {
 		case *errdetails.ErrorInfo:
 			reason = d.GetReason()
-			if d.GetDomain() != ErrorDomain {
-				t.Errorf("ErrorInfo.domain = %q, want %q", d.GetDomain(), ErrorDomain)
+			if d.GetDomain() != errorDomain {
+				t.Errorf("ErrorInfo.domain = %q, want %q", d.GetDomain(), errorDomain)
 			}
 		case *errdetails.RequestInfo:
 			requestID = d.GetRequestId()
@@ -147,7 +152,7 @@ func TestUpstreamFailures(t *testing.T) {
 		}},
 		{"other 5xx: 507", 507, nil, "", wantStatus{code: codes.Internal, reason: "INSUFFICIENT_STORAGE", msg: msg("Insufficient Storage")}},
 		{"2xx that is not the resource", 200, rid, "<html>login</html>", wantStatus{
-			code: codes.Internal, reason: ReasonUndecodable, requestID: "req-1", msg: msg("cannot read"),
+			code: codes.Internal, reason: reasonUndecodable, requestID: "req-1", msg: msg("cannot read"),
 		}},
 	}
 	for _, tt := range tests {
@@ -168,25 +173,93 @@ func TestUpstreamUnreachable(t *testing.T) {
 	srv.Close()
 	client := startService(t, url, WithDefaultCredentials(defaultKey))
 	_, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
-	assertStatus(t, err, wantStatus{code: codes.Unavailable, reason: ReasonUnreachable, msg: msg("Confluent Cloud is unreachable", "connection refused")})
+	assertStatus(t, err, wantStatus{code: codes.Unavailable, reason: reasonUnreachable, msg: msg("Confluent Cloud is unreachable", "connection refused")})
+	if strings.Contains(err.Error(), "127.0.0.1") {
+		t.Errorf("message names the upstream's address: %v", err)
+	}
 }
 
-func TestDeadlines(t *testing.T) {
-	t.Run("the caller's deadline", func(t *testing.T) {
-		_, client := startFake(t, upstreamtest.Response{Status: 200, Body: "{}", Delay: 5 * time.Second}, WithDefaultCredentials(defaultKey))
-		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
-		defer cancel()
-		_, err := client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
-		if status.Code(err) != codes.DeadlineExceeded {
-			t.Fatalf("err = %v, want DeadlineExceeded", err)
-		}
-	})
-	t.Run("the service's upstream timeout", func(t *testing.T) {
-		_, client := startFake(t, upstreamtest.Response{Status: 200, Body: "{}", Delay: 5 * time.Second},
-			WithDefaultCredentials(defaultKey), WithUpstreamTimeout(100*time.Millisecond))
-		_, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
-		assertStatus(t, err, wantStatus{code: codes.DeadlineExceeded, msg: msg("did not answer before the deadline")})
-	})
+// TestDeadlinesReachTheUpstream checks that the upstream call ends with the
+// caller's deadline or cancellation, or the service's own upstream timeout,
+// rather than running on after the caller is gone.
+func TestDeadlinesReachTheUpstream(t *testing.T) {
+	slow := upstreamtest.Response{Status: 200, Body: `{"id":"x","kind":"K"}`, Delay: 10 * time.Second}
+	req := &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"}
+	tests := []struct {
+		name     string
+		opts     []Option
+		ctx      func(context.Context) (context.Context, context.CancelFunc)
+		wantCode codes.Code
+	}{
+		{
+			name: "the caller's deadline",
+			ctx: func(ctx context.Context) (context.Context, context.CancelFunc) {
+				return context.WithTimeout(ctx, 100*time.Millisecond)
+			},
+			wantCode: codes.DeadlineExceeded,
+		},
+		{
+			name: "the caller's cancellation",
+			ctx: func(ctx context.Context) (context.Context, context.CancelFunc) {
+				ctx, cancel := context.WithCancel(ctx)
+				time.AfterFunc(100*time.Millisecond, cancel)
+				return ctx, cancel
+			},
+			wantCode: codes.Canceled,
+		},
+		{
+			name:     "the service's upstream timeout",
+			opts:     []Option{WithUpstreamTimeout(100 * time.Millisecond)},
+			ctx:      func(ctx context.Context) (context.Context, context.CancelFunc) { return context.WithCancel(ctx) },
+			wantCode: codes.DeadlineExceeded,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up, client := startFake(t, slow, append([]Option{WithDefaultCredentials(defaultKey)}, tt.opts...)...)
+			ctx, cancel := tt.ctx(t.Context())
+			defer cancel()
+			_, err := client.GetConnectorPlugin(ctx, req)
+			if status.Code(err) != tt.wantCode {
+				t.Errorf("err = %v, want %s", err, tt.wantCode)
+			}
+			if !up.Abandoned(2 * time.Second) {
+				t.Error("the upstream call went on after the caller's deadline or cancellation")
+			}
+		})
+	}
+}
+
+// TestTransportFailures maps failures with no HTTP answer. A network-level
+// timeout (dial, TLS) is an unreachable upstream, not the caller's deadline.
+func TestTransportFailures(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.ParseIP("10.1.2.3"), Port: 443},
+		Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED}}
+	ioTimeout := &net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.ParseIP("10.1.2.3"), Port: 443},
+		Err: os.ErrDeadlineExceeded}
+	tests := []struct {
+		name     string
+		err      error
+		wantCode codes.Code
+		wantMsg  string
+	}{
+		{"connection refused", refused, codes.Unavailable, "unreachable, try again later: connection refused"},
+		{"dial timeout", ioTimeout, codes.Unavailable, "unreachable"},
+		{"TLS handshake timeout", errors.New("net/http: TLS handshake timeout"), codes.Unavailable, "TLS handshake timeout"},
+		{"the caller's deadline", context.DeadlineExceeded, codes.DeadlineExceeded, "before the deadline"},
+		{"the caller's cancellation", context.Canceled, codes.Canceled, "canceled"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := status.Convert(toStatus(&upstream.TransportError{Method: "GET", Path: "/x", Err: tt.err}))
+			if st.Code() != tt.wantCode || !strings.Contains(st.Message(), tt.wantMsg) {
+				t.Errorf("got %s %q, want %s containing %q", st.Code(), st.Message(), tt.wantCode, tt.wantMsg)
+			}
+			if strings.Contains(st.Message(), "10.1.2.3") {
+				t.Errorf("message names an internal address: %q", st.Message())
+			}
+		})
+	}
 }
 
 func TestCodeForHTTPStatus(t *testing.T) {
@@ -205,8 +278,8 @@ func TestCodeForHTTPStatus(t *testing.T) {
 		{599, "", codes.Internal}, {302, "", codes.Unknown}, {100, "", codes.Unknown},
 	}
 	for _, tt := range tests {
-		if got := CodeForHTTPStatus(tt.status, tt.code); got != tt.want {
-			t.Errorf("CodeForHTTPStatus(%d, %q) = %s, want %s", tt.status, tt.code, got, tt.want)
+		if got := codeForHTTPStatus(tt.status, tt.code); got != tt.want {
+			t.Errorf("codeForHTTPStatus(%d, %q) = %s, want %s", tt.status, tt.code, got, tt.want)
 		}
 	}
 }

@@ -7,6 +7,8 @@ package service
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"time"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
@@ -20,6 +22,7 @@ type Service struct {
 	client      *upstream.Client
 	defaultAuth upstream.Authorization
 	timeout     time.Duration
+	log         *slog.Logger
 }
 
 // Option configures a Service.
@@ -40,11 +43,21 @@ func WithUpstreamTimeout(d time.Duration) Option {
 	return func(s *Service) { s.timeout = d }
 }
 
+// WithLogger sets where the service logs what it does not tell callers, such
+// as the full network error behind an unreachable upstream. The default
+// discards it.
+func WithLogger(l *slog.Logger) Option {
+	return func(s *Service) { s.log = l }
+}
+
 // New returns a Service that reads from client.
 func New(client *upstream.Client, opts ...Option) *Service {
 	s := &Service{client: client}
 	for _, opt := range opts {
 		opt(s)
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
 	}
 	return s
 }
@@ -62,7 +75,7 @@ func (s *Service) GetPluginVersion(ctx context.Context, req *pluginv1.GetPluginV
 	defer cancel()
 	v, err := s.client.GetPluginVersion(ctx, auth, req.GetPluginId(), req.GetId(), req.GetEnvironment())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	return pluginVersionToProto(v), nil
 }
@@ -76,9 +89,25 @@ func (s *Service) GetConnectorPlugin(ctx context.Context, req *pluginv1.GetConne
 	defer cancel()
 	p, err := s.client.GetConnectorPlugin(ctx, auth, req.GetId())
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, s.fail(ctx, err)
 	}
 	return connectorPluginToProto(p), nil
+}
+
+// fail turns an upstream error into the caller's status, and logs for the
+// operator what the status leaves out.
+func (s *Service) fail(ctx context.Context, err error) error {
+	var (
+		te *upstream.TransportError
+		de *upstream.DecodeError
+	)
+	switch {
+	case errors.As(err, &te) && !te.DeadlineExceeded() && !errors.Is(err, context.Canceled):
+		s.log.WarnContext(ctx, "upstream unreachable", "error", err.Error())
+	case errors.As(err, &de):
+		s.log.ErrorContext(ctx, "upstream broke its contract", "error", err.Error(), "request_id", de.RequestID)
+	}
+	return toStatus(err)
 }
 
 // prepare does what every RPC does before calling the upstream: it validates

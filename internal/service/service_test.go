@@ -318,7 +318,7 @@ func TestInvalidRequestsNeverReachTheUpstream(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f, client := startFake(t, upstreamtest.Response{Status: 200, Body: "{}"}, WithDefaultCredentials(defaultKey))
+			f, client := startFake(t, upstreamtest.Response{Status: 200, Body: `{"id":"x","kind":"K"}`}, WithDefaultCredentials(defaultKey))
 			err := tt.call(t.Context(), client)
 			assertStatus(t, err, wantStatus{code: codes.InvalidArgument, msg: msg("invalid request"), badRequestFields: tt.wantFields})
 			if n := f.Count(); n != 0 {
@@ -329,7 +329,7 @@ func TestInvalidRequestsNeverReachTheUpstream(t *testing.T) {
 }
 
 func TestValidIdentifiersAreAccepted(t *testing.T) {
-	_, client := startFake(t, upstreamtest.Response{Status: 200, Body: "{}"}, WithDefaultCredentials(defaultKey))
+	_, client := startFake(t, upstreamtest.Response{Status: 200, Body: `{"id":"x","kind":"K"}`}, WithDefaultCredentials(defaultKey))
 	for _, id := range []string{"ccp-12345", "a", "A_b.c~d-e", strings.Repeat("x", 255), "..."} {
 		if _, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: id}); err != nil {
 			t.Errorf("id %q: %v", id, err)

@@ -11,18 +11,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 )
 
 // DefaultBaseURL is the Confluent Cloud API.
 const DefaultBaseURL = "https://api.confluent.cloud"
 
-// DefaultUserAgent is sent when no WithUserAgent option is given.
-const DefaultUserAgent = "plugin-facade"
+// defaultUserAgent is sent when no WithUserAgent option is given.
+const defaultUserAgent = "plugin-facade"
 
 // maxBodyBytes bounds how much of a response body is read. Both resources are a
 // few kilobytes; anything near this size is not an answer we can use, and reading
@@ -41,13 +39,6 @@ type Client struct {
 // Option configures a Client.
 type Option func(*Client)
 
-// WithHTTPClient sets the HTTP client used for every call. Use it to supply a
-// transport of your own (a proxy, custom TLS, instrumentation). Timeouts are best
-// left to the caller's context; the default client has none of its own.
-func WithHTTPClient(c *http.Client) Option {
-	return func(cl *Client) { cl.http = c }
-}
-
 // WithUserAgent sets the User-Agent header, which should name this service and
 // its version (for example "plugin-facade/1.2.0") so that the upstream's operators
 // can tell our traffic apart.
@@ -55,13 +46,37 @@ func WithUserAgent(ua string) Option {
 	return func(cl *Client) { cl.userAgent = ua }
 }
 
-// New returns a client for the API at baseURL, such as DefaultBaseURL or the URL
-// of a sandbox. The URL must be absolute http(s), without credentials, query or
-// fragment.
+// New returns a client for the API at baseURL (see ParseBaseURL), such as
+// DefaultBaseURL or the URL of a sandbox.
 func New(baseURL string, opts ...Option) (*Client, error) {
+	u, err := ParseBaseURL(baseURL)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		base: u,
+		http: &http.Client{
+			Transport: newTransport(),
+			// A redirect is not an answer this API gives; following one would
+			// also drop the Authorization header on a change of host and turn
+			// into a puzzling 401. The 3xx is reported as it is.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		userAgent: defaultUserAgent,
+	}
+	for _, opt := range opts {
+		opt(c)
+	}
+	return c, nil
+}
+
+// ParseBaseURL checks an upstream base URL: absolute http(s), without
+// credentials, query or fragment. Its errors never show a password the URL held.
+func ParseBaseURL(baseURL string) (*url.URL, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil {
-		return nil, fmt.Errorf("upstream URL: %w", err)
+		// url.Error repeats the input, which may hold a password.
+		return nil, errors.New("upstream URL: not a valid URL")
 	}
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
@@ -77,28 +92,16 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""
-
-	c := &Client{base: u}
-	for _, opt := range opts {
-		opt(c)
-	}
-	if c.http == nil {
-		c.http = &http.Client{Transport: NewTransport()}
-	}
-	if c.userAgent == "" {
-		c.userAgent = DefaultUserAgent
-	}
-	return c, nil
+	return u, nil
 }
 
-// NewTransport returns the pooled transport the client uses by default: the
-// standard library's defaults, with more idle connections kept per host, since
-// every call of the process goes to the same host.
-func NewTransport() *http.Transport {
+// newTransport returns the process's pooled transport: the standard library's
+// defaults, but keeping as many idle connections to the one upstream host as to
+// all hosts together (the default keeps 2 per host, which under load means a new
+// TLS handshake for most calls).
+func newTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConns = 100
-	t.MaxIdleConnsPerHost = 100
-	t.IdleConnTimeout = 90 * time.Second
+	t.MaxIdleConnsPerHost = t.MaxIdleConns
 	return t
 }
 
@@ -126,7 +129,7 @@ func (c *Client) GetConnectorPlugin(ctx context.Context, auth Authorization, id 
 // get sends GET base/segments...?query with auth and decodes a 2xx JSON body into
 // out. Every segment is escaped on its own, so a value can never add a segment,
 // a query or a fragment to the URL.
-func (c *Client) get(ctx context.Context, auth Authorization, out any, query url.Values, segments ...string) error {
+func (c *Client) get(ctx context.Context, auth Authorization, out resource, query url.Values, segments ...string) error {
 	if auth.IsZero() {
 		return errors.New("upstream: no credentials to send")
 	}
@@ -162,6 +165,12 @@ func (c *Client) get(ctx context.Context, auth Authorization, out any, query url
 	}
 	if err := json.Unmarshal(body, out); err != nil {
 		return &DecodeError{StatusCode: resp.StatusCode, RequestID: resp.Header.Get(headerRequestID), Err: err}
+	}
+	// A body such as {} or null decodes without error; without its identity it
+	// is not the resource (a proxy's or a login page's answer, say).
+	if id, kind := out.(resource).identity(); id == "" || kind == "" {
+		return &DecodeError{StatusCode: resp.StatusCode, RequestID: resp.Header.Get(headerRequestID),
+			Err: errors.New("the resource has no id or kind")}
 	}
 	return nil
 }
@@ -206,11 +215,11 @@ func (e *TransportError) Error() string {
 
 func (e *TransportError) Unwrap() error { return e.Err }
 
-// Timeout reports whether the call failed because a deadline passed, either the
-// caller's or a network timeout.
-func (e *TransportError) Timeout() bool {
-	var ne net.Error
-	return errors.Is(e.Err, context.DeadlineExceeded) || (errors.As(e.Err, &ne) && ne.Timeout())
+// DeadlineExceeded reports whether the call failed because the caller's
+// deadline passed. A network-level timeout (a dial or TLS handshake that never
+// completes) is not that: it means the upstream is unreachable.
+func (e *TransportError) DeadlineExceeded() bool {
+	return errors.Is(e.Err, context.DeadlineExceeded)
 }
 
 // DecodeError means the upstream answered 2xx with a body that is not the

@@ -16,6 +16,9 @@ import (
 
 var testAuth = BasicAuth("KEY", "s3cr3t")
 
+// minimal is the smallest body the client takes as a resource.
+const minimal = `{"id":"x","kind":"K"}`
+
 func startUpstream(t *testing.T, status int, header http.Header, body string) (*upstreamtest.Server, *Client) {
 	t.Helper()
 	up := upstreamtest.Start(t, upstreamtest.Response{Status: status, Header: header, Body: body})
@@ -79,7 +82,7 @@ func TestRequestShape(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rec, c := startUpstream(t, 200, nil, "{}")
+			rec, c := startUpstream(t, 200, nil, minimal)
 			if err := tt.call(t.Context(), c); err != nil {
 				t.Fatal(err)
 			}
@@ -107,7 +110,7 @@ func TestRequestShape(t *testing.T) {
 }
 
 func TestBearerIsForwardedAsIs(t *testing.T) {
-	rec, c := startUpstream(t, 200, nil, "{}")
+	rec, c := startUpstream(t, 200, nil, minimal)
 	auth, err := ParseAuthorization("bearer eyJhbGciOi.J9.sig-_")
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +124,7 @@ func TestBearerIsForwardedAsIs(t *testing.T) {
 }
 
 func TestNoCredentialsNeverCallsUpstream(t *testing.T) {
-	rec, c := startUpstream(t, 200, nil, "{}")
+	rec, c := startUpstream(t, 200, nil, minimal)
 	if _, err := c.GetConnectorPlugin(t.Context(), Authorization{}, "ccp-1"); err == nil {
 		t.Fatal("want an error without credentials")
 	}
@@ -328,7 +331,7 @@ func TestFailureSourceIsKept(t *testing.T) {
 }
 
 func TestUndecodableSuccess(t *testing.T) {
-	for _, body := range []string{"", "not json", `{"id": 42}`, `{"metadata":{"created_at":"yesterday"}}`, `[]`} {
+	for _, body := range []string{"", "null", "{}", `{"kind":"K"}`, "not json", `{"id": 42}`, `{"metadata":{"created_at":"yesterday"}}`, `[]`} {
 		t.Run(fmt.Sprintf("%q", body), func(t *testing.T) {
 			_, c := startUpstream(t, 200, http.Header{"X-Request-Id": {"req-1"}}, body)
 			_, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
@@ -364,8 +367,8 @@ func TestTransportErrors(t *testing.T) {
 		}
 		_, err = c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
 		var te *TransportError
-		if !errors.As(err, &te) || te.Timeout() {
-			t.Fatalf("err = %v, want a TransportError that is not a timeout", err)
+		if !errors.As(err, &te) || te.DeadlineExceeded() {
+			t.Fatalf("err = %v, want a TransportError that is not a deadline", err)
 		}
 	})
 	t.Run("the caller's deadline governs the request", func(t *testing.T) {
@@ -386,12 +389,12 @@ func TestTransportErrors(t *testing.T) {
 		defer cancel()
 		_, err = c.GetConnectorPlugin(ctx, testAuth, "ccp-1")
 		var te *TransportError
-		if !errors.As(err, &te) || !te.Timeout() || !errors.Is(err, context.DeadlineExceeded) {
+		if !errors.As(err, &te) || !te.DeadlineExceeded() || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("err = %v, want a TransportError wrapping context.DeadlineExceeded", err)
 		}
 	})
 	t.Run("cancellation", func(t *testing.T) {
-		_, c := startUpstream(t, 200, nil, "{}")
+		_, c := startUpstream(t, 200, nil, minimal)
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
 		_, err := c.GetConnectorPlugin(ctx, testAuth, "ccp-1")

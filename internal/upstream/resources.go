@@ -7,6 +7,14 @@ import "time"
 // stay nil rather than becoming zero values. Enum-like fields are kept as the
 // upstream's strings; giving them types is the contract's business.
 
+// resource is what a successful answer decodes into.
+type resource interface {
+	identity() (id, kind string)
+}
+
+func (v *PluginVersion) identity() (string, string)   { return v.ID, v.Kind }
+func (p *ConnectorPlugin) identity() (string, string) { return p.ID, p.Kind }
+
 // ObjectMeta is the metadata of every persisted resource.
 type ObjectMeta struct {
 	Self         string     `json:"self"`

@@ -28,16 +28,17 @@ type Server struct {
 	// URL is the base URL of the server, such as http://127.0.0.1:41234.
 	URL string
 
-	resp     Response
-	mu       sync.Mutex
-	requests []*http.Request
+	resp      Response
+	abandoned chan struct{} // one value per request whose context ended during Delay
+	mu        sync.Mutex
+	requests  []*http.Request
 }
 
 // Start starts a server that answers every request with resp (Content-Type
 // application/json unless resp.Header says otherwise).
 func Start(t testing.TB, resp Response) *Server {
 	t.Helper()
-	s := &Server{resp: resp}
+	s := &Server{resp: resp, abandoned: make(chan struct{}, 64)}
 	srv := httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
@@ -52,6 +53,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-time.After(s.resp.Delay):
 		case <-r.Context().Done():
+			select {
+			case s.abandoned <- struct{}{}:
+			default:
+			}
 			return
 		}
 	}
@@ -79,4 +84,16 @@ func (s *Server) Last(t testing.TB) *http.Request {
 		t.Fatal("the upstream received no request")
 	}
 	return s.requests[len(s.requests)-1]
+}
+
+// Abandoned reports whether, within wait, the client gave up a request that
+// the server was holding back (Response.Delay): proof that the client's
+// deadline or cancellation reached the upstream call.
+func (s *Server) Abandoned(wait time.Duration) bool {
+	select {
+	case <-s.abandoned:
+		return true
+	case <-time.After(wait):
+		return false
+	}
 }
