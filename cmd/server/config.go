@@ -86,7 +86,7 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	if c.Sandbox && upstreamSet {
 		problems = append(problems, "--sandbox and --upstream-url exclude each other: the sandbox is the upstream")
 	}
-	if _, err := upstream.New(c.UpstreamURL); err != nil {
+	if _, err := upstream.ParseBaseURL(c.UpstreamURL); err != nil {
 		problems = append(problems, "--upstream-url: "+err.Error())
 	}
 	if c.UpstreamTimeout < 0 {

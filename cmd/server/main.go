@@ -122,7 +122,7 @@ func buildVersion() string {
 // printSandboxHelp prints commands a new user can paste to try the running
 // sandbox, with the addresses actually listened on.
 func printSandboxHelp(w io.Writer, grpcAddr, httpAddr net.Addr) {
-	g, h := displayAddr(grpcAddr), displayAddr(httpAddr)
+	g, h := server.LoopbackAddr(grpcAddr), server.LoopbackAddr(httpAddr)
 	fmt.Fprintf(w, `
 plugin-facade is running against the built-in sandbox (a simulated Confluent Cloud).
 Try it (grpcurl: 'make tools' installs a pinned one as ./bin/grpcurl):
@@ -141,13 +141,4 @@ Try it (grpcurl: 'make tools' installs a pinned one as ./bin/grpcurl):
 Stop with Ctrl-C.
 
 `, g, h, sandbox.PluginID, sandbox.VersionID, sandbox.Environment, sandbox.UnknownEnumsPluginID, sandbox.BearerToken)
-}
-
-// displayAddr shows a listener address as something to connect to: localhost
-// when the listener is on every interface.
-func displayAddr(a net.Addr) string {
-	if tcp, ok := a.(*net.TCPAddr); ok && (tcp.IP == nil || tcp.IP.IsUnspecified()) {
-		return fmt.Sprintf("localhost:%d", tcp.Port)
-	}
-	return a.String()
 }

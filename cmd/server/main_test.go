@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -184,8 +185,16 @@ func TestRunSandbox(t *testing.T) {
 }
 
 func TestRunReportsBusyPorts(t *testing.T) {
-	err := run(t.Context(), []string{"--grpc-addr", "256.0.0.1:1"}, env(), io.Discard, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "--grpc-addr") {
-		t.Fatalf("err = %v, want a --grpc-addr error", err)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, flag := range []string{"--grpc-addr", "--http-addr"} {
+		args := []string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", flag, busy.Addr().String()}
+		err := run(t.Context(), args, env(), io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), flag) || !strings.Contains(err.Error(), "address already in use") {
+			t.Errorf("%s on a busy port: err = %v, want it named with 'address already in use'", flag, err)
+		}
 	}
 }

@@ -84,7 +84,13 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) *Server {
 // and calls in flight get the shutdown timeout to finish. It returns nil after a
 // clean shutdown, or the first error that stopped a server. It closes both
 // listeners.
-func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
+func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) (err error) {
+	defer func() {
+		if err != nil { // when a server failed, or before they started
+			grpcLis.Close()
+			httpLis.Close()
+		}
+	}()
 	healthSrv := health.NewServer()
 	grpcSrv := grpc.NewServer(
 		grpc.ChainUnaryInterceptor(
@@ -97,7 +103,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	reflection.Register(grpcSrv) // v1 and v1alpha
 	healthSrv.SetServingStatus(pluginv1.PluginService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
-	conn, err := grpc.NewClient(dialTarget(grpcLis.Addr()), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(LoopbackAddr(grpcLis.Addr()), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return fmt.Errorf("gateway connection to %s: %w", grpcLis.Addr(), err)
 	}
@@ -162,9 +168,10 @@ func (s *Server) gateway(ctx context.Context, conn *grpc.ClientConn) (http.Handl
 			},
 		}),
 		runtime.WithErrorHandler(errorHandler),
-		// Keep an encoded '/' (%2F) inside the path variable instead of decoding
-		// it before routing, so that "ccp-1%2F..%2Fx" reaches validation and gets
-		// a clear INVALID_ARGUMENT rather than an opaque route miss.
+		// Route on the escaped path, so that an encoded '/' (%2F) stays inside
+		// its path variable instead of splitting it: "ccp-1%2F..%2Fx" reaches
+		// validation (decoded) and gets a clear INVALID_ARGUMENT rather than an
+		// opaque route miss.
 		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
 		runtime.WithHealthzEndpoint(healthpb.NewHealthClient(conn)),
 	)
@@ -191,9 +198,9 @@ func (s *Server) recoverPanic(ctx context.Context, p any) error {
 	return status.Error(codes.Internal, "internal error")
 }
 
-// dialTarget is the address the gateway dials to reach the gRPC listener: the
-// listener's own port on loopback when it listens on every interface.
-func dialTarget(addr net.Addr) string {
+// LoopbackAddr is the address a local client dials to reach a listener: the
+// listener's own port on 127.0.0.1 when it listens on every interface.
+func LoopbackAddr(addr net.Addr) string {
 	tcp, ok := addr.(*net.TCPAddr)
 	if !ok {
 		return addr.String()

@@ -31,6 +31,7 @@ import (
 	"github.com/acme/plugin-facade/internal/sandbox"
 	"github.com/acme/plugin-facade/internal/service"
 	"github.com/acme/plugin-facade/internal/upstream"
+	"github.com/acme/plugin-facade/internal/upstream/upstreamtest"
 )
 
 // stack is the whole facade, as cmd/server runs it, on loopback listeners in
@@ -350,76 +351,62 @@ func TestUnknownEnumValuesReachRESTClients(t *testing.T) {
 // reached the upstream at all.
 func TestErrorsOverBothProtocols(t *testing.T) {
 	s := startStack(t, []service.Option{service.WithDefaultCredentials(sandboxKey)})
-	version := func(plugin, id, env string) (func(context.Context) error, string) {
-		return func(ctx context.Context) error {
-			_, err := s.client.GetPluginVersion(ctx, &pluginv1.GetPluginVersionRequest{PluginId: plugin, Id: id, Environment: env})
-			return err
-		}, "/ccpm/v1/plugins/" + plugin + "/versions/" + id + "?environment=" + env
+	version := func(plugin, id, env string) *pluginv1.GetPluginVersionRequest {
+		return &pluginv1.GetPluginVersionRequest{PluginId: plugin, Id: id, Environment: env}
 	}
-	plugin := func(id string) (func(context.Context) error, string) {
-		return func(ctx context.Context) error {
-			_, err := s.client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: id})
-			return err
-		}, "/connect/v1/custom-connector-plugins/" + id
+	plugin := func(id string) *pluginv1.GetConnectorPluginRequest {
+		return &pluginv1.GetConnectorPluginRequest{Id: id}
 	}
 	tests := []struct {
 		name            string
-		call            func(context.Context) error
-		path            string
-		auth            string // Authorization the caller sends, if any
+		req             proto.Message // a *GetPluginVersionRequest or *GetConnectorPluginRequest
+		path            string        // the same request over REST
+		auth            string        // Authorization the caller sends, if any
 		wantCode        codes.Code
 		wantHTTP        int
 		reachesUpstream bool
 	}{
-		{name: "unknown plugin", wantCode: codes.NotFound, wantHTTP: 404, reachesUpstream: true},
-		{name: "unknown version", wantCode: codes.NotFound, wantHTTP: 404, reachesUpstream: true},
-		{name: "environment the key may not read", wantCode: codes.PermissionDenied, wantHTTP: 403, reachesUpstream: true},
-		{name: "wrong bearer token is forwarded, not replaced by the default key", auth: "Bearer not-the-token", wantCode: codes.Unauthenticated, wantHTTP: 401, reachesUpstream: true},
-		{name: "missing environment", wantCode: codes.InvalidArgument, wantHTTP: 400},
-		{name: "id with a space", wantCode: codes.InvalidArgument, wantHTTP: 400},
-		{name: "id with an encoded slash", wantCode: codes.InvalidArgument, wantHTTP: 400},
-		{name: "authorization with an unknown scheme", auth: "Digest abc", wantCode: codes.Unauthenticated, wantHTTP: 401},
-	}
-	calls := map[string]func() (func(context.Context) error, string){
-		"unknown plugin": func() (func(context.Context) error, string) { return plugin("ccp-00000") },
-		"unknown version": func() (func(context.Context) error, string) {
-			return version(sandbox.PluginID, "ver-00000", sandbox.Environment)
-		},
-		"environment the key may not read": func() (func(context.Context) error, string) {
-			return version(sandbox.PluginID, sandbox.VersionID, sandbox.ForbiddenEnvironment)
-		},
-		"wrong bearer token is forwarded, not replaced by the default key": func() (func(context.Context) error, string) { return plugin(sandbox.PluginID) },
-		"missing environment":                  func() (func(context.Context) error, string) { return version(sandbox.PluginID, sandbox.VersionID, "") },
-		"id with a space":                      func() (func(context.Context) error, string) { return plugin("ccp%2012345") },
-		"id with an encoded slash":             func() (func(context.Context) error, string) { return plugin("ccp-1%2F..%2Fx") },
-		"authorization with an unknown scheme": func() (func(context.Context) error, string) { return plugin(sandbox.PluginID) },
+		{"unknown plugin", plugin("ccp-00000"), "/connect/v1/custom-connector-plugins/ccp-00000", "",
+			codes.NotFound, 404, true},
+		{"unknown version", version(sandbox.PluginID, "ver-00000", sandbox.Environment),
+			"/ccpm/v1/plugins/ccp-12345/versions/ver-00000?environment=env-00000", "", codes.NotFound, 404, true},
+		{"environment the key may not read", version(sandbox.PluginID, sandbox.VersionID, sandbox.ForbiddenEnvironment),
+			"/ccpm/v1/plugins/ccp-12345/versions/ver-12345?environment=env-forbidden", "", codes.PermissionDenied, 403, true},
+		{"wrong bearer token is forwarded, not replaced by the default key", plugin(sandbox.PluginID),
+			"/connect/v1/custom-connector-plugins/ccp-12345", "Bearer not-the-token", codes.Unauthenticated, 401, true},
+		{"missing environment", version(sandbox.PluginID, sandbox.VersionID, ""),
+			"/ccpm/v1/plugins/ccp-12345/versions/ver-12345", "", codes.InvalidArgument, 400, false},
+		{"id with a space", plugin("ccp 12345"), "/connect/v1/custom-connector-plugins/ccp%2012345", "",
+			codes.InvalidArgument, 400, false},
+		{"id with an encoded slash", plugin("ccp-1/../x"), "/connect/v1/custom-connector-plugins/ccp-1%2F..%2Fx", "",
+			codes.InvalidArgument, 400, false},
+		{"authorization with an unknown scheme", plugin(sandbox.PluginID), "/connect/v1/custom-connector-plugins/ccp-12345",
+			"Digest abc", codes.Unauthenticated, 401, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			call, path := calls[tt.name]()
 			before := s.sandbox.Requests()
 
 			ctx := t.Context()
-			if tt.auth != "" {
-				ctx = metadata.AppendToOutgoingContext(ctx, "authorization", tt.auth)
-			}
-			// Over gRPC, the id is sent as it is; an escaped REST path is
-			// decoded by the gateway first, so send the decoded form here.
-			if strings.Contains(path, "%") {
-				call = nil
-			}
-			if call != nil {
-				if err := call(ctx); status.Code(err) != tt.wantCode {
-					t.Errorf("gRPC: %v, want %s", err, tt.wantCode)
-				}
-			}
 			var header []string
 			if tt.auth != "" {
+				ctx = metadata.AppendToOutgoingContext(ctx, "authorization", tt.auth)
 				header = []string{"Authorization", tt.auth}
 			}
-			r := s.get(t, path, header...)
+			var err error
+			switch req := tt.req.(type) {
+			case *pluginv1.GetPluginVersionRequest:
+				_, err = s.client.GetPluginVersion(ctx, req)
+			case *pluginv1.GetConnectorPluginRequest:
+				_, err = s.client.GetConnectorPlugin(ctx, req)
+			}
+			if status.Code(err) != tt.wantCode {
+				t.Errorf("gRPC: %v, want %s", err, tt.wantCode)
+			}
+
+			r := s.get(t, tt.path, header...)
 			if r.status != tt.wantHTTP {
-				t.Errorf("REST %s = %d %s, want %d", path, r.status, r.body, tt.wantHTTP)
+				t.Errorf("REST %s = %d %s, want %d", tt.path, r.status, r.body, tt.wantHTTP)
 			}
 			var body struct {
 				Code    int32  `json:"code"`
@@ -437,6 +424,72 @@ func TestErrorsOverBothProtocols(t *testing.T) {
 				t.Error("REST error lacks the upstream's X-Request-Id header")
 			}
 		})
+	}
+}
+
+// slowUpstream answers like the sandbox's PluginID after a delay.
+func slowUpstream(t *testing.T, delay time.Duration) *upstreamtest.Server {
+	return upstreamtest.Start(t, upstreamtest.Response{Status: 200, Delay: delay,
+		Body: `{"api_version":"connect/v1","kind":"CustomConnectorPlugin","id":"ccp-12345","display_name":"Slow"}`})
+}
+
+// TestGracefulShutdown stops the server while a gRPC and a REST call are in
+// flight: both must complete, and Serve must return nil.
+func TestGracefulShutdown(t *testing.T) {
+	up := slowUpstream(t, 500*time.Millisecond)
+	uc, err := upstream.New(up.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcLis, _ := net.Listen("tcp", "127.0.0.1:0")
+	httpLis, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	served := make(chan error, 1)
+	go func() {
+		served <- New(service.New(uc, service.WithDefaultCredentials(sandboxKey))).Serve(ctx, grpcLis, httpLis)
+	}()
+	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := pluginv1.NewPluginServiceClient(conn)
+
+	results := make(chan error, 2)
+	go func() {
+		_, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
+		results <- err
+	}()
+	go func() {
+		resp, err := http.Get("http://" + httpLis.Addr().String() + "/connect/v1/custom-connector-plugins/ccp-12345")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				err = errors.New(resp.Status)
+			}
+		}
+		results <- err
+	}()
+	for up.Count() < 2 { // both calls are now in flight upstream
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop()
+	for i := 0; i < 2; i++ {
+		if err := <-results; err != nil {
+			t.Errorf("a call in flight at shutdown failed: %v", err)
+		}
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("Serve = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	if _, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"}); status.Code(err) != codes.Unavailable {
+		t.Errorf("a call after shutdown: %v, want Unavailable", err)
 	}
 }
 

@@ -151,6 +151,9 @@ func TestUpstreamFailures(t *testing.T) {
 			code: codes.FailedPrecondition, reason: "INVALID_SPEC", badRequestFields: []string{"/spec/version"}, msg: msg("Invalid: bad version"),
 		}},
 		{"other 5xx: 507", 507, nil, "", wantStatus{code: codes.Internal, reason: "INSUFFICIENT_STORAGE", msg: msg("Insufficient Storage")}},
+		{"302 redirect, not followed", 302, http.Header{"Location": {"https://elsewhere.example/login"}}, "", wantStatus{
+			code: codes.Unknown, reason: "FOUND", msg: msg("Found", "HTTP 302"),
+		}},
 		{"2xx that is not the resource", 200, rid, "<html>login</html>", wantStatus{
 			code: codes.Internal, reason: reasonUndecodable, requestID: "req-1", msg: msg("cannot read"),
 		}},

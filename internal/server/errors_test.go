@@ -1,0 +1,66 @@
+package server
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// TestErrorHandler covers the rows of the README's error table that the sandbox
+// cannot produce: the HTTP status of each gRPC code, and the headers taken from
+// the status details.
+func TestErrorHandler(t *testing.T) {
+	withDetails := func(code codes.Code, details ...*errdetails.RetryInfo) error {
+		st := status.New(code, "msg")
+		for _, d := range details {
+			st, _ = st.WithDetails(d)
+		}
+		return st.Err()
+	}
+	tests := []struct {
+		name           string
+		err            error
+		requestInfo    string
+		wantHTTP       int
+		wantRetryAfter string
+	}{
+		{"aborted (409)", withDetails(codes.Aborted), "", 409, ""},
+		{"already exists (409 duplicate)", withDetails(codes.AlreadyExists), "", 409, ""},
+		{"failed precondition (other 4xx)", withDetails(codes.FailedPrecondition), "", 400, ""},
+		{"unimplemented (501)", withDetails(codes.Unimplemented), "", 501, ""},
+		{"unavailable (502, 503, unreachable)", withDetails(codes.Unavailable), "req-7", 503, ""},
+		{"deadline exceeded (504, timeout)", withDetails(codes.DeadlineExceeded), "", 504, ""},
+		{"internal (500, other 5xx)", withDetails(codes.Internal), "", 500, ""},
+		{"canceled", withDetails(codes.Canceled), "", 499, ""},
+		{"resource exhausted with a retry hint", withDetails(codes.ResourceExhausted,
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(1500 * time.Millisecond)}), "", 429, "2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.err
+			if tt.requestInfo != "" {
+				st, _ := status.Convert(err).WithDetails(&errdetails.RequestInfo{RequestId: tt.requestInfo})
+				err = st.Err()
+			}
+			w := httptest.NewRecorder()
+			r := httptest.NewRequest(http.MethodGet, "/x", nil)
+			errorHandler(r.Context(), runtime.NewServeMux(), &runtime.JSONPb{}, w, r, err)
+			if w.Code != tt.wantHTTP {
+				t.Errorf("HTTP status = %d, want %d", w.Code, tt.wantHTTP)
+			}
+			if got := w.Header().Get("Retry-After"); got != tt.wantRetryAfter {
+				t.Errorf("Retry-After = %q, want %q", got, tt.wantRetryAfter)
+			}
+			if got := w.Header().Get("X-Request-Id"); got != tt.requestInfo {
+				t.Errorf("X-Request-Id = %q, want %q", got, tt.requestInfo)
+			}
+		})
+	}
+}
