@@ -116,11 +116,7 @@ func assertCommonHeaders(t *testing.T, resp *http.Response) {
 func TestGetPluginVersion(t *testing.T) {
 	s := start(t)
 	base := s.URL()
-	tests := []struct {
-		name string
-		path string
-		want string
-	}{
+	tests := []golden{
 		{
 			name: "READY version, every field populated",
 			path: "/ccpm/v1/plugins/ccp-12345/versions/ver-12345?environment=env-00000",
@@ -266,6 +262,20 @@ func TestGetPluginVersion(t *testing.T) {
 			}`,
 		},
 	}
+	assertGolden(t, base, tests)
+}
+
+// golden is a seeded resource and the JSON the sandbox must answer for it, with
+// BASE and ORG standing for the server's URL and the organization id.
+type golden struct {
+	name string
+	path string
+	want string
+}
+
+// assertGolden reads every case with both accepted credentials.
+func assertGolden(t *testing.T, base string, tests []golden) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, auth := range []string{basicAuth, bearerAuth} {
@@ -284,11 +294,7 @@ func TestGetPluginVersion(t *testing.T) {
 func TestGetConnectorPlugin(t *testing.T) {
 	s := start(t)
 	base := s.URL()
-	tests := []struct {
-		name string
-		path string
-		want string
-	}{
+	tests := []golden{
 		{
 			name: "SOURCE, ZIP, AWS, JAVA, every field populated",
 			path: "/connect/v1/custom-connector-plugins/ccp-12345",
@@ -391,19 +397,7 @@ func TestGetConnectorPlugin(t *testing.T) {
 			}`,
 		},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			for _, auth := range []string{basicAuth, bearerAuth} {
-				resp, body := do(t, base, http.MethodGet, tt.path, auth)
-				if resp.StatusCode != http.StatusOK {
-					t.Fatalf("status = %d, want 200; body %s", resp.StatusCode, body)
-				}
-				assertCommonHeaders(t, resp)
-				want := strings.NewReplacer("BASE", base, "ORG", org).Replace(tt.want)
-				assertJSON(t, body, want)
-			}
-		})
-	}
+	assertGolden(t, base, tests)
 }
 
 // TestSelfLinksFollowable checks that a self link leads back to the resource.
