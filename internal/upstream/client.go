@@ -159,18 +159,19 @@ func (c *Client) get(ctx context.Context, auth Authorization, out resource, quer
 	if readErr != nil {
 		return &TransportError{Method: req.Method, Path: u.EscapedPath(), Err: readErr}
 	}
+	undecodable := func(err error) error {
+		return &DecodeError{StatusCode: resp.StatusCode, RequestID: resp.Header.Get(headerRequestID), Err: err}
+	}
 	if len(body) > maxBodyBytes {
-		return &DecodeError{StatusCode: resp.StatusCode, RequestID: resp.Header.Get(headerRequestID),
-			Err: fmt.Errorf("body exceeds %d bytes", maxBodyBytes)}
+		return undecodable(fmt.Errorf("body exceeds %d bytes", maxBodyBytes))
 	}
 	if err := json.Unmarshal(body, out); err != nil {
-		return &DecodeError{StatusCode: resp.StatusCode, RequestID: resp.Header.Get(headerRequestID), Err: err}
+		return undecodable(err)
 	}
 	// A body such as {} or null decodes without error; without its identity it
 	// is not the resource (a proxy's or a login page's answer, say).
-	if id, kind := out.(resource).identity(); id == "" || kind == "" {
-		return &DecodeError{StatusCode: resp.StatusCode, RequestID: resp.Header.Get(headerRequestID),
-			Err: errors.New("the resource has no id or kind")}
+	if id, kind := out.identity(); id == "" || kind == "" {
+		return undecodable(errors.New("the resource has no id or kind"))
 	}
 	return nil
 }
