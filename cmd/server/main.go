@@ -72,6 +72,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	svc := service.New(client,
 		service.WithDefaultCredentials(creds),
 		service.WithUpstreamTimeout(cfg.UpstreamTimeout),
+		service.WithLogger(log),
 	)
 
 	grpcLis, err := net.Listen("tcp", cfg.GRPCAddr)

@@ -80,6 +80,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "secret without key", env: env("CONFLUENT_CLOUD_API_SECRET", "hunter2"), wantErr: "set both"},
 		{name: "sandbox with an upstream", args: []string{"--sandbox", "--upstream-url", "http://x"}, env: env(), wantErr: "exclude each other"},
 		{name: "credentials in the upstream URL", args: []string{"--upstream-url", "https://k:hunter2@api.confluent.cloud"}, env: env(), wantErr: "must not contain credentials"},
+		{name: "a key as the upstream URL's user", args: []string{"--upstream-url", "https://hunter2@api.confluent.cloud"}, env: env(), wantErr: "must not contain credentials"},
 		{name: "relative upstream URL", args: []string{"--upstream-url", "api.confluent.cloud"}, env: env(), wantErr: "--upstream-url"},
 		{name: "negative upstream timeout", args: []string{"--upstream-timeout", "-1s"}, env: env(), wantErr: "must not be negative"},
 		{name: "zero shutdown timeout", args: []string{"--shutdown-timeout", "0"}, env: env(), wantErr: "must be positive"},

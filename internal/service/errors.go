@@ -1,9 +1,9 @@
 package service
 
 import (
-	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -88,7 +88,7 @@ func toStatus(err error) error {
 			details = append(details, requestInfo(de.RequestID))
 		}
 		return withDetails(st, details...).Err()
-	case errors.Is(err, context.Canceled):
+	case errors.As(err, &te) && te.Canceled():
 		return status.Error(codes.Canceled, "the call was canceled before Confluent Cloud answered")
 	case errors.As(err, &te) && te.DeadlineExceeded():
 		return status.Error(codes.DeadlineExceeded, "Confluent Cloud did not answer before the deadline")
@@ -102,8 +102,13 @@ func toStatus(err error) error {
 	}
 }
 
-// rootCause returns the message of the innermost wrapped error.
+// rootCause returns the message of the innermost wrapped error; for a DNS
+// failure, only what went wrong ("no such host"), not the resolver's address.
 func rootCause(err error) string {
+	var dns *net.DNSError
+	if errors.As(err, &dns) && dns.Err != "" {
+		return dns.Err
+	}
 	for {
 		inner := errors.Unwrap(err)
 		if inner == nil {

@@ -1,13 +1,16 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -233,36 +236,81 @@ func TestDeadlinesReachTheUpstream(t *testing.T) {
 	}
 }
 
-// TestTransportFailures maps failures with no HTTP answer. A network-level
-// timeout (dial, TLS) is an unreachable upstream, not the caller's deadline.
+// TestTransportFailures maps failures with no HTTP answer. Only the call's own
+// context decides DEADLINE_EXCEEDED and CANCELLED; a network-level timeout (a
+// dial or DNS lookup) is an unreachable upstream, even though its error also
+// satisfies errors.Is(err, context.DeadlineExceeded).
 func TestTransportFailures(t *testing.T) {
 	refused := &net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.ParseIP("10.1.2.3"), Port: 443},
 		Err: &os.SyscallError{Syscall: "connect", Err: syscall.ECONNREFUSED}}
-	ioTimeout := &net.OpError{Op: "dial", Net: "tcp", Addr: &net.TCPAddr{IP: net.ParseIP("10.1.2.3"), Port: 443},
-		Err: os.ErrDeadlineExceeded}
+	// A real dial that times out, as the transport's dialer produces it
+	// (loopback only: the deadline passes before any packet is sent anyway).
+	_, dialTimeout := (&net.Dialer{Timeout: time.Nanosecond}).Dial("tcp", "127.0.0.1:9")
+	if dialTimeout == nil || !errors.Is(dialTimeout, context.DeadlineExceeded) {
+		t.Fatalf("want a dial timeout that is also context.DeadlineExceeded, got %v", dialTimeout)
+	}
+	dns := &net.DNSError{Err: "no such host", Name: "api.confluent.cloud", Server: "10.1.2.3:53", IsNotFound: true}
 	tests := []struct {
-		name     string
-		err      error
-		wantCode codes.Code
-		wantMsg  string
+		name       string
+		err        error
+		contextErr error
+		wantCode   codes.Code
+		wantMsg    string
 	}{
-		{"connection refused", refused, codes.Unavailable, "unreachable, try again later: connection refused"},
-		{"dial timeout", ioTimeout, codes.Unavailable, "unreachable"},
-		{"TLS handshake timeout", errors.New("net/http: TLS handshake timeout"), codes.Unavailable, "TLS handshake timeout"},
-		{"the caller's deadline", context.DeadlineExceeded, codes.DeadlineExceeded, "before the deadline"},
-		{"the caller's cancellation", context.Canceled, codes.Canceled, "canceled"},
+		{"connection refused", refused, nil, codes.Unavailable, "unreachable, try again later: connection refused"},
+		{"dial timeout", dialTimeout, nil, codes.Unavailable, "unreachable, try again later: i/o timeout"},
+		{"DNS failure", dns, nil, codes.Unavailable, "unreachable, try again later: no such host"},
+		{"TLS handshake timeout", errors.New("net/http: TLS handshake timeout"), nil, codes.Unavailable, "TLS handshake timeout"},
+		{"the caller's deadline", context.DeadlineExceeded, context.DeadlineExceeded, codes.DeadlineExceeded, "before the deadline"},
+		{"the caller's cancellation", context.Canceled, context.Canceled, codes.Canceled, "canceled"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := status.Convert(toStatus(&upstream.TransportError{Method: "GET", Path: "/x", Err: tt.err}))
+			st := status.Convert(toStatus(&upstream.TransportError{Method: "GET", Path: "/x", Err: tt.err, ContextErr: tt.contextErr}))
 			if st.Code() != tt.wantCode || !strings.Contains(st.Message(), tt.wantMsg) {
 				t.Errorf("got %s %q, want %s containing %q", st.Code(), st.Message(), tt.wantCode, tt.wantMsg)
 			}
-			if strings.Contains(st.Message(), "10.1.2.3") {
+			if strings.Contains(st.Message(), "10.1.2.3") || strings.Contains(st.Message(), "127.0.0.1") {
 				t.Errorf("message names an internal address: %q", st.Message())
 			}
 		})
 	}
+}
+
+// TestUnreachableIsLoggedWhole checks that what the status leaves out (the
+// address that refused) still reaches the operator's log.
+func TestUnreachableIsLoggedWhole(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	addr := srv.Listener.Addr().String()
+	srv.Close()
+	var logs syncBuffer
+	client := startService(t, "http://"+addr, WithDefaultCredentials(defaultKey),
+		WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	_, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("err = %v, want Unavailable", err)
+	}
+	if got := logs.String(); !strings.Contains(got, "upstream unreachable") || !strings.Contains(got, addr) {
+		t.Errorf("log = %q, want the unreachable upstream and its address %s", got, addr)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestCodeForHTTPStatus(t *testing.T) {

@@ -102,7 +102,7 @@ func (s *Service) fail(ctx context.Context, err error) error {
 		de *upstream.DecodeError
 	)
 	switch {
-	case errors.As(err, &te) && !te.DeadlineExceeded() && !errors.Is(err, context.Canceled):
+	case errors.As(err, &te) && !te.DeadlineExceeded() && !te.Canceled():
 		s.log.WarnContext(ctx, "upstream unreachable", "error", err.Error())
 	case errors.As(err, &de):
 		s.log.ErrorContext(ctx, "upstream broke its contract", "error", err.Error(), "request_id", de.RequestID)

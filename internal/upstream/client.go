@@ -75,20 +75,24 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 func ParseBaseURL(baseURL string) (*url.URL, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil {
-		// url.Error repeats the input, which may hold a password.
+		// url.Error repeats the input, which may hold credentials.
 		return nil, errors.New("upstream URL: not a valid URL")
 	}
+	// What errors show: without user info, since a key can stand there as the
+	// user name as well as a secret as the password.
+	shown := *u
+	shown.User = nil
 	switch {
 	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("upstream URL %q: scheme must be http or https", u.Redacted())
+		return nil, fmt.Errorf("upstream URL %q: scheme must be http or https", shown.String())
 	case u.Host == "":
-		return nil, fmt.Errorf("upstream URL %q: host is missing", u.Redacted())
+		return nil, fmt.Errorf("upstream URL %q: host is missing", shown.String())
 	case u.User != nil:
 		// Credentials belong in CONFLUENT_CLOUD_API_KEY/SECRET, never in a URL
 		// that ends up in logs and error messages.
-		return nil, fmt.Errorf("upstream URL %q: must not contain credentials", u.Redacted())
+		return nil, fmt.Errorf("upstream URL %q: must not contain credentials", shown.String())
 	case u.RawQuery != "" || u.Fragment != "":
-		return nil, fmt.Errorf("upstream URL %q: must not have a query or fragment", u.Redacted())
+		return nil, fmt.Errorf("upstream URL %q: must not have a query or fragment", shown.String())
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""
@@ -144,7 +148,7 @@ func (c *Client) get(ctx context.Context, auth Authorization, out resource, quer
 
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return &TransportError{Method: req.Method, Path: u.EscapedPath(), Err: unwrapURLError(err)}
+		return &TransportError{Method: req.Method, Path: u.EscapedPath(), Err: unwrapURLError(err), ContextErr: ctx.Err()}
 	}
 	defer resp.Body.Close()
 	body, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
@@ -157,7 +161,7 @@ func (c *Client) get(ctx context.Context, auth Authorization, out resource, quer
 		return newError(resp, body)
 	}
 	if readErr != nil {
-		return &TransportError{Method: req.Method, Path: u.EscapedPath(), Err: readErr}
+		return &TransportError{Method: req.Method, Path: u.EscapedPath(), Err: readErr, ContextErr: ctx.Err()}
 	}
 	undecodable := func(err error) error {
 		return &DecodeError{StatusCode: resp.StatusCode, RequestID: resp.Header.Get(headerRequestID), Err: err}
@@ -202,12 +206,17 @@ func unwrapURLError(err error) error {
 }
 
 // TransportError means the upstream could not be reached or did not answer: the
-// connection failed, was reset, or the context ended first. Err tells which;
-// errors.Is(err, context.DeadlineExceeded) and context.Canceled work through it.
+// connection failed, was reset, or the call's context ended first.
 type TransportError struct {
 	Method string
 	Path   string
-	Err    error
+	// Err is what failed. Note that a network timeout (a dial or DNS lookup
+	// timing out) also satisfies errors.Is(Err, context.DeadlineExceeded);
+	// ContextErr, not Err, tells whether the caller's context ended.
+	Err error
+	// ContextErr is the call's context error when the call failed: nil while
+	// the context was live, context.DeadlineExceeded or context.Canceled else.
+	ContextErr error
 }
 
 func (e *TransportError) Error() string {
@@ -217,10 +226,15 @@ func (e *TransportError) Error() string {
 func (e *TransportError) Unwrap() error { return e.Err }
 
 // DeadlineExceeded reports whether the call failed because the caller's
-// deadline passed. A network-level timeout (a dial or TLS handshake that never
-// completes) is not that: it means the upstream is unreachable.
+// deadline passed. A network-level timeout (a dial, DNS lookup or TLS handshake
+// that never completes) is not that: it means the upstream is unreachable.
 func (e *TransportError) DeadlineExceeded() bool {
-	return errors.Is(e.Err, context.DeadlineExceeded)
+	return errors.Is(e.ContextErr, context.DeadlineExceeded)
+}
+
+// Canceled reports whether the call failed because the caller canceled it.
+func (e *TransportError) Canceled() bool {
+	return errors.Is(e.ContextErr, context.Canceled)
 }
 
 // DecodeError means the upstream answered 2xx with a body that is not the

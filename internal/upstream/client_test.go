@@ -405,7 +405,8 @@ func TestTransportErrors(t *testing.T) {
 }
 
 func TestNewRejectsBadBaseURLs(t *testing.T) {
-	for _, u := range []string{"", "api.confluent.cloud", "ftp://host", "https://", "https://key:secret@api.confluent.cloud", "https://host/?x=1", "https://host/#f", "://bad"} {
+	for _, u := range []string{"", "api.confluent.cloud", "ftp://host", "https://", "https://key:secret@api.confluent.cloud",
+		"https://secret@api.confluent.cloud", "ftp://key:secret@host", "https://host/?x=1", "https://host/#f", "://bad"} {
 		c, err := New(u)
 		if err == nil {
 			t.Errorf("New(%q) = %v, want an error", u, c)
