@@ -7,17 +7,33 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
+// defaultChallenge is the WWW-Authenticate challenge of a 401 the upstream did
+// not answer itself (no credential, or a malformed one): both schemes the
+// service forwards.
+const defaultChallenge = `Basic realm="Confluent Cloud", Bearer realm="Confluent Cloud"`
+
 // errorHandler is the gateway's default error handler (the status as JSON, the
 // HTTP status from the gRPC code), plus the headers an HTTP client looks for: a
-// Retry-After from the status's RetryInfo, and the upstream's X-Request-Id from
-// its RequestInfo.
+// Retry-After from the status's RetryInfo, the upstream's X-Request-Id from its
+// RequestInfo, and on a 401 a valid WWW-Authenticate challenge (the upstream's
+// own, from ErrorInfo) in place of the status message the default puts there.
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	if st, ok := status.FromError(err); ok {
+		if st.Code() == codes.Unauthenticated {
+			w = &challengeWriter{ResponseWriter: w, challenge: defaultChallenge}
+		}
 		for _, d := range st.Details() {
 			switch d := d.(type) {
+			case *errdetails.ErrorInfo:
+				if c := d.GetMetadata()["wwwAuthenticate"]; c != "" {
+					if cw, ok := w.(*challengeWriter); ok {
+						cw.challenge = c
+					}
+				}
 			case *errdetails.RetryInfo:
 				if secs := d.GetRetryDelay().AsDuration().Seconds(); secs > 0 {
 					w.Header().Set("Retry-After", strconv.Itoa(int(secs+0.999)))
@@ -30,4 +46,16 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 		}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// challengeWriter sets WWW-Authenticate as the status line is written, after
+// the default handler has set it to the status message.
+type challengeWriter struct {
+	http.ResponseWriter
+	challenge string
+}
+
+func (w *challengeWriter) WriteHeader(code int) {
+	w.Header().Set("WWW-Authenticate", w.challenge)
+	w.ResponseWriter.WriteHeader(code)
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,6 +61,37 @@ func TestErrorHandler(t *testing.T) {
 			}
 			if got := w.Header().Get("X-Request-Id"); got != tt.requestInfo {
 				t.Errorf("X-Request-Id = %q, want %q", got, tt.requestInfo)
+			}
+		})
+	}
+}
+
+func TestUnauthenticatedCarriesAValidChallenge(t *testing.T) {
+	upstreamChallenge := `Basic error="invalid_key", error_description="The API Key is invalid"`
+	fromUpstream, _ := status.New(codes.Unauthenticated, "Confluent Cloud: Authentication Required").
+		WithDetails(&errdetails.ErrorInfo{Reason: "USER_UNAUTHENTICATED", Domain: "api.confluent.cloud",
+			Metadata: map[string]string{"wwwAuthenticate": upstreamChallenge}})
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"the upstream's own challenge", fromUpstream.Err(), upstreamChallenge},
+		{"no credential: the facade's challenge", status.Error(codes.Unauthenticated, "no credentials: ..."), defaultChallenge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			r := httptest.NewRequest(http.MethodGet, "/x", nil)
+			errorHandler(r.Context(), runtime.NewServeMux(), &runtime.JSONPb{}, w, r, tt.err)
+			if w.Code != http.StatusUnauthorized {
+				t.Errorf("HTTP status = %d, want 401", w.Code)
+			}
+			if got := w.Header().Get("WWW-Authenticate"); got != tt.want {
+				t.Errorf("WWW-Authenticate = %q, want %q", got, tt.want)
+			}
+			if !strings.Contains(w.Body.String(), "Unauthenticated") && !strings.Contains(w.Body.String(), `"code":16`) {
+				t.Errorf("body = %s, want the status", w.Body.String())
 			}
 		})
 	}

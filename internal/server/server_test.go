@@ -423,6 +423,9 @@ func TestErrorsOverBothProtocols(t *testing.T) {
 			if tt.reachesUpstream && r.header.Get("X-Request-Id") == "" {
 				t.Error("REST error lacks the upstream's X-Request-Id header")
 			}
+			if c := r.header.Get("WWW-Authenticate"); tt.wantHTTP == 401 && !strings.HasPrefix(c, "Basic ") {
+				t.Errorf("401 WWW-Authenticate = %q, want a Basic challenge", c)
+			}
 		})
 	}
 }
@@ -471,8 +474,10 @@ func TestGracefulShutdown(t *testing.T) {
 		}
 		results <- err
 	}()
-	for up.Count() < 2 { // both calls are now in flight upstream
-		time.Sleep(5 * time.Millisecond)
+	for deadline := time.Now().Add(5 * time.Second); up.Count() < 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of 2 calls reached the upstream", up.Count())
+		}
 	}
 	stop()
 	for i := 0; i < 2; i++ {
@@ -595,5 +600,8 @@ func TestServeReturnsErrorWhenAListenerFails(t *testing.T) {
 	err = New(panicky{}).Serve(ctx, grpcLis, httpLis)
 	if err == nil || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Serve = %v, want the HTTP listener's error", err)
+	}
+	if _, err := grpcLis.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("gRPC listener after a failed Serve: Accept = %v, want it closed", err)
 	}
 }
