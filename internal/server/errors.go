@@ -23,16 +23,12 @@ const defaultChallenge = `Basic realm="Confluent Cloud", Bearer realm="Confluent
 // own, from ErrorInfo) in place of the status message the default puts there.
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	if st, ok := status.FromError(err); ok {
-		if st.Code() == codes.Unauthenticated {
-			w = &challengeWriter{ResponseWriter: w, challenge: defaultChallenge}
-		}
+		challenge := defaultChallenge
 		for _, d := range st.Details() {
 			switch d := d.(type) {
 			case *errdetails.ErrorInfo:
 				if c := d.GetMetadata()["wwwAuthenticate"]; c != "" {
-					if cw, ok := w.(*challengeWriter); ok {
-						cw.challenge = c
-					}
+					challenge = c
 				}
 			case *errdetails.RetryInfo:
 				if secs := d.GetRetryDelay().AsDuration().Seconds(); secs > 0 {
@@ -43,6 +39,9 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 					w.Header().Set("X-Request-Id", id)
 				}
 			}
+		}
+		if st.Code() == codes.Unauthenticated {
+			w = &challengeWriter{ResponseWriter: w, challenge: challenge}
 		}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)

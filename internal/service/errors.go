@@ -146,16 +146,15 @@ func upstreamErrorStatus(e *upstream.Error) *status.Status {
 	if e.Authenticate != "" {
 		info.Metadata["wwwAuthenticate"] = e.Authenticate
 	}
-	if rl := e.RateLimit; rl.Known() {
-		if rl.Limit >= 0 {
-			info.Metadata["rateLimitLimit"] = strconv.Itoa(rl.Limit)
-		}
-		if rl.Remaining >= 0 {
-			info.Metadata["rateLimitRemaining"] = strconv.Itoa(rl.Remaining)
-		}
-		if rl.Reset >= 0 {
-			info.Metadata["rateLimitResetSeconds"] = strconv.Itoa(int(rl.Reset.Seconds()))
-		}
+	rl := e.RateLimit // each field is -1 when its header was absent
+	if rl.Limit >= 0 {
+		info.Metadata["rateLimitLimit"] = strconv.Itoa(rl.Limit)
+	}
+	if rl.Remaining >= 0 {
+		info.Metadata["rateLimitRemaining"] = strconv.Itoa(rl.Remaining)
+	}
+	if rl.Reset >= 0 {
+		info.Metadata["rateLimitResetSeconds"] = strconv.Itoa(int(rl.Reset.Seconds()))
 	}
 	details := []protoadapt.MessageV1{info}
 	if e.RequestID != "" {

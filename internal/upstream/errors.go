@@ -89,9 +89,6 @@ type RateLimit struct {
 	Reset time.Duration
 }
 
-// Known reports whether the upstream sent any rate-limit header.
-func (r RateLimit) Known() bool { return r.Limit >= 0 || r.Remaining >= 0 || r.Reset >= 0 }
-
 // failure is the upstream's error envelope.
 type failure struct {
 	Errors []ErrorItem `json:"errors"`
