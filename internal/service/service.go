@@ -12,6 +12,7 @@ import (
 	"time"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/callinfo"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -73,7 +74,8 @@ func (s *Service) GetPluginVersion(ctx context.Context, req *pluginv1.GetPluginV
 		return nil, err
 	}
 	defer cancel()
-	v, err := s.client.GetPluginVersion(ctx, auth, req.GetPluginId(), req.GetId(), req.GetEnvironment())
+	v, meta, err := s.client.GetPluginVersion(ctx, auth, req.GetPluginId(), req.GetId(), req.GetEnvironment())
+	record(ctx, meta)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
@@ -87,11 +89,17 @@ func (s *Service) GetConnectorPlugin(ctx context.Context, req *pluginv1.GetConne
 		return nil, err
 	}
 	defer cancel()
-	p, err := s.client.GetConnectorPlugin(ctx, auth, req.GetId())
+	p, meta, err := s.client.GetConnectorPlugin(ctx, auth, req.GetId())
+	record(ctx, meta)
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	return connectorPluginToProto(p), nil
+}
+
+// record notes what the upstream answered for the call's log line.
+func record(ctx context.Context, m upstream.Meta) {
+	callinfo.FromContext(ctx).Record(m.StatusCode, m.RequestID, m.Attempts)
 }
 
 // fail turns an upstream error into the caller's status, and logs for the

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // DefaultBaseURL is the Confluent Cloud API.
@@ -34,6 +35,60 @@ type Client struct {
 	base      *url.URL
 	http      *http.Client
 	userAgent string
+	hooks     Hooks
+	wrap      func(http.RoundTripper) http.RoundTripper
+}
+
+// Routes name the two upstream endpoints in Hooks, metrics and logs: the path
+// templates of the API pages, never a path with real identifiers in it.
+const (
+	RoutePluginVersion   = "/ccpm/v1/plugins/{plugin_id}/versions/{id}"
+	RouteConnectorPlugin = "/connect/v1/custom-connector-plugins/{id}"
+)
+
+// Meta is what the upstream said about a call besides the resource: on success
+// and on failure alike, so that callers can pass the request id and the
+// rate-limit window on.
+type Meta struct {
+	// StatusCode is the HTTP status of the last exchange; 0 when no exchange
+	// got an answer.
+	StatusCode int
+	// RequestID is the upstream's X-Request-Id of the last answer.
+	RequestID string
+	// RateLimit is the window the last answer described.
+	RateLimit RateLimit
+	// RetryAfter is the upstream's Retry-After of the last answer; zero when
+	// absent.
+	RetryAfter time.Duration
+	// Attempts is how many HTTP exchanges the call made (0 when it was answered
+	// without reaching the upstream).
+	Attempts int
+}
+
+// Hooks observe the client's traffic, for metrics. Each is optional and must be
+// safe for concurrent use and quick.
+type Hooks struct {
+	// Exchange is called after each HTTP exchange with the route (a Route*
+	// constant), the HTTP status (0 when no answer arrived) and the time
+	// until the body was read.
+	Exchange func(route string, status int, elapsed time.Duration)
+	// Retry is called before each retry of a call, with the reason: the HTTP
+	// status that is retried ("503") or "connection".
+	Retry func(route string, reason string)
+	// RateLimit is called with each rate-limit window an answer describes.
+	RateLimit func(route string, rl RateLimit)
+}
+
+// WithHooks sets hooks that observe the client's traffic.
+func WithHooks(h Hooks) Option {
+	return func(cl *Client) { cl.hooks = h }
+}
+
+// WithTransport wraps the client's pooled transport, for instrumentation such
+// as otelhttp.NewTransport. The wrapper must send each request it is given
+// through the transport it wraps.
+func WithTransport(wrap func(http.RoundTripper) http.RoundTripper) Option {
+	return func(cl *Client) { cl.wrap = wrap }
 }
 
 // Option configures a Client.
@@ -66,6 +121,9 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	}
 	for _, opt := range opts {
 		opt(c)
+	}
+	if c.wrap != nil {
+		c.http.Transport = c.wrap(c.http.Transport)
 	}
 	return c, nil
 }
@@ -111,73 +169,95 @@ func newTransport() *http.Transport {
 
 // GetPluginVersion reads version id of plugin pluginID in the given environment
 // (GET /ccpm/v1/plugins/{plugin_id}/versions/{id}?environment=...).
-func (c *Client) GetPluginVersion(ctx context.Context, auth Authorization, pluginID, id, environment string) (*PluginVersion, error) {
+func (c *Client) GetPluginVersion(ctx context.Context, auth Authorization, pluginID, id, environment string) (*PluginVersion, Meta, error) {
 	var v PluginVersion
 	q := url.Values{"environment": {environment}}
-	if err := c.get(ctx, auth, &v, q, "ccpm", "v1", "plugins", pluginID, "versions", id); err != nil {
-		return nil, err
+	meta, err := c.get(ctx, auth, RoutePluginVersion, &v, q, "ccpm", "v1", "plugins", pluginID, "versions", id)
+	if err != nil {
+		return nil, meta, err
 	}
-	return &v, nil
+	return &v, meta, nil
 }
 
 // GetConnectorPlugin reads custom connector plugin id
 // (GET /connect/v1/custom-connector-plugins/{id}).
-func (c *Client) GetConnectorPlugin(ctx context.Context, auth Authorization, id string) (*ConnectorPlugin, error) {
+func (c *Client) GetConnectorPlugin(ctx context.Context, auth Authorization, id string) (*ConnectorPlugin, Meta, error) {
 	var p ConnectorPlugin
-	if err := c.get(ctx, auth, &p, nil, "connect", "v1", "custom-connector-plugins", id); err != nil {
-		return nil, err
+	meta, err := c.get(ctx, auth, RouteConnectorPlugin, &p, nil, "connect", "v1", "custom-connector-plugins", id)
+	if err != nil {
+		return nil, meta, err
 	}
-	return &p, nil
+	return &p, meta, nil
 }
 
 // get sends GET base/segments...?query with auth and decodes a 2xx JSON body into
 // out. Every segment is escaped on its own, so a value can never add a segment,
 // a query or a fragment to the URL.
-func (c *Client) get(ctx context.Context, auth Authorization, out resource, query url.Values, segments ...string) error {
+func (c *Client) get(ctx context.Context, auth Authorization, route string, out resource, query url.Values, segments ...string) (Meta, error) {
+	meta := Meta{RateLimit: noRateLimit}
 	if auth.IsZero() {
-		return errors.New("upstream: no credentials to send")
+		return meta, errors.New("upstream: no credentials to send")
 	}
 	u := c.url(query, segments...)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return fmt.Errorf("upstream: %w", err)
+		return meta, fmt.Errorf("upstream: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.userAgent)
 	req.Header.Set("Authorization", auth.headerValue())
 
+	start := time.Now()
+	meta.Attempts = 1
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return &TransportError{Method: req.Method, Path: u.EscapedPath(), Err: unwrapURLError(err), ContextErr: ctx.Err()}
+		c.observe(route, 0, start)
+		return meta, &TransportError{Method: req.Method, Path: u.EscapedPath(), Err: unwrapURLError(err), ContextErr: ctx.Err()}
 	}
 	defer resp.Body.Close()
 	body, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
 	// Drain what is left (bounded) so the connection can go back to the pool.
 	_, _ = io.CopyN(io.Discard, resp.Body, maxBodyBytes)
+	c.observe(route, resp.StatusCode, start)
+	meta.StatusCode = resp.StatusCode
+	meta.RequestID = resp.Header.Get(headerRequestID)
+	meta.RateLimit = parseRateLimit(resp.Header)
+	if s, ok := parseSeconds(resp.Header.Get(headerRetryAfter)); ok {
+		meta.RetryAfter = s
+	}
+	if c.hooks.RateLimit != nil && meta.RateLimit.Remaining >= 0 {
+		c.hooks.RateLimit(route, meta.RateLimit)
+	}
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		// A failure is reported even if its body was cut short: the status code
 		// and headers alone say enough.
-		return newError(resp, body)
+		return meta, newError(resp, body)
 	}
 	if readErr != nil {
-		return &TransportError{Method: req.Method, Path: u.EscapedPath(), Err: readErr, ContextErr: ctx.Err()}
+		return meta, &TransportError{Method: req.Method, Path: u.EscapedPath(), Err: readErr, ContextErr: ctx.Err()}
 	}
 	undecodable := func(err error) error {
 		return &DecodeError{StatusCode: resp.StatusCode, RequestID: resp.Header.Get(headerRequestID), Err: err}
 	}
 	if len(body) > maxBodyBytes {
-		return undecodable(fmt.Errorf("body exceeds %d bytes", maxBodyBytes))
+		return meta, undecodable(fmt.Errorf("body exceeds %d bytes", maxBodyBytes))
 	}
 	if err := json.Unmarshal(body, out); err != nil {
-		return undecodable(err)
+		return meta, undecodable(err)
 	}
 	// A body such as {} or null decodes without error; without its identity it
 	// is not the resource (a proxy's or a login page's answer, say).
 	if id, kind := out.identity(); id == "" || kind == "" {
-		return undecodable(errors.New("the resource has no id or kind"))
+		return meta, undecodable(errors.New("the resource has no id or kind"))
 	}
-	return nil
+	return meta, nil
+}
+
+func (c *Client) observe(route string, status int, start time.Time) {
+	if c.hooks.Exchange != nil {
+		c.hooks.Exchange(route, status, time.Since(start))
+	}
 }
 
 // url joins the base URL, the escaped segments and the query.

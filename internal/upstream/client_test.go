@@ -48,7 +48,7 @@ func TestRequestShape(t *testing.T) {
 		{
 			name: "plugin version",
 			call: func(ctx context.Context, c *Client) error {
-				_, err := c.GetPluginVersion(ctx, testAuth, "ccp-12345", "ver-12345", "env-00000")
+				_, _, err := c.GetPluginVersion(ctx, testAuth, "ccp-12345", "ver-12345", "env-00000")
 				return err
 			},
 			wantPath:  "/base/ccpm/v1/plugins/ccp-12345/versions/ver-12345",
@@ -57,7 +57,7 @@ func TestRequestShape(t *testing.T) {
 		{
 			name: "plugin version with characters that would change the URL",
 			call: func(ctx context.Context, c *Client) error {
-				_, err := c.GetPluginVersion(ctx, testAuth, "a/../b", "v?x=1#f", "env&admin=true")
+				_, _, err := c.GetPluginVersion(ctx, testAuth, "a/../b", "v?x=1#f", "env&admin=true")
 				return err
 			},
 			wantPath:  "/base/ccpm/v1/plugins/a%2F..%2Fb/versions/v%3Fx=1%23f",
@@ -66,7 +66,7 @@ func TestRequestShape(t *testing.T) {
 		{
 			name: "connector plugin",
 			call: func(ctx context.Context, c *Client) error {
-				_, err := c.GetConnectorPlugin(ctx, testAuth, "ccp-12345")
+				_, _, err := c.GetConnectorPlugin(ctx, testAuth, "ccp-12345")
 				return err
 			},
 			wantPath: "/base/connect/v1/custom-connector-plugins/ccp-12345",
@@ -74,7 +74,7 @@ func TestRequestShape(t *testing.T) {
 		{
 			name: "connector plugin with a space and a percent sign",
 			call: func(ctx context.Context, c *Client) error {
-				_, err := c.GetConnectorPlugin(ctx, testAuth, "a b%2F")
+				_, _, err := c.GetConnectorPlugin(ctx, testAuth, "a b%2F")
 				return err
 			},
 			wantPath: "/base/connect/v1/custom-connector-plugins/a%20b%252F",
@@ -115,7 +115,7 @@ func TestBearerIsForwardedAsIs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.GetConnectorPlugin(t.Context(), auth, "ccp-1"); err != nil {
+	if _, _, err := c.GetConnectorPlugin(t.Context(), auth, "ccp-1"); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := rec.Last(t).Header.Get("Authorization"), "Bearer eyJhbGciOi.J9.sig-_"; got != want {
@@ -125,7 +125,7 @@ func TestBearerIsForwardedAsIs(t *testing.T) {
 
 func TestNoCredentialsNeverCallsUpstream(t *testing.T) {
 	rec, c := startUpstream(t, 200, nil, minimal)
-	if _, err := c.GetConnectorPlugin(t.Context(), Authorization{}, "ccp-1"); err == nil {
+	if _, _, err := c.GetConnectorPlugin(t.Context(), Authorization{}, "ccp-1"); err == nil {
 		t.Fatal("want an error without credentials")
 	}
 	if n := rec.Count(); n != 0 {
@@ -135,7 +135,7 @@ func TestNoCredentialsNeverCallsUpstream(t *testing.T) {
 
 func TestDecodePluginVersionExample(t *testing.T) {
 	_, c := startUpstream(t, 200, nil, readTestdata(t, "plugin_version.json"))
-	v, err := c.GetPluginVersion(t.Context(), testAuth, "ccp-12345", "ver-12345", "env-00000")
+	v, _, err := c.GetPluginVersion(t.Context(), testAuth, "ccp-12345", "ver-12345", "env-00000")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +175,7 @@ func TestDecodeIsTolerant(t *testing.T) {
 		"upload_source":{"location":"PRESIGNED_URL_LOCATION","upload_id":""},
 		"brand_new_field":{"nested":[1,2,3]},"cloud":"MARS"}`
 	_, c := startUpstream(t, 200, nil, body)
-	p, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
+	p, _, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,7 +281,7 @@ func TestFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, c := startUpstream(t, tt.status, tt.header, tt.body)
-			_, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
+			_, _, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
 			var e *Error
 			if !errors.As(err, &e) {
 				t.Fatalf("err = %v (%T), want *Error", err, err)
@@ -319,7 +319,7 @@ func TestFailures(t *testing.T) {
 
 func TestFailureSourceIsKept(t *testing.T) {
 	_, c := startUpstream(t, 400, nil, readTestdata(t, "failure_400.json"))
-	_, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
+	_, _, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
 	var e *Error
 	if !errors.As(err, &e) {
 		t.Fatalf("err = %v, want *Error", err)
@@ -334,7 +334,7 @@ func TestUndecodableSuccess(t *testing.T) {
 	for _, body := range []string{"", "null", "{}", `{"kind":"K"}`, "not json", `{"id": 42}`, `{"metadata":{"created_at":"yesterday"}}`, `[]`} {
 		t.Run(fmt.Sprintf("%q", body), func(t *testing.T) {
 			_, c := startUpstream(t, 200, http.Header{"X-Request-Id": {"req-1"}}, body)
-			_, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
+			_, _, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
 			var e *DecodeError
 			if !errors.As(err, &e) {
 				t.Fatalf("err = %v (%T), want *DecodeError", err, err)
@@ -349,7 +349,7 @@ func TestUndecodableSuccess(t *testing.T) {
 func TestOversizedBody(t *testing.T) {
 	body := `{"display_name":"` + strings.Repeat("x", maxBodyBytes) + `"}`
 	_, c := startUpstream(t, 200, nil, body)
-	_, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
+	_, _, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
 	var e *DecodeError
 	if !errors.As(err, &e) || !strings.Contains(err.Error(), "exceeds") {
 		t.Fatalf("err = %v, want a DecodeError saying the body is too large", err)
@@ -365,7 +365,7 @@ func TestTransportErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
+		_, _, err = c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
 		var te *TransportError
 		if !errors.As(err, &te) || te.DeadlineExceeded() {
 			t.Fatalf("err = %v, want a TransportError that is not a deadline", err)
@@ -387,7 +387,7 @@ func TestTransportErrors(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 		defer cancel()
-		_, err = c.GetConnectorPlugin(ctx, testAuth, "ccp-1")
+		_, _, err = c.GetConnectorPlugin(ctx, testAuth, "ccp-1")
 		var te *TransportError
 		if !errors.As(err, &te) || !te.DeadlineExceeded() || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("err = %v, want a TransportError wrapping context.DeadlineExceeded", err)
@@ -397,7 +397,7 @@ func TestTransportErrors(t *testing.T) {
 		_, c := startUpstream(t, 200, nil, minimal)
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
-		_, err := c.GetConnectorPlugin(ctx, testAuth, "ccp-1")
+		_, _, err := c.GetConnectorPlugin(ctx, testAuth, "ccp-1")
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("err = %v, want context.Canceled", err)
 		}

@@ -172,8 +172,11 @@ func (it ErrorItem) Summary() string {
 	}
 }
 
+// noRateLimit is a RateLimit of which no header was sent.
+var noRateLimit = RateLimit{Limit: -1, Remaining: -1, Reset: -1}
+
 func parseRateLimit(h http.Header) RateLimit {
-	r := RateLimit{Limit: -1, Remaining: -1, Reset: -1}
+	r := noRateLimit
 	if n, err := strconv.Atoi(strings.TrimSpace(h.Get(headerRateLimitLimit))); err == nil && n >= 0 {
 		r.Limit = n
 	}
