@@ -20,6 +20,12 @@ type config struct {
 	HTTPAddr        string
 	UpstreamURL     string
 	UpstreamTimeout time.Duration
+	// Upstream behaviour: see upstream.RetryPolicy and the README.
+	UpstreamInsecure    bool
+	UpstreamMaxAttempts int
+	UpstreamMaxWait     time.Duration
+	UpstreamMaxBody     int64
+	RateLimitGuard      bool
 	ShutdownTimeout time.Duration
 	Sandbox         bool
 	LogLevel        slog.Level
@@ -49,6 +55,11 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	fs.StringVar(&c.HTTPAddr, "http-addr", ":8080", "address the HTTP server (REST gateway, /openapi.json, /healthz) listens on")
 	fs.StringVar(&c.UpstreamURL, "upstream-url", upstream.DefaultBaseURL, "base URL of the Confluent Cloud API")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", 30*time.Second, "longest wait for one upstream call, whatever the caller's deadline (0: the caller's deadline only)")
+	fs.BoolVar(&c.UpstreamInsecure, "upstream-insecure", false, "allow a plain-HTTP --upstream-url whose host is not loopback (credentials then cross the network in clear)")
+	fs.IntVar(&c.UpstreamMaxAttempts, "upstream-max-attempts", upstream.DefaultRetryPolicy.MaxAttempts, "most upstream requests per call, retries included (1: no retries); only 429, 502, 503, 504 and connection failures are retried")
+	fs.DurationVar(&c.UpstreamMaxWait, "upstream-max-retry-wait", upstream.DefaultRetryPolicy.MaxWait, "longest Retry-After waited for before retrying; a longer one is returned to the caller as its retry hint")
+	fs.Int64Var(&c.UpstreamMaxBody, "upstream-max-body-bytes", upstream.DefaultMaxBodyBytes, "largest upstream response body read; a larger one is an error")
+	fs.BoolVar(&c.RateLimitGuard, "rate-limit-guard", true, "while the upstream says a credential's rate-limit window is exhausted, answer RESOURCE_EXHAUSTED without calling it")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long calls in flight may finish after SIGINT/SIGTERM")
 	fs.BoolVar(&c.Sandbox, "sandbox", false, "serve against a built-in simulated Confluent Cloud on loopback, with its own credentials")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
@@ -86,11 +97,20 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	if c.Sandbox && upstreamSet {
 		problems = append(problems, "--sandbox and --upstream-url exclude each other: the sandbox is the upstream")
 	}
-	if _, err := upstream.ParseBaseURL(c.UpstreamURL); err != nil {
+	if _, err := upstream.ParseBaseURL(c.UpstreamURL, c.UpstreamInsecure); err != nil {
 		problems = append(problems, "--upstream-url: "+err.Error())
 	}
 	if c.UpstreamTimeout < 0 {
 		problems = append(problems, "--upstream-timeout must not be negative")
+	}
+	if c.UpstreamMaxAttempts < 1 || c.UpstreamMaxAttempts > 10 {
+		problems = append(problems, "--upstream-max-attempts must be between 1 and 10")
+	}
+	if c.UpstreamMaxWait < 0 {
+		problems = append(problems, "--upstream-max-retry-wait must not be negative")
+	}
+	if c.UpstreamMaxBody < 1024 {
+		problems = append(problems, "--upstream-max-body-bytes must be at least 1024")
 	}
 	if c.ShutdownTimeout <= 0 {
 		problems = append(problems, "--shutdown-timeout must be positive")

@@ -65,7 +65,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		upstreamURL, creds = sb.URL(), upstream.BasicAuth(sandbox.APIKey, sandbox.APISecret)
 	}
 
-	client, err := upstream.New(upstreamURL, upstream.WithUserAgent("plugin-facade/"+buildVersion()))
+	client, err := upstream.New(upstreamURL,
+		upstream.WithUserAgent("plugin-facade/"+buildVersion()),
+		upstream.WithInsecure(cfg.UpstreamInsecure),
+		upstream.WithRetry(upstream.RetryPolicy{MaxAttempts: cfg.UpstreamMaxAttempts, MaxWait: cfg.UpstreamMaxWait}),
+		upstream.WithMaxBodyBytes(cfg.UpstreamMaxBody),
+		upstream.WithRateLimitGuard(cfg.RateLimitGuard),
+	)
 	if err != nil {
 		return err
 	}
@@ -95,6 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		server.WithOpenAPI(pluginfacade.OpenAPI()),
 		server.WithShutdownTimeout(cfg.ShutdownTimeout),
 	)
+	defer client.Close()
 	if err := srv.Serve(ctx, grpcLis, httpLis); err != nil {
 		return err
 	}

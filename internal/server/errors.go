@@ -3,12 +3,16 @@ package server
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/acme/plugin-facade/internal/service"
 )
 
 // defaultChallenge is the WWW-Authenticate challenge of a 401 the upstream did
@@ -17,10 +21,11 @@ import (
 const defaultChallenge = `Basic realm="Confluent Cloud", Bearer realm="Confluent Cloud"`
 
 // errorHandler is the gateway's default error handler (the status as JSON, the
-// HTTP status from the gRPC code), plus the headers an HTTP client looks for: a
-// Retry-After from the status's RetryInfo, the upstream's X-Request-Id from its
-// RequestInfo, and on a 401 a valid WWW-Authenticate challenge (the upstream's
-// own, from ErrorInfo) in place of the status message the default puts there.
+// HTTP status from the gRPC code, the response metadata as headers, see
+// outgoingHeader), plus the headers an HTTP client looks for: on a 429 or 503 a
+// Retry-After from the status's RetryInfo, and on a 401 a valid
+// WWW-Authenticate challenge (the upstream's own, from ErrorInfo) in place of
+// the status message the default puts there.
 func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 	if st, ok := status.FromError(err); ok {
 		challenge := defaultChallenge
@@ -31,12 +36,9 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 					challenge = c
 				}
 			case *errdetails.RetryInfo:
-				if secs := d.GetRetryDelay().AsDuration().Seconds(); secs > 0 {
+				secs := d.GetRetryDelay().AsDuration().Seconds()
+				if secs > 0 && (st.Code() == codes.ResourceExhausted || st.Code() == codes.Unavailable) {
 					w.Header().Set("Retry-After", strconv.Itoa(int(secs+0.999)))
-				}
-			case *errdetails.RequestInfo:
-				if id := d.GetRequestId(); id != "" {
-					w.Header().Set("X-Request-Id", id)
 				}
 			}
 		}
@@ -57,4 +59,17 @@ type challengeWriter struct {
 func (w *challengeWriter) WriteHeader(code int) {
 	w.Header().Set("WWW-Authenticate", w.challenge)
 	w.ResponseWriter.WriteHeader(code)
+}
+
+// outgoingHeader passes the response metadata the service sets (the upstream's
+// X-Request-Id and X-RateLimit-* headers) to REST callers under their plain
+// names, on success and failure alike. Other metadata is not forwarded: the
+// gateway's default would add it with a Grpc-Metadata- prefix. Retry-After is
+// left to errorHandler, which derives it from the status's RetryInfo.
+func outgoingHeader(key string) (string, bool) {
+	key = strings.ToLower(key)
+	if key != service.MDRetryAfter && slices.Contains(service.ResponseHeaders, key) {
+		return http.CanonicalHeaderKey(key), true
+	}
+	return "", false
 }

@@ -168,6 +168,7 @@ func (s *Server) gateway(ctx context.Context, conn *grpc.ClientConn) (http.Handl
 			},
 		}),
 		runtime.WithErrorHandler(errorHandler),
+		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 		// Route on the escaped path, so that an encoded '/' (%2F) stays inside
 		// its path variable instead of splitting it: "ccp-1%2F..%2Fx" reaches
 		// validation (decoded) and gets a clear INVALID_ARGUMENT rather than an

@@ -533,6 +533,9 @@ func TestCredentialsAreForwarded(t *testing.T) {
 	})
 }
 
+// TestRateLimitReachesTheCaller: the upstream's window is passed on, and once
+// it is exhausted the rate-limit guard answers RESOURCE_EXHAUSTED / 429 with a
+// retry hint without spending upstream requests.
 func TestRateLimitReachesTheCaller(t *testing.T) {
 	s := startStack(t, []service.Option{service.WithDefaultCredentials(sandboxKey)}, sandbox.WithRateLimit(2, time.Minute))
 	req := &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID}
@@ -541,7 +544,9 @@ func TestRateLimitReachesTheCaller(t *testing.T) {
 			t.Fatalf("call %d within the limit: %v", i, err)
 		}
 	}
-	_, err := s.client.GetConnectorPlugin(t.Context(), req)
+	before := s.sandbox.Requests()
+	var header metadata.MD
+	_, err := s.client.GetConnectorPlugin(t.Context(), req, grpc.Header(&header))
 	st := status.Convert(err)
 	if st.Code() != codes.ResourceExhausted {
 		t.Fatalf("gRPC over the limit: %v, want ResourceExhausted", err)
@@ -555,10 +560,68 @@ func TestRateLimitReachesTheCaller(t *testing.T) {
 	if retry <= 0 || retry > time.Minute {
 		t.Errorf("RetryInfo delay = %v, want within the 1m window", retry)
 	}
+	if got := header.Get("x-ratelimit-remaining"); len(got) != 1 || got[0] != "0" {
+		t.Errorf("x-ratelimit-remaining = %v, want 0", got)
+	}
+	if got := header.Get("retry-after"); len(got) != 1 {
+		t.Errorf("retry-after = %v, want the guard's hint", got)
+	}
 
 	r := s.get(t, "/connect/v1/custom-connector-plugins/"+sandbox.PluginID)
-	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" {
-		t.Errorf("REST over the limit = %d, Retry-After %q; want 429 with Retry-After", r.status, r.header.Get("Retry-After"))
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" || r.header.Get("X-RateLimit-Remaining") != "0" {
+		t.Errorf("REST over the limit = %d, headers %v; want 429 with Retry-After and X-RateLimit-Remaining 0", r.status, r.header)
+	}
+	if n := s.sandbox.Requests() - before; n != 0 {
+		t.Errorf("the sandbox received %d requests while the window was exhausted, want 0 (the guard answers)", n)
+	}
+}
+
+// TestResponseHeaders: the upstream's request id and rate-limit window reach
+// gRPC callers as response metadata and REST callers as plain headers, on
+// success and on failure.
+func TestResponseHeaders(t *testing.T) {
+	s := startStack(t, []service.Option{service.WithDefaultCredentials(sandboxKey)}, sandbox.WithRateLimit(100, time.Minute))
+	for _, tt := range []struct {
+		name, id string
+		wantCode codes.Code
+		wantHTTP int
+	}{
+		{"success", sandbox.PluginID, codes.OK, 200},
+		{"failure", "ccp-00000", codes.NotFound, 404},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var md metadata.MD
+			_, err := s.client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: tt.id}, grpc.Header(&md))
+			if status.Code(err) != tt.wantCode {
+				t.Fatalf("gRPC: %v, want %s", err, tt.wantCode)
+			}
+			for _, k := range []string{"x-request-id", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"} {
+				if v := md.Get(k); len(v) != 1 || v[0] == "" {
+					t.Errorf("gRPC metadata %s = %v, want one value", k, v)
+				}
+			}
+			if got := md.Get("x-ratelimit-limit"); len(got) == 1 && got[0] != "100" {
+				t.Errorf("x-ratelimit-limit = %v, want 100", got)
+			}
+
+			r := s.get(t, "/connect/v1/custom-connector-plugins/"+tt.id)
+			if r.status != tt.wantHTTP {
+				t.Fatalf("REST: %d %s, want %d", r.status, r.body, tt.wantHTTP)
+			}
+			for _, k := range []string{"X-Request-Id", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} {
+				if v := r.header.Values(k); len(v) != 1 || v[0] == "" {
+					t.Errorf("REST header %s = %v, want one value", k, v)
+				}
+			}
+			for k := range r.header {
+				if strings.HasPrefix(k, "Grpc-Metadata-") {
+					t.Errorf("REST header %s: metadata must not be forwarded with a prefix", k)
+				}
+			}
+			if r.header.Get("Retry-After") != "" {
+				t.Errorf("Retry-After = %q on a %d", r.header.Get("Retry-After"), r.status)
+			}
+		})
 	}
 }
 

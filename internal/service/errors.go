@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -17,17 +19,19 @@ import (
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
-// errorDomain is the google.rpc.ErrorInfo domain of failures that come from
-// Confluent Cloud, as opposed to the facade itself.
-const errorDomain = "api.confluent.cloud"
-
 // Reasons of the google.rpc.ErrorInfo this service attaches when the upstream
 // gave no application code of its own.
 const (
 	reasonUnreachable  = "UPSTREAM_UNREACHABLE"
 	reasonUndecodable  = "UPSTREAM_RESPONSE_UNDECODABLE"
+	reasonTooLarge     = "UPSTREAM_RESPONSE_TOO_LARGE"
+	reasonThrottled    = "RATE_LIMIT_EXHAUSTED"
 	reasonUnclassified = "UPSTREAM_ERROR"
 )
+
+// defaultRetryDelay is the RetryInfo of an UNAVAILABLE or RESOURCE_EXHAUSTED
+// answer for which the upstream gave no hint of its own.
+const defaultRetryDelay = time.Second
 
 // codeForHTTPStatus maps an upstream HTTP status to the gRPC code the service
 // answers with. upstreamCode, the upstream's application error code, only matters
@@ -70,36 +74,125 @@ func codeForHTTPStatus(httpStatus int, upstreamCode string) codes.Code {
 // toStatus turns an error of the upstream client into a gRPC status error that
 // keeps everything a caller needs: the upstream's words in the message, and in
 // the details its error code (ErrorInfo), request id (RequestInfo), offending
-// parameter (BadRequest) and retry hint (RetryInfo, QuotaFailure).
-func toStatus(err error) error {
+// parameters (BadRequest) and retry hint (RetryInfo, QuotaFailure). domain is
+// the upstream's host; meta describes the call's last answer.
+func toStatus(err error, domain string, meta upstream.Meta) error {
 	var (
 		ue *upstream.Error
 		de *upstream.DecodeError
 		te *upstream.TransportError
+		th *upstream.ThrottledError
 	)
 	switch {
 	case errors.As(err, &ue):
-		return upstreamErrorStatus(ue).Err()
+		return upstreamErrorStatus(ue, domain, meta.Attempts).Err()
+	case errors.As(err, &th):
+		return throttledStatus(th, domain).Err()
 	case errors.As(err, &de):
-		st := status.New(codes.Internal, "Confluent Cloud answered with a body this service cannot read: "+de.Err.Error())
-		details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reasonUndecodable, Domain: errorDomain,
+		reason, what := reasonUndecodable, "a body this service cannot read: "+de.Err.Error()
+		if errors.Is(de, upstream.ErrBodyTooLarge) {
+			reason, what = reasonTooLarge, "a body larger than this service accepts"
+		}
+		st := status.New(codes.Internal, fmt.Sprintf("Confluent Cloud answered HTTP %d with %s%s",
+			de.StatusCode, what, requestSuffix(de.RequestID)))
+		details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reason, Domain: domain,
 			Metadata: map[string]string{"httpStatus": strconv.Itoa(de.StatusCode)}}}
 		if de.RequestID != "" {
 			details = append(details, requestInfo(de.RequestID))
 		}
 		return withDetails(st, details...).Err()
-	case errors.As(err, &te) && te.Canceled():
-		return status.Error(codes.Canceled, "the call was canceled before Confluent Cloud answered")
-	case errors.As(err, &te) && te.DeadlineExceeded():
-		return status.Error(codes.DeadlineExceeded, "Confluent Cloud did not answer before the deadline")
+	case errors.As(err, &te) && (te.Canceled() || te.DeadlineExceeded()):
+		code, msg := codes.Canceled, "the call was canceled before Confluent Cloud answered"
+		if te.DeadlineExceeded() {
+			code, msg = codes.DeadlineExceeded, "Confluent Cloud did not answer before the deadline"
+		}
+		return afterEarlierAnswer(status.New(code, msg), domain, meta).Err()
 	case errors.As(err, &te):
 		// Only the root cause ("connection refused", "no such host"): the
 		// layers above it name internal addresses. Service.fail logs it whole.
-		st := status.New(codes.Unavailable, "Confluent Cloud is unreachable, try again later: "+rootCause(te.Err))
-		return withDetails(st, &errdetails.ErrorInfo{Reason: reasonUnreachable, Domain: errorDomain}).Err()
+		msg := "Confluent Cloud is unreachable, try again later: " + rootCause(te.Err)
+		if meta.Attempts > 1 {
+			msg += fmt.Sprintf(" (%d attempts)", meta.Attempts)
+		}
+		st := withDetails(status.New(codes.Unavailable, msg),
+			&errdetails.ErrorInfo{Reason: reasonUnreachable, Domain: domain},
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(defaultRetryDelay)})
+		return afterEarlierAnswer(st, domain, meta).Err()
 	default:
 		return status.Error(codes.Internal, err.Error())
 	}
+}
+
+// afterEarlierAnswer adds to st, a failure without an answer of its own, what
+// the upstream said in the call's last error answer (a 503 before the retry that
+// timed out, say): its words in the message and its request id.
+func afterEarlierAnswer(st *status.Status, domain string, meta upstream.Meta) *status.Status {
+	e := meta.LastError
+	if e == nil {
+		return st
+	}
+	earlier := upstreamErrorStatus(e, domain, 0)
+	p := st.Proto()
+	p.Message += "; before that it answered: " + earlier.Message()
+	out := status.FromProto(p)
+	if e.RequestID != "" && !hasDetail[*errdetails.RequestInfo](out) {
+		out = withDetails(out, requestInfo(e.RequestID))
+	}
+	return out
+}
+
+func hasDetail[T any](st *status.Status) bool {
+	for _, d := range st.Details() {
+		if _, ok := d.(T); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// throttledStatus is the answer of the rate-limit guard, given without calling
+// the upstream.
+func throttledStatus(th *upstream.ThrottledError, domain string) *status.Status {
+	secs := int((th.RetryAfter + time.Second - 1) / time.Second)
+	st := status.New(codes.ResourceExhausted, fmt.Sprintf(
+		"the Confluent Cloud API rate limit for these credentials is exhausted; retry in %ds "+
+			"(answered by plugin-facade without calling Confluent Cloud)", secs))
+	info := &errdetails.ErrorInfo{Reason: reasonThrottled, Domain: domain, Metadata: map[string]string{
+		"httpStatus": strconv.Itoa(http.StatusTooManyRequests), "answeredBy": "plugin-facade"}}
+	addRateLimit(info.Metadata, th.RateLimit)
+	return withDetails(st, info,
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Duration(secs) * time.Second)},
+		quotaFailure(th.RateLimit))
+}
+
+func quotaFailure(rl upstream.RateLimit) *errdetails.QuotaFailure {
+	desc := "Confluent Cloud API rate limit exhausted"
+	if rl.Limit >= 0 {
+		desc = fmt.Sprintf("%s: %d requests per window", desc, rl.Limit)
+	}
+	return &errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{
+		{Subject: "Confluent Cloud API", Description: desc},
+	}}
+}
+
+func addRateLimit(md map[string]string, rl upstream.RateLimit) {
+	// Each field is -1 when its header was absent.
+	if rl.Limit >= 0 {
+		md["rateLimitLimit"] = strconv.Itoa(rl.Limit)
+	}
+	if rl.Remaining >= 0 {
+		md["rateLimitRemaining"] = strconv.Itoa(rl.Remaining)
+	}
+	if rl.Reset >= 0 {
+		md["rateLimitResetSeconds"] = strconv.Itoa(int(rl.Reset.Seconds()))
+	}
+}
+
+func requestSuffix(id string) string {
+	if id == "" {
+		return ""
+	}
+	return " (request id " + id + ")"
 }
 
 // rootCause returns the message of the innermost wrapped error; for a DNS
@@ -118,44 +211,59 @@ func rootCause(err error) string {
 	}
 }
 
-func upstreamErrorStatus(e *upstream.Error) *status.Status {
+// upstreamErrorStatus is the status of an upstream error answer. attempts, when
+// more than one, is said in the message: the caller learns that retrying at once
+// is not worth it.
+func upstreamErrorStatus(e *upstream.Error, domain string, attempts int) *status.Status {
 	code := codeForHTTPStatus(e.StatusCode, e.Code())
 
 	summary := e.Summary()
-	if summary == "" {
+	switch {
+	case summary == "" && e.Excerpt == "" && len(e.Items) == 0:
+		summary = http.StatusText(e.StatusCode) + ", with an empty body"
+	case summary == "":
 		summary = http.StatusText(e.StatusCode)
+	case len(e.Items) == 0:
+		// Not the upstream's envelope: a proxy's page, say.
+		summary = http.StatusText(e.StatusCode) + ", with a body that is not a Confluent Cloud error: " + summary
 	}
 	msg := fmt.Sprintf("Confluent Cloud: %s (HTTP %d", summary, e.StatusCode)
 	if e.RequestID != "" {
 		msg += ", request id " + e.RequestID
+	}
+	if attempts > 1 {
+		msg += fmt.Sprintf(", after %d attempts", attempts)
 	}
 	msg += ")"
 	st := status.New(code, msg)
 
 	info := &errdetails.ErrorInfo{
 		Reason:   reason(e),
-		Domain:   errorDomain,
+		Domain:   domain,
 		Metadata: map[string]string{"httpStatus": strconv.Itoa(e.StatusCode)},
 	}
-	if c := e.Code(); c != "" {
-		info.Metadata["code"] = c
+	var ids, appCodes []string
+	for _, it := range e.Items {
+		if it.ID != "" {
+			ids = append(ids, it.ID)
+		}
+		if it.Code != "" && !slices.Contains(appCodes, it.Code) {
+			appCodes = append(appCodes, it.Code)
+		}
 	}
-	if len(e.Items) > 0 && e.Items[0].ID != "" {
-		info.Metadata["errorId"] = e.Items[0].ID
+	if len(ids) > 0 {
+		info.Metadata["errorIds"] = strings.Join(ids, ",")
+	}
+	if len(appCodes) > 0 {
+		info.Metadata["codes"] = strings.Join(appCodes, ",")
+	}
+	if len(e.Items) > 1 {
+		info.Metadata["errorCount"] = strconv.Itoa(len(e.Items))
 	}
 	if e.Authenticate != "" {
 		info.Metadata["wwwAuthenticate"] = e.Authenticate
 	}
-	rl := e.RateLimit // each field is -1 when its header was absent
-	if rl.Limit >= 0 {
-		info.Metadata["rateLimitLimit"] = strconv.Itoa(rl.Limit)
-	}
-	if rl.Remaining >= 0 {
-		info.Metadata["rateLimitRemaining"] = strconv.Itoa(rl.Remaining)
-	}
-	if rl.Reset >= 0 {
-		info.Metadata["rateLimitResetSeconds"] = strconv.Itoa(int(rl.Reset.Seconds()))
-	}
+	addRateLimit(info.Metadata, e.RateLimit)
 	details := []protoadapt.MessageV1{info}
 	if e.RequestID != "" {
 		details = append(details, requestInfo(e.RequestID))
@@ -166,30 +274,26 @@ func upstreamErrorStatus(e *upstream.Error) *status.Status {
 		if it.Source == nil {
 			continue
 		}
-		f := it.Source.Parameter
-		if f == "" {
-			f = it.Source.Pointer
-		}
-		if f != "" {
-			violations = append(violations, &errdetails.BadRequest_FieldViolation{
-				Field: f, Description: it.Summary(), Reason: strings.ToUpper(it.Code),
-			})
+		for _, f := range []string{it.Source.Parameter, it.Source.Pointer} {
+			if f != "" {
+				violations = append(violations, &errdetails.BadRequest_FieldViolation{
+					Field: f, Description: it.Summary(), Reason: strings.ToUpper(it.Code),
+				})
+			}
 		}
 	}
 	if len(violations) > 0 {
 		details = append(details, &errdetails.BadRequest{FieldViolations: violations})
 	}
-	if e.RetryAfter > 0 {
-		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(e.RetryAfter)})
+	if code == codes.ResourceExhausted || code == codes.Unavailable {
+		delay := e.RetryAfter
+		if delay <= 0 {
+			delay = defaultRetryDelay
+		}
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(delay)})
 	}
 	if e.StatusCode == http.StatusTooManyRequests {
-		desc := "Confluent Cloud API rate limit exhausted"
-		if e.RateLimit.Limit >= 0 {
-			desc = fmt.Sprintf("%s: %d requests per window", desc, e.RateLimit.Limit)
-		}
-		details = append(details, &errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{
-			{Subject: "Confluent Cloud API", Description: desc},
-		}})
+		details = append(details, quotaFailure(e.RateLimit))
 	}
 	return withDetails(st, details...)
 }

@@ -33,6 +33,7 @@ type wantStatus struct {
 	badRequestFields []string // BadRequest field violations, in order
 	retryDelay       time.Duration
 	quotaFailure     bool
+	metadata         map[string]string // entries ErrorInfo.metadata must have
 }
 
 func assertStatus(t *testing.T, err error, want wantStatus) {
@@ -58,9 +59,17 @@ func assertStatus(t *testing.T, err error, want wantStatus) {
 	for _, d := range st.Details() {
 		switch d := d.(type) {
 		case *errdetails.ErrorInfo:
+			if reason != "" {
+				t.Errorf("more than one ErrorInfo")
+			}
 			reason = d.GetReason()
-			if d.GetDomain() != errorDomain {
-				t.Errorf("ErrorInfo.domain = %q, want %q", d.GetDomain(), errorDomain)
+			for k, v := range want.metadata {
+				if got := d.GetMetadata()[k]; got != v {
+					t.Errorf("ErrorInfo.metadata[%q] = %q, want %q", k, got, v)
+				}
+			}
+			if d.GetDomain() != "127.0.0.1" {
+				t.Errorf("ErrorInfo.domain = %q, want the upstream host 127.0.0.1", d.GetDomain())
 			}
 		case *errdetails.RequestInfo:
 			requestID = d.GetRequestId()
@@ -111,7 +120,16 @@ func TestUpstreamFailures(t *testing.T) {
 	}{
 		{"400 documented example", 400, rid, readExample(t, "failure_400.json"), wantStatus{
 			code: codes.InvalidArgument, reason: "INVALID_FILTER", requestID: "req-1", badRequestFields: []string{"num_doors"},
-			msg: msg("Invalid Filter: The 'delorean' resource can't be filtered by 'num_doors'", "HTTP 400", "request id req-1"),
+			msg:      msg("Invalid Filter: The 'delorean' resource can't be filtered by 'num_doors'", "HTTP 400", "request id req-1"),
+			metadata: map[string]string{"httpStatus": "400", "errorIds": "ed42afdc-f0d5-4c0d-b428-9fc6ed6e279d", "codes": "invalid_filter"},
+		}},
+		{"400 with several errors loses none", 400, rid, `{"errors":[
+			{"id":"e1","status":"400","code":"invalid_input","title":"Invalid","detail":"environment is malformed","source":{"parameter":"environment"}},
+			{"id":"e2","status":"400","code":"invalid_spec","title":"Bad Spec","detail":"no such version","source":{"pointer":"/spec/version"}},
+			{"id":"e3","status":"400","title":"Also wrong"}]}`, wantStatus{
+			code: codes.InvalidArgument, reason: "INVALID_INPUT", requestID: "req-1", badRequestFields: []string{"environment", "/spec/version"},
+			msg:      msg("Invalid: environment is malformed; Bad Spec: no such version; Also wrong", "HTTP 400"),
+			metadata: map[string]string{"httpStatus": "400", "errorIds": "e1,e2,e3", "codes": "invalid_input,invalid_spec", "errorCount": "3"},
 		}},
 		{"401 documented example", 401, rid, readExample(t, "failure_401.json"), wantStatus{
 			code: codes.Unauthenticated, reason: "USER_UNAUTHENTICATED", requestID: "req-1",
@@ -140,8 +158,19 @@ func TestUpstreamFailures(t *testing.T) {
 		{"501", 501, nil, `{"errors":[{"status":"501","title":"Not Implemented"}]}`, wantStatus{
 			code: codes.Unimplemented, reason: "NOT_IMPLEMENTED", msg: msg("Not Implemented"),
 		}},
-		{"502 from a proxy, not JSON", 502, nil, "<html>Bad Gateway</html>", wantStatus{
-			code: codes.Unavailable, reason: "BAD_GATEWAY", msg: msg("<html>Bad Gateway</html>", "HTTP 502"),
+		{"502 from a proxy, not JSON", 502, nil, "<html><head><title>502</title></head><body><h1>Bad Gateway</h1>\x00\x1b[31m</body></html>", wantStatus{
+			code: codes.Unavailable, reason: "BAD_GATEWAY", retryDelay: time.Second,
+			msg: msg("Bad Gateway, with a body that is not a Confluent Cloud error: 502 Bad Gateway [31m (HTTP 502)"),
+		}},
+		{"500 with an empty body", 500, rid, "", wantStatus{
+			code: codes.Internal, reason: "INTERNAL_SERVER_ERROR", requestID: "req-1",
+			msg: msg("Internal Server Error, with an empty body (HTTP 500, request id req-1)"),
+		}},
+		{"503 without Retry-After: the rate-limit reset is the hint", 503, http.Header{"X-Ratelimit-Reset": {"7"}}, "", wantStatus{
+			code: codes.Unavailable, reason: "SERVICE_UNAVAILABLE", retryDelay: 7 * time.Second, msg: msg("Service Unavailable"),
+		}},
+		{"503 without any hint", 503, nil, "", wantStatus{
+			code: codes.Unavailable, reason: "SERVICE_UNAVAILABLE", retryDelay: time.Second, msg: msg("Service Unavailable"),
 		}},
 		{"503 with a retry hint", 503, http.Header{"Retry-After": {"5"}}, `{"errors":[{"status":"503","code":"maintenance","title":"Down for maintenance"}]}`, wantStatus{
 			code: codes.Unavailable, reason: "MAINTENANCE", retryDelay: 5 * time.Second, msg: msg("Down for maintenance"),
@@ -179,7 +208,8 @@ func TestUpstreamUnreachable(t *testing.T) {
 	srv.Close()
 	client := startService(t, url, WithDefaultCredentials(defaultKey))
 	_, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
-	assertStatus(t, err, wantStatus{code: codes.Unavailable, reason: reasonUnreachable, msg: msg("Confluent Cloud is unreachable", "connection refused")})
+	assertStatus(t, err, wantStatus{code: codes.Unavailable, reason: reasonUnreachable, retryDelay: time.Second,
+		msg: msg("Confluent Cloud is unreachable", "connection refused")})
 	if strings.Contains(err.Error(), "127.0.0.1") {
 		t.Errorf("message names the upstream's address: %v", err)
 	}
@@ -266,7 +296,7 @@ func TestTransportFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := status.Convert(toStatus(&upstream.TransportError{Method: "GET", Path: "/x", Err: tt.err, ContextErr: tt.contextErr}))
+			st := status.Convert(toStatus(&upstream.TransportError{Method: "GET", Path: "/x", Err: tt.err, ContextErr: tt.contextErr}, "api.confluent.cloud", upstream.Meta{}))
 			if st.Code() != tt.wantCode || !strings.Contains(st.Message(), tt.wantMsg) {
 				t.Errorf("got %s %q, want %s containing %q", st.Code(), st.Message(), tt.wantCode, tt.wantMsg)
 			}

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"time"
 
+	"google.golang.org/grpc"
+
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/callinfo"
 	"github.com/acme/plugin-facade/internal/upstream"
@@ -75,9 +77,8 @@ func (s *Service) GetPluginVersion(ctx context.Context, req *pluginv1.GetPluginV
 	}
 	defer cancel()
 	v, meta, err := s.client.GetPluginVersion(ctx, auth, req.GetPluginId(), req.GetId(), req.GetEnvironment())
-	record(ctx, meta)
-	if err != nil {
-		return nil, s.fail(ctx, err)
+	if err := s.answered(ctx, meta, err); err != nil {
+		return nil, err
 	}
 	return pluginVersionToProto(v), nil
 }
@@ -90,32 +91,37 @@ func (s *Service) GetConnectorPlugin(ctx context.Context, req *pluginv1.GetConne
 	}
 	defer cancel()
 	p, meta, err := s.client.GetConnectorPlugin(ctx, auth, req.GetId())
-	record(ctx, meta)
-	if err != nil {
-		return nil, s.fail(ctx, err)
+	if err := s.answered(ctx, meta, err); err != nil {
+		return nil, err
 	}
 	return connectorPluginToProto(p), nil
 }
 
-// record notes what the upstream answered for the call's log line.
-func record(ctx context.Context, m upstream.Meta) {
-	callinfo.FromContext(ctx).Record(m.StatusCode, m.RequestID, m.Attempts)
-}
-
-// fail turns an upstream error into the caller's status, and logs for the
-// operator what the status leaves out.
-func (s *Service) fail(ctx context.Context, err error) error {
+// answered does what every RPC does once the upstream call is over: it
+// records the call for the log line, passes the upstream's response headers on
+// as response metadata, and turns a failure into the caller's status, logging
+// for the operator what the status leaves out.
+func (s *Service) answered(ctx context.Context, meta upstream.Meta, err error) error {
+	callinfo.FromContext(ctx).Record(meta.StatusCode, meta.RequestID, meta.Attempts)
+	if md := responseMetadata(meta, err); md.Len() > 0 {
+		// Fails only when headers were sent already, which a unary handler
+		// has not done; nothing to do about it but carry on.
+		_ = grpc.SetHeader(ctx, md)
+	}
+	if err == nil {
+		return nil
+	}
 	var (
 		te *upstream.TransportError
 		de *upstream.DecodeError
 	)
 	switch {
 	case errors.As(err, &te) && !te.DeadlineExceeded() && !te.Canceled():
-		s.log.WarnContext(ctx, "upstream unreachable", "error", err.Error())
+		s.log.WarnContext(ctx, "upstream unreachable", "error", err.Error(), "attempts", meta.Attempts)
 	case errors.As(err, &de):
 		s.log.ErrorContext(ctx, "upstream broke its contract", "error", err.Error(), "request_id", de.RequestID)
 	}
-	return toStatus(err)
+	return toStatus(err, s.client.Host(), meta)
 }
 
 // prepare does what every RPC does before calling the upstream: it validates

@@ -27,13 +27,22 @@ import (
 var defaultKey = upstream.BasicAuth("SERVICEKEY", "service-secret")
 
 // startService runs the service on a real gRPC server (in memory, over bufconn)
-// against the given upstream URL and returns a client for it.
+// against the given upstream URL and returns a client for it. Its upstream
+// client makes one exchange per call (no retries, no rate-limit guard), so
+// that each upstream answer maps on its own; see startServiceOf for others.
 func startService(t *testing.T, upstreamURL string, opts ...Option) pluginv1.PluginServiceClient {
 	t.Helper()
-	uc, err := upstream.New(upstreamURL)
+	uc, err := upstream.New(upstreamURL, upstream.WithRetry(upstream.RetryPolicy{MaxAttempts: 1}), upstream.WithRateLimitGuard(false))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startServiceOf(t, uc, opts...)
+}
+
+// startServiceOf runs the service with the given upstream client.
+func startServiceOf(t *testing.T, uc *upstream.Client, opts ...Option) pluginv1.PluginServiceClient {
+	t.Helper()
+	t.Cleanup(uc.Close)
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
 	pluginv1.RegisterPluginServiceServer(srv, New(uc, opts...))

@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -23,20 +25,26 @@ const DefaultBaseURL = "https://api.confluent.cloud"
 // defaultUserAgent is sent when no WithUserAgent option is given.
 const defaultUserAgent = "plugin-facade"
 
-// maxBodyBytes bounds how much of a response body is read. Both resources are a
-// few kilobytes; anything near this size is not an answer we can use, and reading
-// it unbounded would let a misbehaving upstream exhaust our memory.
-const maxBodyBytes = 1 << 20
+// DefaultMaxBodyBytes is the default cap on a response body. Both resources
+// are a few kilobytes; anything near this size is not an answer we can use,
+// and reading it unbounded would let a misbehaving upstream exhaust our memory.
+const DefaultMaxBodyBytes = 1 << 20
 
 // Client reads custom connector plugins and plugin versions from Confluent Cloud.
 // It is safe for concurrent use; create one per process so that all calls share
-// one pool of connections.
+// one pool of connections and one view of each credential's rate limit.
 type Client struct {
 	base      *url.URL
 	http      *http.Client
 	userAgent string
 	hooks     Hooks
 	wrap      func(http.RoundTripper) http.RoundTripper
+	retry     RetryPolicy
+	guard     *guard // nil when the rate-limit guard is off
+	guardOff  bool
+	maxBody   int64
+	insecure  bool
+	jitter    func(n int64) int64 // a random number in [0, n)
 }
 
 // Routes name the two upstream endpoints in Hooks, metrics and logs: the path
@@ -50,19 +58,22 @@ const (
 // and on failure alike, so that callers can pass the request id and the
 // rate-limit window on.
 type Meta struct {
-	// StatusCode is the HTTP status of the last exchange; 0 when no exchange
-	// got an answer.
+	// StatusCode is the HTTP status of the last answer; 0 when no exchange got
+	// an answer.
 	StatusCode int
 	// RequestID is the upstream's X-Request-Id of the last answer.
 	RequestID string
 	// RateLimit is the window the last answer described.
 	RateLimit RateLimit
-	// RetryAfter is the upstream's Retry-After of the last answer; zero when
-	// absent.
+	// RetryAfter is the Retry-After of the last answer; zero when absent.
 	RetryAfter time.Duration
 	// Attempts is how many HTTP exchanges the call made (0 when it was answered
-	// without reaching the upstream).
+	// without reaching the upstream, by the rate-limit guard).
 	Attempts int
+	// LastError is the last non-2xx answer of the call, if any. When a call
+	// ends in a transport failure or a deadline after the upstream had
+	// answered with an error, it still says what the upstream said.
+	LastError *Error
 }
 
 // Hooks observe the client's traffic, for metrics. Each is optional and must be
@@ -79,6 +90,16 @@ type Hooks struct {
 	RateLimit func(route string, rl RateLimit)
 }
 
+// Option configures a Client.
+type Option func(*Client)
+
+// WithUserAgent sets the User-Agent header, which should name this service and
+// its version (for example "plugin-facade/1.2.0") so that the upstream's operators
+// can tell our traffic apart.
+func WithUserAgent(ua string) Option {
+	return func(cl *Client) { cl.userAgent = ua }
+}
+
 // WithHooks sets hooks that observe the client's traffic.
 func WithHooks(h Hooks) Option {
 	return func(cl *Client) { cl.hooks = h }
@@ -91,25 +112,40 @@ func WithTransport(wrap func(http.RoundTripper) http.RoundTripper) Option {
 	return func(cl *Client) { cl.wrap = wrap }
 }
 
-// Option configures a Client.
-type Option func(*Client)
+// WithRetry sets the retry policy; see RetryPolicy for the defaults of its
+// zero fields.
+func WithRetry(p RetryPolicy) Option {
+	return func(cl *Client) { cl.retry = p }
+}
 
-// WithUserAgent sets the User-Agent header, which should name this service and
-// its version (for example "plugin-facade/1.2.0") so that the upstream's operators
-// can tell our traffic apart.
-func WithUserAgent(ua string) Option {
-	return func(cl *Client) { cl.userAgent = ua }
+// WithRateLimitGuard turns the rate-limit guard on (the default) or off. While
+// the upstream has said that a credential's rate-limit window is exhausted,
+// the guard answers calls with that credential at once with a *ThrottledError
+// instead of spending an upstream request that would get a 429.
+func WithRateLimitGuard(on bool) Option {
+	return func(cl *Client) { cl.guardOff = !on }
+}
+
+// WithMaxBodyBytes caps how much of a response body is read (default
+// DefaultMaxBodyBytes). A larger body is not read further; it is an error.
+func WithMaxBodyBytes(n int64) Option {
+	return func(cl *Client) {
+		if n > 0 {
+			cl.maxBody = n
+		}
+	}
+}
+
+// WithInsecure allows a plain-HTTP base URL whose host is not loopback. Without
+// it New refuses one, since the credentials would cross the network in clear.
+func WithInsecure(allow bool) Option {
+	return func(cl *Client) { cl.insecure = allow }
 }
 
 // New returns a client for the API at baseURL (see ParseBaseURL), such as
 // DefaultBaseURL or the URL of a sandbox.
 func New(baseURL string, opts ...Option) (*Client, error) {
-	u, err := ParseBaseURL(baseURL)
-	if err != nil {
-		return nil, err
-	}
 	c := &Client{
-		base: u,
 		http: &http.Client{
 			Transport: newTransport(),
 			// A redirect is not an answer this API gives; following one would
@@ -118,9 +154,20 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		userAgent: defaultUserAgent,
+		maxBody:   DefaultMaxBodyBytes,
+		jitter:    rand.Int64N,
 	}
 	for _, opt := range opts {
 		opt(c)
+	}
+	u, err := ParseBaseURL(baseURL, c.insecure)
+	if err != nil {
+		return nil, err
+	}
+	c.base = u
+	c.retry = c.retry.withDefaults()
+	if !c.guardOff {
+		c.guard = newGuard(time.Now)
 	}
 	if c.wrap != nil {
 		c.http.Transport = c.wrap(c.http.Transport)
@@ -128,9 +175,18 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
+// Host is the upstream's host name, without port: the domain of the errors
+// it answers.
+func (c *Client) Host() string { return c.base.Hostname() }
+
+// Close closes the idle connections of the client's pool. Calls in flight are
+// not affected; the client stays usable.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
 // ParseBaseURL checks an upstream base URL: absolute http(s), without
-// credentials, query or fragment. Its errors never show a password the URL held.
-func ParseBaseURL(baseURL string) (*url.URL, error) {
+// credentials, query or fragment, and https unless its host is loopback or
+// allowInsecure is set. Its errors never show a password the URL held.
+func ParseBaseURL(baseURL string, allowInsecure bool) (*url.URL, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil {
 		// url.Error repeats the input, which may hold credentials.
@@ -151,10 +207,23 @@ func ParseBaseURL(baseURL string) (*url.URL, error) {
 		return nil, fmt.Errorf("upstream URL %q: must not contain credentials", shown.String())
 	case u.RawQuery != "" || u.Fragment != "":
 		return nil, fmt.Errorf("upstream URL %q: must not have a query or fragment", shown.String())
+	case u.Scheme == "http" && !allowInsecure && !isLoopback(u.Hostname()):
+		return nil, fmt.Errorf("upstream URL %q: plain HTTP would send credentials in clear; use https "+
+			"(plain HTTP is only accepted for a loopback host, or with the insecure option)", shown.String())
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""
 	return u, nil
+}
+
+// isLoopback reports whether host names this machine: "localhost" or a
+// loopback IP address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // newTransport returns the process's pooled transport: the standard library's
@@ -171,8 +240,8 @@ func newTransport() *http.Transport {
 // (GET /ccpm/v1/plugins/{plugin_id}/versions/{id}?environment=...).
 func (c *Client) GetPluginVersion(ctx context.Context, auth Authorization, pluginID, id, environment string) (*PluginVersion, Meta, error) {
 	var v PluginVersion
-	q := url.Values{"environment": {environment}}
-	meta, err := c.get(ctx, auth, RoutePluginVersion, &v, q, "ccpm", "v1", "plugins", pluginID, "versions", id)
+	u := c.url(url.Values{"environment": {environment}}, "ccpm", "v1", "plugins", pluginID, "versions", id)
+	meta, err := c.call(ctx, auth, RoutePluginVersion, u, &v)
 	if err != nil {
 		return nil, meta, err
 	}
@@ -183,75 +252,82 @@ func (c *Client) GetPluginVersion(ctx context.Context, auth Authorization, plugi
 // (GET /connect/v1/custom-connector-plugins/{id}).
 func (c *Client) GetConnectorPlugin(ctx context.Context, auth Authorization, id string) (*ConnectorPlugin, Meta, error) {
 	var p ConnectorPlugin
-	meta, err := c.get(ctx, auth, RouteConnectorPlugin, &p, nil, "connect", "v1", "custom-connector-plugins", id)
+	u := c.url(nil, "connect", "v1", "custom-connector-plugins", id)
+	meta, err := c.call(ctx, auth, RouteConnectorPlugin, u, &p)
 	if err != nil {
 		return nil, meta, err
 	}
 	return &p, meta, nil
 }
 
-// get sends GET base/segments...?query with auth and decodes a 2xx JSON body into
-// out. Every segment is escaped on its own, so a value can never add a segment,
-// a query or a fragment to the URL.
-func (c *Client) get(ctx context.Context, auth Authorization, route string, out resource, query url.Values, segments ...string) (Meta, error) {
-	meta := Meta{RateLimit: noRateLimit}
-	if auth.IsZero() {
-		return meta, errors.New("upstream: no credentials to send")
-	}
-	u := c.url(query, segments...)
+// answer is one HTTP response of the upstream, read whole (up to the body cap).
+type answer struct {
+	status int
+	header http.Header
+	body   []byte
+	// tooLarge means the body exceeded the cap; body is then empty and the
+	// rest of it was never read.
+	tooLarge bool
+}
+
+// exchange sends one GET of u with auth and reads the answer. Its error is a
+// *TransportError: no answer, or an answer whose body could not be read.
+func (c *Client) exchange(ctx context.Context, auth Authorization, route string, u *url.URL) (*answer, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return meta, fmt.Errorf("upstream: %w", err)
+		return nil, fmt.Errorf("upstream: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.userAgent)
 	req.Header.Set("Authorization", auth.headerValue())
 
 	start := time.Now()
-	meta.Attempts = 1
+	transportErr := func(err error) error {
+		c.observe(route, 0, start)
+		return &TransportError{Method: req.Method, Path: u.EscapedPath(), Err: unwrapURLError(err), ContextErr: ctx.Err()}
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		c.observe(route, 0, start)
-		return meta, &TransportError{Method: req.Method, Path: u.EscapedPath(), Err: unwrapURLError(err), ContextErr: ctx.Err()}
+		return nil, transportErr(err)
 	}
+	// Closing a body that was not read to its end discards the connection:
+	// what is left of an oversized body is never read.
 	defer resp.Body.Close()
-	body, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
-	// Drain what is left (bounded) so the connection can go back to the pool.
-	_, _ = io.CopyN(io.Discard, resp.Body, maxBodyBytes)
+	a := &answer{status: resp.StatusCode, header: resp.Header}
+	if resp.ContentLength > c.maxBody {
+		a.tooLarge = true
+	} else {
+		body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+		if err != nil {
+			return nil, transportErr(err)
+		}
+		if int64(len(body)) > c.maxBody {
+			a.tooLarge = true
+		} else {
+			a.body = body
+		}
+	}
 	c.observe(route, resp.StatusCode, start)
-	meta.StatusCode = resp.StatusCode
-	meta.RequestID = resp.Header.Get(headerRequestID)
-	meta.RateLimit = parseRateLimit(resp.Header)
-	if s, ok := parseSeconds(resp.Header.Get(headerRetryAfter)); ok {
-		meta.RetryAfter = s
-	}
-	if c.hooks.RateLimit != nil && meta.RateLimit.Remaining >= 0 {
-		c.hooks.RateLimit(route, meta.RateLimit)
-	}
+	return a, nil
+}
 
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		// A failure is reported even if its body was cut short: the status code
-		// and headers alone say enough.
-		return meta, newError(resp, body)
-	}
-	if readErr != nil {
-		return meta, &TransportError{Method: req.Method, Path: u.EscapedPath(), Err: readErr, ContextErr: ctx.Err()}
-	}
+// decode checks a 2xx answer and decodes its body into out.
+func (c *Client) decode(a *answer, out resource) error {
 	undecodable := func(err error) error {
-		return &DecodeError{StatusCode: resp.StatusCode, RequestID: resp.Header.Get(headerRequestID), Err: err}
+		return &DecodeError{StatusCode: a.status, RequestID: a.header.Get(headerRequestID), Err: err}
 	}
-	if len(body) > maxBodyBytes {
-		return meta, undecodable(fmt.Errorf("body exceeds %d bytes", maxBodyBytes))
+	if a.tooLarge {
+		return undecodable(fmt.Errorf("%w (%d bytes)", ErrBodyTooLarge, c.maxBody))
 	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return meta, undecodable(err)
+	if err := json.Unmarshal(a.body, out); err != nil {
+		return undecodable(err)
 	}
 	// A body such as {} or null decodes without error; without its identity it
 	// is not the resource (a proxy's or a login page's answer, say).
 	if id, kind := out.identity(); id == "" || kind == "" {
-		return meta, undecodable(errors.New("the resource has no id or kind"))
+		return undecodable(errors.New("the resource has no id or kind"))
 	}
-	return meta, nil
+	return nil
 }
 
 func (c *Client) observe(route string, status int, start time.Time) {

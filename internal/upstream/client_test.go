@@ -19,14 +19,25 @@ var testAuth = BasicAuth("KEY", "s3cr3t")
 // minimal is the smallest body the client takes as a resource.
 const minimal = `{"id":"x","kind":"K"}`
 
+// startUpstream starts a scripted upstream answering every request alike, and
+// a client of it that makes one exchange per call (no retries, no rate-limit
+// guard), so that each answer can be examined on its own.
 func startUpstream(t *testing.T, status int, header http.Header, body string) (*upstreamtest.Server, *Client) {
 	t.Helper()
 	up := upstreamtest.Start(t, upstreamtest.Response{Status: status, Header: header, Body: body})
-	c, err := New(up.URL+"/base/", WithUserAgent("plugin-facade/test"))
+	return up, newClient(t, up.URL+"/base/", WithRetry(RetryPolicy{MaxAttempts: 1}), WithRateLimitGuard(false))
+}
+
+// newClient returns a client of baseURL whose idle connections are closed when
+// the test ends.
+func newClient(t *testing.T, baseURL string, opts ...Option) *Client {
+	t.Helper()
+	c, err := New(baseURL, append([]Option{WithUserAgent("plugin-facade/test")}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return up, c
+	t.Cleanup(c.Close)
+	return c
 }
 
 func readTestdata(t *testing.T, name string) string {
@@ -239,6 +250,12 @@ func TestFailures(t *testing.T) {
 			wantRateLimit: RateLimit{100, 0, 9 * time.Second},
 		},
 		{
+			name: "503 without Retry-After falls back to the relative reset", status: 503,
+			header:         http.Header{"X-Ratelimit-Reset": {"4"}},
+			wantRetryAfter: 4 * time.Second,
+			wantRateLimit:  RateLimit{-1, -1, 4 * time.Second},
+		},
+		{
 			name: "429 without Retry-After falls back to the relative reset", status: 429,
 			header:         http.Header{"X-Ratelimit-Reset": {"12"}},
 			body:           `{"errors":[{"status":"429","code":"too_many_requests","title":"Too Many Requests"}]}`,
@@ -269,7 +286,7 @@ func TestFailures(t *testing.T) {
 		{
 			name: "502 from a proxy with an HTML page", status: 502,
 			body:        "<html>\n<body>  Bad   Gateway </body></html>",
-			wantSummary: "<html> <body> Bad Gateway </body></html>", wantRateLimit: RateLimit{-1, -1, -1},
+			wantSummary: "Bad Gateway", wantRateLimit: RateLimit{-1, -1, -1},
 		},
 		{
 			name: "garbage rate-limit headers are ignored", status: 503,
@@ -347,7 +364,7 @@ func TestUndecodableSuccess(t *testing.T) {
 }
 
 func TestOversizedBody(t *testing.T) {
-	body := `{"display_name":"` + strings.Repeat("x", maxBodyBytes) + `"}`
+	body := `{"display_name":"` + strings.Repeat("x", DefaultMaxBodyBytes) + `"}`
 	_, c := startUpstream(t, 200, nil, body)
 	_, _, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
 	var e *DecodeError

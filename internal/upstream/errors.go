@@ -2,11 +2,15 @@ package upstream
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"html"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -22,7 +26,7 @@ const (
 
 // maxExcerpt bounds how much of a body that is not a Failure envelope (an HTML
 // page from a proxy, say) is kept for the error message.
-const maxExcerpt = 256
+const maxExcerpt = 200
 
 // Error is a non-2xx answer from the upstream, with its Failure envelope
 // ({"errors":[...]}) decoded and the headers that matter to a caller parsed.
@@ -94,23 +98,32 @@ type failure struct {
 	Errors []ErrorItem `json:"errors"`
 }
 
-func newError(resp *http.Response, body []byte) *Error {
+// ErrBodyTooLarge is wrapped by the error of an answer whose body exceeds the
+// client's cap (WithMaxBodyBytes).
+var ErrBodyTooLarge = errors.New("the response body exceeds the size limit")
+
+func newError(a *answer) *Error {
 	e := &Error{
-		StatusCode:   resp.StatusCode,
-		RequestID:    resp.Header.Get(headerRequestID),
-		RateLimit:    parseRateLimit(resp.Header),
-		Authenticate: resp.Header.Get(headerWWWAuthenticate),
+		StatusCode:   a.status,
+		RequestID:    a.header.Get(headerRequestID),
+		RateLimit:    parseRateLimit(a.header),
+		Authenticate: a.header.Get(headerWWWAuthenticate),
 	}
-	if s, ok := parseSeconds(resp.Header.Get(headerRetryAfter)); ok {
+	// The retry hint: Retry-After, else, for the answers that mean "not now",
+	// the time until the rate-limit window resets.
+	if s, ok := parseSeconds(a.header.Get(headerRetryAfter)); ok {
 		e.RetryAfter = s
-	} else if resp.StatusCode == http.StatusTooManyRequests && e.RateLimit.Reset > 0 {
+	} else if (a.status == http.StatusTooManyRequests || a.status == http.StatusServiceUnavailable) && e.RateLimit.Reset > 0 {
 		e.RetryAfter = e.RateLimit.Reset
 	}
 	var f failure
-	if err := json.Unmarshal(body, &f); err == nil && len(f.Errors) > 0 {
+	switch {
+	case a.tooLarge:
+		e.Excerpt = "(the body exceeds the size limit and was not read)"
+	case json.Unmarshal(a.body, &f) == nil && len(f.Errors) > 0:
 		e.Items = f.Errors
-	} else {
-		e.Excerpt = excerpt(body)
+	default:
+		e.Excerpt = excerpt(a.body)
 	}
 	return e
 }
@@ -200,9 +213,26 @@ func parseSeconds(v string) (time.Duration, bool) {
 	return time.Duration(n) * time.Second, true
 }
 
-// excerpt returns the start of body as printable text on one line.
+// markup matches HTML/XML tags and comments, which say nothing to a person
+// reading an error message.
+var markup = regexp.MustCompile(`(?s)<!--.*?-->|<(script|style)\b.*?</(script|style)>|<[^>]*>`)
+
+// excerpt returns the start of a body that is not a Failure envelope as one
+// short line a person can read: markup and control characters removed,
+// whitespace collapsed, at most maxExcerpt bytes of valid UTF-8.
 func excerpt(body []byte) string {
-	s := strings.Join(strings.Fields(string(body)), " ")
+	if len(body) > 4*maxExcerpt {
+		body = body[:4*maxExcerpt] // enough to fill the excerpt after markup is gone
+	}
+	s := markup.ReplaceAllString(strings.ToValidUTF8(string(body), ""), " ")
+	s = html.UnescapeString(s)
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || !unicode.IsPrint(r) && !unicode.IsSpace(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	s = strings.Join(strings.Fields(s), " ")
 	if len(s) > maxExcerpt {
 		s = s[:maxExcerpt]
 		for !utf8.ValidString(s) {
@@ -210,5 +240,5 @@ func excerpt(body []byte) string {
 		}
 		s += "…"
 	}
-	return strings.ToValidUTF8(s, "")
+	return s
 }

@@ -1,5 +1,5 @@
 // Package upstreamtest provides a scripted upstream for tests: a real HTTP server
-// on loopback that answers every request with the same status, headers and body,
+// on loopback that answers requests with scripted statuses, headers and bodies,
 // and records what it received. Tests of the client and of the service use it to
 // play one upstream answer at a time, such as an example from the API pages.
 package upstreamtest
@@ -28,7 +28,7 @@ type Server struct {
 	// URL is the base URL of the server, such as http://127.0.0.1:41234.
 	URL string
 
-	resp      Response
+	script    []Response
 	abandoned chan struct{} // one value per request whose context ended during Delay
 	mu        sync.Mutex
 	requests  []*http.Request
@@ -38,7 +38,17 @@ type Server struct {
 // application/json unless resp.Header says otherwise).
 func Start(t testing.TB, resp Response) *Server {
 	t.Helper()
-	s := &Server{resp: resp, abandoned: make(chan struct{}, 64)}
+	return StartScript(t, resp)
+}
+
+// StartScript starts a server that answers the n-th request with script[n], and
+// every request past the end of the script with its last response.
+func StartScript(t testing.TB, script ...Response) *Server {
+	t.Helper()
+	if len(script) == 0 {
+		t.Fatal("upstreamtest: empty script")
+	}
+	s := &Server{script: script, abandoned: make(chan struct{}, 64)}
 	srv := httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
@@ -47,11 +57,12 @@ func Start(t testing.TB, resp Response) *Server {
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
+	resp := s.script[min(len(s.requests), len(s.script)-1)]
 	s.requests = append(s.requests, r.Clone(context.Background()))
 	s.mu.Unlock()
-	if s.resp.Delay > 0 {
+	if resp.Delay > 0 {
 		select {
-		case <-time.After(s.resp.Delay):
+		case <-time.After(resp.Delay):
 		case <-r.Context().Done():
 			select {
 			case s.abandoned <- struct{}{}:
@@ -61,11 +72,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("Content-Type", "application/json")
-	for k, vs := range s.resp.Header {
+	for k, vs := range resp.Header {
 		w.Header()[k] = vs
 	}
-	w.WriteHeader(s.resp.Status)
-	_, _ = w.Write([]byte(s.resp.Body))
+	w.WriteHeader(resp.Status)
+	_, _ = w.Write([]byte(resp.Body))
 }
 
 // Count returns how many requests the server has received.

@@ -1,0 +1,167 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// RetryPolicy says which failed calls are tried again and how long to wait in
+// between. Only what is safe is retried: these are idempotent GETs, and only
+// answers that say "not now" (429, 502, 503, 504) or a connection that failed
+// before a whole answer arrived (refused, reset, cut short). Other 4xx and 5xx
+// answers would fail the same way again.
+//
+// A wait never runs past the caller's deadline: when the next wait does not fit
+// in what is left of it, the call ends at once with the last failure, whose
+// retry hint tells the caller when to come back.
+type RetryPolicy struct {
+	// MaxAttempts is the most HTTP exchanges one call makes, the first
+	// included; 1 turns retries off. Default 3.
+	MaxAttempts int
+	// BaseDelay is the backoff before the first retry; each further retry
+	// doubles it, up to MaxDelay. The actual wait is drawn at random between
+	// half the backoff and all of it (jitter), so that callers who failed
+	// together do not come back together. Default 100ms.
+	BaseDelay time.Duration
+	// MaxDelay caps the backoff. Default 2s.
+	MaxDelay time.Duration
+	// MaxWait is the longest wait the upstream may ask for (Retry-After, or
+	// the X-RateLimit-Reset of a 429) that is honoured in-process. A longer
+	// one is not waited for: the call ends with the failure and its hint.
+	// Default 10s.
+	MaxWait time.Duration
+}
+
+// DefaultRetryPolicy is the policy of a client without WithRetry.
+var DefaultRetryPolicy = RetryPolicy{MaxAttempts: 3, BaseDelay: 100 * time.Millisecond, MaxDelay: 2 * time.Second, MaxWait: 10 * time.Second}
+
+func (p RetryPolicy) withDefaults() RetryPolicy {
+	d := DefaultRetryPolicy
+	if p.MaxAttempts > 0 {
+		d.MaxAttempts = p.MaxAttempts
+	}
+	if p.BaseDelay > 0 {
+		d.BaseDelay = p.BaseDelay
+	}
+	if p.MaxDelay > 0 {
+		d.MaxDelay = p.MaxDelay
+	}
+	if p.MaxWait > 0 {
+		d.MaxWait = p.MaxWait
+	}
+	return d
+}
+
+// backoff is the jittered wait before retry number n (1 for the first retry).
+func (c *Client) backoff(n int) time.Duration {
+	d := c.retry.BaseDelay
+	for i := 1; i < n && d < c.retry.MaxDelay; i++ {
+		d *= 2
+	}
+	d = min(d, c.retry.MaxDelay)
+	half := d / 2
+	return half + time.Duration(c.jitter(int64(d-half)+1))
+}
+
+// call makes the GET of u with auth, retrying what is safe to retry, and
+// decodes the resource into out. Meta describes the last answer, whatever the
+// outcome.
+func (c *Client) call(ctx context.Context, auth Authorization, route string, u *url.URL, out resource) (Meta, error) {
+	meta := Meta{RateLimit: noRateLimit}
+	if auth.IsZero() {
+		return meta, errors.New("upstream: no credentials to send")
+	}
+	key := credentialKey(auth)
+	for {
+		if c.guard != nil {
+			if t := c.guard.check(key); t != nil {
+				meta.RateLimit = t.RateLimit
+				return meta, t
+			}
+		}
+		meta.Attempts++
+		a, err := c.exchange(ctx, auth, route, u)
+		if a != nil {
+			meta.StatusCode = a.status
+			meta.RequestID = a.header.Get(headerRequestID)
+			meta.RateLimit = parseRateLimit(a.header)
+			meta.RetryAfter, _ = parseSeconds(a.header.Get(headerRetryAfter))
+			if c.hooks.RateLimit != nil && meta.RateLimit != noRateLimit {
+				c.hooks.RateLimit(route, meta.RateLimit)
+			}
+			if c.guard != nil {
+				c.guard.observe(key, a.status, meta.RateLimit, meta.RetryAfter)
+			}
+			if a.status >= 200 && a.status <= 299 {
+				return meta, c.decode(a, out)
+			}
+			e := newError(a)
+			meta.LastError = e
+			err = e
+		}
+
+		reason, retryable := retryReason(err)
+		if !retryable || meta.Attempts >= c.retry.MaxAttempts {
+			return meta, err
+		}
+		wait := c.backoff(meta.Attempts)
+		if e, ok := err.(*Error); ok && e.RetryAfter > 0 {
+			if e.RetryAfter > c.retry.MaxWait {
+				return meta, err
+			}
+			// The upstream said when; a little jitter keeps the callers it
+			// turned away from coming back in the same instant.
+			wait = e.RetryAfter + time.Duration(c.jitter(int64(c.retry.BaseDelay)+1))
+		}
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= wait {
+			return meta, err
+		}
+		if c.hooks.Retry != nil {
+			c.hooks.Retry(route, reason)
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return meta, &TransportError{Method: http.MethodGet, Path: u.EscapedPath(), Err: ctx.Err(), ContextErr: ctx.Err()}
+		}
+	}
+}
+
+// retryReason says whether a failed exchange may be tried again, and names the
+// reason for metrics: the HTTP status, or "connection".
+func retryReason(err error) (string, bool) {
+	var (
+		e  *Error
+		te *TransportError
+	)
+	switch {
+	case errors.As(err, &e):
+		switch e.StatusCode {
+		case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return strconv.Itoa(e.StatusCode), true
+		}
+	case errors.As(err, &te) && te.ContextErr == nil && connectionFailed(te.Err):
+		return "connection", true
+	}
+	return "", false
+}
+
+// connectionFailed reports whether err is a connection that failed before a
+// whole answer arrived: refused, reset, or closed early. Such a GET had no
+// effect and can be sent again. (A timeout is not among them: the caller's
+// deadline is what ends a slow upstream.)
+func connectionFailed(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF)
+}
