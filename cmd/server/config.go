@@ -26,10 +26,10 @@ type config struct {
 	UpstreamMaxWait     time.Duration
 	UpstreamMaxBody     int64
 	RateLimitGuard      bool
-	ShutdownTimeout time.Duration
-	Sandbox         bool
-	LogLevel        slog.Level
-	LogFormat       string
+	ShutdownTimeout     time.Duration
+	Sandbox             bool
+	LogLevel            slog.Level
+	LogFormat           string
 
 	// Credentials is the service's own Cloud API key, from
 	// CONFLUENT_CLOUD_API_KEY and CONFLUENT_CLOUD_API_SECRET only: a secret on
@@ -106,8 +106,8 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	if c.UpstreamMaxAttempts < 1 || c.UpstreamMaxAttempts > 10 {
 		problems = append(problems, "--upstream-max-attempts must be between 1 and 10")
 	}
-	if c.UpstreamMaxWait < 0 {
-		problems = append(problems, "--upstream-max-retry-wait must not be negative")
+	if c.UpstreamMaxWait <= 0 {
+		problems = append(problems, "--upstream-max-retry-wait must be positive")
 	}
 	if c.UpstreamMaxBody < 1024 {
 		problems = append(problems, "--upstream-max-body-bytes must be at least 1024")

@@ -26,7 +26,7 @@ func TestRateLimitGuard(t *testing.T) {
 		{name: "other credentials have their own window", guardOn: true, sameCreds: false,
 			first: upstreamtest.Response{Status: 200, Header: exhausted, Body: minimal}, wantSent: 2},
 		{name: "remaining above 0 lets calls through", guardOn: true, sameCreds: true,
-			first: upstreamtest.Response{Status: 200, Header: http.Header{"X-Ratelimit-Remaining": {"1"}, "X-Ratelimit-Reset": {"30"}}, Body: minimal},
+			first:    upstreamtest.Response{Status: 200, Header: http.Header{"X-Ratelimit-Remaining": {"1"}, "X-Ratelimit-Reset": {"30"}}, Body: minimal},
 			wantSent: 2},
 		{name: "without rate-limit headers nothing is held back", guardOn: true, sameCreds: true,
 			first: upstreamtest.Response{Status: 200, Body: minimal}, wantSent: 2},
