@@ -235,7 +235,9 @@ func upstreamErrorStatus(e *upstream.Error, domain string, attempts int) *status
 		msg += fmt.Sprintf(", after %d attempts", attempts)
 	}
 	msg += ")"
-	st := status.New(code, msg)
+	// The client keeps the upstream's words valid UTF-8; a message must be,
+	// whoever built the error.
+	st := status.New(code, strings.ToValidUTF8(msg, "\uFFFD"))
 
 	info := &errdetails.ErrorInfo{
 		Reason:   reason(e),

@@ -1,0 +1,166 @@
+package service
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/sandbox"
+	"github.com/acme/plugin-facade/internal/upstream"
+)
+
+// TestFaults plays the misbehaviours of a real upstream (and of the proxies in
+// front of it) through the simulator, against the service with its production
+// retry policy and rate-limit guard. Each call must end with the specified
+// code within its deadline, having sent the upstream the specified number of
+// requests; TestMain checks that no goroutine outlives the tests.
+func TestFaults(t *testing.T) {
+	slow := 10 * time.Second // longer than any deadline below
+	tests := []struct {
+		name     string
+		faults   []sandbox.Fault
+		deadline time.Duration
+		wantCode codes.Code
+		wantMsg  string
+		// wantSent is the number of requests the simulator receives.
+		wantSent int64
+		// wantRetry is the RetryInfo delay the caller gets; 0 for none.
+		wantRetry  time.Duration
+		minElapsed time.Duration // the upstream's hint was honoured
+		maxElapsed time.Duration // 0: the deadline
+	}{
+		{name: "slow headers: the deadline ends the call", faults: []sandbox.Fault{{Kind: sandbox.FaultSlowHeaders, Delay: slow}},
+			deadline: time.Second, wantCode: codes.DeadlineExceeded, wantSent: 1},
+		{name: "slow body: the deadline ends the call", faults: []sandbox.Fault{{Kind: sandbox.FaultSlowBody, Delay: slow}},
+			deadline: time.Second, wantCode: codes.DeadlineExceeded, wantSent: 1},
+		{name: "connection reset, then success", faults: []sandbox.Fault{{Kind: sandbox.FaultReset}},
+			deadline: 5 * time.Second, wantCode: codes.OK, wantSent: 2},
+		{name: "connection reset every time", faults: []sandbox.Fault{{Kind: sandbox.FaultReset}, {Kind: sandbox.FaultReset}, {Kind: sandbox.FaultReset}},
+			deadline: 5 * time.Second, wantCode: codes.Unavailable, wantMsg: "unreachable, try again later: connection reset by peer (3 attempts)",
+			wantSent: 3, wantRetry: time.Second},
+		{name: "HTML 502 from a proxy, then success", faults: []sandbox.Fault{{Kind: sandbox.FaultHTML502}},
+			deadline: 5 * time.Second, wantCode: codes.OK, wantSent: 2},
+		{name: "HTML 502 every time", faults: []sandbox.Fault{{Kind: sandbox.FaultHTML502}, {Kind: sandbox.FaultHTML502}, {Kind: sandbox.FaultHTML502}},
+			deadline: 5 * time.Second, wantCode: codes.Unavailable, wantMsg: "Bad Gateway, with a body that is not a Confluent Cloud error",
+			wantSent: 3, wantRetry: time.Second},
+		{name: "empty 500 is not retried", faults: []sandbox.Fault{{Kind: sandbox.FaultEmpty500}},
+			deadline: 5 * time.Second, wantCode: codes.Internal, wantMsg: "Internal Server Error, with an empty body (HTTP 500", wantSent: 1},
+		{name: "malformed 200 is not retried", faults: []sandbox.Fault{{Kind: sandbox.FaultMalformed200}},
+			deadline: 5 * time.Second, wantCode: codes.Internal, wantMsg: "a body this service cannot read", wantSent: 1},
+		{name: "oversized body", faults: []sandbox.Fault{{Kind: sandbox.FaultOversized, Size: 8 << 20}},
+			deadline: 5 * time.Second, wantCode: codes.Internal, wantMsg: "a body larger than this service accepts", wantSent: 1},
+		{name: "429 with Retry-After, then success", faults: []sandbox.Fault{{Kind: sandbox.Fault429, RetryAfter: 1}},
+			deadline: 5 * time.Second, wantCode: codes.OK, wantSent: 2, minElapsed: time.Second},
+		{name: "429 without Retry-After waits for the window reset, then success", faults: []sandbox.Fault{{Kind: sandbox.Fault429NoRetryAfter, RetryAfter: 1}},
+			deadline: 5 * time.Second, wantCode: codes.OK, wantSent: 2, minElapsed: time.Second},
+		{name: "transient 503, then success", faults: []sandbox.Fault{{Kind: sandbox.Fault503}},
+			deadline: 5 * time.Second, wantCode: codes.OK, wantSent: 2},
+		{name: "deadline shorter than Retry-After: the 429 at once", faults: []sandbox.Fault{{Kind: sandbox.Fault429, RetryAfter: 5}},
+			deadline: time.Second, wantCode: codes.ResourceExhausted, wantMsg: "HTTP 429", wantSent: 1,
+			wantRetry: 5 * time.Second, maxElapsed: 500 * time.Millisecond},
+		{name: "deadline shorter than a 503's Retry-After: the 503 at once", faults: []sandbox.Fault{{Kind: sandbox.Fault503, RetryAfter: 5}},
+			deadline: time.Second, wantCode: codes.Unavailable, wantMsg: "HTTP 503", wantSent: 1,
+			wantRetry: 5 * time.Second, maxElapsed: 500 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			sb, err := sandbox.Start()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = sb.Close() })
+			sb.Inject(tt.faults...)
+			client := startSandboxService(t, sb.URL())
+
+			ctx, cancel := context.WithTimeout(t.Context(), tt.deadline)
+			defer cancel()
+			start := time.Now()
+			_, err = client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID})
+			elapsed := time.Since(start)
+
+			st := status.Convert(err)
+			if st.Code() != tt.wantCode || !strings.Contains(st.Message(), tt.wantMsg) {
+				t.Errorf("got %s %q, want %s containing %q", st.Code(), st.Message(), tt.wantCode, tt.wantMsg)
+			}
+			if n := sb.Requests(); n != tt.wantSent {
+				t.Errorf("the simulator received %d requests, want %d", n, tt.wantSent)
+			}
+			maxElapsed := tt.maxElapsed
+			if maxElapsed == 0 {
+				maxElapsed = tt.deadline + 500*time.Millisecond // the scheduler's slack on a busy machine
+			}
+			if elapsed > maxElapsed || elapsed < tt.minElapsed {
+				t.Errorf("took %v, want between %v and %v", elapsed, tt.minElapsed, maxElapsed)
+			}
+			var retry time.Duration
+			for _, d := range st.Details() {
+				if ri, ok := d.(*errdetails.RetryInfo); ok {
+					retry = ri.GetRetryDelay().AsDuration()
+				}
+			}
+			if retry != tt.wantRetry {
+				t.Errorf("RetryInfo = %v, want %v", retry, tt.wantRetry)
+			}
+		})
+	}
+}
+
+// TestRefusedConnections: nothing listens; every attempt is refused, and the
+// caller gets UNAVAILABLE with a retry hint after the bounded attempts.
+func TestRefusedConnections(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close()
+	client := startSandboxService(t, url)
+	_, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID})
+	assertStatus(t, err, wantStatus{code: codes.Unavailable, reason: reasonUnreachable, retryDelay: time.Second,
+		msg: msg("connection refused (3 attempts)")})
+}
+
+// TestEarlierAnswerSurvivesTheDeadline: a 503 then a slow attempt cut by the
+// deadline; the caller still learns what the upstream said, and its request id.
+func TestEarlierAnswerSurvivesTheDeadline(t *testing.T) {
+	sb, err := sandbox.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sb.Close() })
+	sb.Inject(sandbox.Fault{Kind: sandbox.Fault503}, sandbox.Fault{Kind: sandbox.FaultSlowHeaders, Delay: 10 * time.Second})
+	client := startSandboxService(t, sb.URL())
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	_, err = client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID})
+	st := status.Convert(err)
+	if st.Code() != codes.DeadlineExceeded || !strings.Contains(st.Message(), "before that it answered: Confluent Cloud: Service Unavailable") {
+		t.Fatalf("got %s %q, want DEADLINE_EXCEEDED saying what the upstream answered before", st.Code(), st.Message())
+	}
+	var requestID string
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RequestInfo); ok {
+			requestID = ri.GetRequestId()
+		}
+	}
+	if requestID == "" || !strings.Contains(st.Message(), requestID) {
+		t.Errorf("RequestInfo = %q, want the 503's request id, also in the message %q", requestID, st.Message())
+	}
+}
+
+// startSandboxService runs the service as production does: the default retry
+// policy and rate-limit guard, the sandbox's key.
+func startSandboxService(t *testing.T, url string) pluginv1.PluginServiceClient {
+	t.Helper()
+	uc, err := upstream.New(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startServiceOf(t, uc, WithDefaultCredentials(upstream.BasicAuth(sandbox.APIKey, sandbox.APISecret)))
+}
