@@ -26,6 +26,8 @@ type config struct {
 	UpstreamMaxWait     time.Duration
 	UpstreamMaxBody     int64
 	RateLimitGuard      bool
+	CacheTTL            time.Duration
+	CacheMaxEntries     int
 	ShutdownTimeout     time.Duration
 	Sandbox             bool
 	LogLevel            slog.Level
@@ -60,6 +62,8 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	fs.DurationVar(&c.UpstreamMaxWait, "upstream-max-retry-wait", upstream.DefaultRetryPolicy.MaxWait, "longest Retry-After waited for before retrying; a longer one is returned to the caller as its retry hint")
 	fs.Int64Var(&c.UpstreamMaxBody, "upstream-max-body-bytes", upstream.DefaultMaxBodyBytes, "largest upstream response body read; a larger one is an error")
 	fs.BoolVar(&c.RateLimitGuard, "rate-limit-guard", true, "while the upstream says a credential's rate-limit window is exhausted, answer RESOURCE_EXHAUSTED without calling it")
+	fs.DurationVar(&c.CacheTTL, "cache-ttl", 0, "keep successful upstream answers this long, per credential, and answer identical calls from them (0: no cache); answers may be this stale")
+	fs.IntVar(&c.CacheMaxEntries, "cache-max-entries", 1024, "most answers the cache keeps (least recently used out first)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long calls in flight may finish after SIGINT/SIGTERM")
 	fs.BoolVar(&c.Sandbox, "sandbox", false, "serve against a built-in simulated Confluent Cloud on loopback, with its own credentials")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
@@ -108,6 +112,12 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	}
 	if c.UpstreamMaxWait <= 0 {
 		problems = append(problems, "--upstream-max-retry-wait must be positive")
+	}
+	if c.CacheTTL < 0 {
+		problems = append(problems, "--cache-ttl must not be negative")
+	}
+	if c.CacheMaxEntries < 1 {
+		problems = append(problems, "--cache-max-entries must be at least 1")
 	}
 	if c.UpstreamMaxBody < 1024 {
 		problems = append(problems, "--upstream-max-body-bytes must be at least 1024")

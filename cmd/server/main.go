@@ -71,6 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		upstream.WithRetry(upstream.RetryPolicy{MaxAttempts: cfg.UpstreamMaxAttempts, MaxWait: cfg.UpstreamMaxWait}),
 		upstream.WithMaxBodyBytes(cfg.UpstreamMaxBody),
 		upstream.WithRateLimitGuard(cfg.RateLimitGuard),
+		upstream.WithCache(cfg.CacheTTL, cfg.CacheMaxEntries),
 	)
 	if err != nil {
 		return err

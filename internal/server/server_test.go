@@ -465,7 +465,8 @@ func TestGracefulShutdown(t *testing.T) {
 		results <- err
 	}()
 	go func() {
-		resp, err := http.Get("http://" + httpLis.Addr().String() + "/connect/v1/custom-connector-plugins/ccp-12345")
+		// Another id than the gRPC call's, which would share its request.
+		resp, err := http.Get("http://" + httpLis.Addr().String() + "/connect/v1/custom-connector-plugins/ccp-23456")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {

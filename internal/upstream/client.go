@@ -17,6 +17,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // DefaultBaseURL is the Confluent Cloud API.
@@ -45,6 +47,10 @@ type Client struct {
 	maxBody   int64
 	insecure  bool
 	jitter    func(n int64) int64 // a random number in [0, n)
+	flights   flights
+	cache     *lru.Cache[flightKey, cached] // nil when caching is off
+	cacheTTL  time.Duration
+	cacheSize int
 }
 
 // Routes name the two upstream endpoints in Hooks, metrics and logs: the path
@@ -68,8 +74,11 @@ type Meta struct {
 	// RetryAfter is the Retry-After of the last answer; zero when absent.
 	RetryAfter time.Duration
 	// Attempts is how many HTTP exchanges the call made (0 when it was answered
-	// without reaching the upstream, by the rate-limit guard).
+	// without reaching the upstream: by the rate-limit guard, or the cache).
 	Attempts int
+	// Cached means the answer came from the cache (see WithCache); the other
+	// fields then describe the answer as it was cached.
+	Cached bool
 	// LastError is the last non-2xx answer of the call, if any. When a call
 	// ends in a transport failure or a deadline after the upstream had
 	// answered with an error, it still says what the upstream said.
@@ -126,6 +135,17 @@ func WithRateLimitGuard(on bool) Option {
 	return func(cl *Client) { cl.guardOff = !on }
 }
 
+// WithCache keeps successful answers for ttl, at most size of them (least
+// recently used first out), and answers identical calls with the same
+// credential from them without calling the upstream. Entries are keyed by a
+// hash of the credential and the exact request, so one credential never sees
+// what another was answered. A cached answer may be up to ttl stale: a plugin
+// version still PROCESSING upstream can read as such for that long. A ttl of
+// zero (the default) turns caching off.
+func WithCache(ttl time.Duration, size int) Option {
+	return func(cl *Client) { cl.cacheTTL, cl.cacheSize = ttl, size }
+}
+
 // WithMaxBodyBytes caps how much of a response body is read (default
 // DefaultMaxBodyBytes). A larger body is not read further; it is an error.
 func WithMaxBodyBytes(n int64) Option {
@@ -168,6 +188,10 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	c.retry = c.retry.withDefaults()
 	if !c.guardOff {
 		c.guard = newGuard(time.Now)
+	}
+	if c.cacheTTL > 0 {
+		// lru.New fails only for a size below 1.
+		c.cache, _ = lru.New[flightKey, cached](max(c.cacheSize, 1))
 	}
 	if c.wrap != nil {
 		c.http.Transport = c.wrap(c.http.Transport)

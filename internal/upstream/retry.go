@@ -78,6 +78,12 @@ func (c *Client) call(ctx context.Context, auth Authorization, route string, u *
 		return meta, errors.New("upstream: no credentials to send")
 	}
 	key := credentialKey(auth)
+	fkey := newFlightKey(key, u.String())
+	if a := c.cached(fkey); a != nil {
+		meta.describe(a)
+		meta.Cached = true
+		return meta, c.decode(a, out)
+	}
 	for {
 		if c.guard != nil {
 			if t := c.guard.check(key); t != nil {
@@ -86,12 +92,15 @@ func (c *Client) call(ctx context.Context, auth Authorization, route string, u *
 			}
 		}
 		meta.Attempts++
-		a, err := c.exchange(ctx, auth, route, u)
+		a, _, err := c.flights.do(ctx, fkey, func(ctx context.Context) (*answer, error) {
+			return c.exchange(ctx, auth, route, u)
+		})
+		if err != nil && ctx.Err() != nil && !isTransportError(err) {
+			// This caller left while the shared exchange went on for others.
+			err = &TransportError{Method: http.MethodGet, Path: u.EscapedPath(), Err: err, ContextErr: ctx.Err()}
+		}
 		if a != nil {
-			meta.StatusCode = a.status
-			meta.RequestID = a.header.Get(headerRequestID)
-			meta.RateLimit = parseRateLimit(a.header)
-			meta.RetryAfter, _ = parseSeconds(a.header.Get(headerRetryAfter))
+			meta.describe(a)
 			if c.hooks.RateLimit != nil && meta.RateLimit != noRateLimit {
 				c.hooks.RateLimit(route, meta.RateLimit)
 			}
@@ -99,7 +108,11 @@ func (c *Client) call(ctx context.Context, auth Authorization, route string, u *
 				c.guard.observe(key, a.status, meta.RateLimit, meta.RetryAfter)
 			}
 			if a.status >= 200 && a.status <= 299 {
-				return meta, c.decode(a, out)
+				err := c.decode(a, out)
+				if err == nil && c.cache != nil {
+					c.cache.Add(fkey, cached{a, time.Now().Add(c.cacheTTL)})
+				}
+				return meta, err
 			}
 			e := newError(a)
 			meta.LastError = e
@@ -164,4 +177,40 @@ func connectionFailed(err error) bool {
 		errors.Is(err, syscall.EPIPE) ||
 		errors.Is(err, io.EOF) ||
 		errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+func isTransportError(err error) bool {
+	var te *TransportError
+	return errors.As(err, &te)
+}
+
+// describe sets what m says of the last answer from a.
+func (m *Meta) describe(a *answer) {
+	m.StatusCode = a.status
+	m.RequestID = a.header.Get(headerRequestID)
+	m.RateLimit = parseRateLimit(a.header)
+	m.RetryAfter, _ = parseSeconds(a.header.Get(headerRetryAfter))
+}
+
+// cached is a cache entry: a successful answer, and until when it may be used.
+// (Expiry is checked on use, so the cache needs no goroutine of its own.)
+type cached struct {
+	answer *answer
+	until  time.Time
+}
+
+// cached returns the cached answer for key, or nil.
+func (c *Client) cached(key flightKey) *answer {
+	if c.cache == nil {
+		return nil
+	}
+	e, ok := c.cache.Get(key)
+	if !ok {
+		return nil
+	}
+	if time.Now().After(e.until) {
+		c.cache.Remove(key)
+		return nil
+	}
+	return e.answer
 }
