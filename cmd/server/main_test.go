@@ -34,8 +34,8 @@ func TestParseConfig(t *testing.T) {
 			name: "defaults", env: env(),
 			check: func(t *testing.T, c config) {
 				if c.GRPCAddr != ":9090" || c.HTTPAddr != ":8080" || c.UpstreamURL != "https://api.confluent.cloud" ||
-					c.UpstreamTimeout != 30*time.Second || c.ShutdownTimeout != 10*time.Second || c.Sandbox ||
-					c.LogLevel != slog.LevelInfo || c.LogFormat != "text" || !c.Credentials.IsZero() {
+					c.UpstreamTimeout != 30*time.Second || c.ShutdownTimeout != 15*time.Second || c.Sandbox ||
+					c.LogLevel != slog.LevelInfo || c.LogFormat != "json" || c.TLS != nil || !c.Credentials.IsZero() {
 					t.Errorf("defaults = %+v", c)
 				}
 			},
@@ -84,7 +84,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "relative upstream URL", args: []string{"--upstream-url", "api.confluent.cloud"}, env: env(), wantErr: "--upstream-url"},
 		{name: "negative upstream timeout", args: []string{"--upstream-timeout", "-1s"}, env: env(), wantErr: "must not be negative"},
 		{name: "zero shutdown timeout", args: []string{"--shutdown-timeout", "0"}, env: env(), wantErr: "must be positive"},
-		{name: "bad log format", args: []string{"--log-format", "xml"}, env: env(), wantErr: "text or json"},
+		{name: "bad log format", args: []string{"--log-format", "xml"}, env: env(), wantErr: "json or text"},
 		{name: "bad duration in the environment", env: env("PLUGIN_FACADE_UPSTREAM_TIMEOUT", "soon"), wantErr: "PLUGIN_FACADE_UPSTREAM_TIMEOUT"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, env: env(), wantErr: "log-level"},
 		{name: "stray argument", args: []string{"serve"}, env: env(), wantErr: "unexpected arguments: serve"},

@@ -237,8 +237,11 @@ func TestHealth(t *testing.T) {
 			t.Errorf("health of %q = %v, %v; want SERVING", name, resp, err)
 		}
 	}
-	if r := s.get(t, "/healthz"); r.status != http.StatusOK || !strings.Contains(string(r.body), "SERVING") {
-		t.Errorf("/healthz = %d %s, want 200 SERVING", r.status, r.body)
+	if r := s.get(t, "/healthz"); r.status != http.StatusOK || !strings.Contains(string(r.body), `"alive"`) {
+		t.Errorf("/healthz = %d %s, want 200 alive", r.status, r.body)
+	}
+	if r := s.get(t, "/readyz"); r.status != http.StatusOK || !strings.Contains(string(r.body), `"SERVING"`) {
+		t.Errorf("/readyz = %d %s, want 200 SERVING", r.status, r.body)
 	}
 }
 
