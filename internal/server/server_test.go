@@ -532,7 +532,8 @@ func (panicky) GetConnectorPlugin(context.Context, *pluginv1.GetConnectorPluginR
 }
 
 func TestPanicsBecomeInternal(t *testing.T) {
-	s := startServer(t, panicky{}, nil)
+	var logs logBuffer
+	s := startServer(t, panicky{}, nil, WithLogger(logs.logger()))
 	for i := 0; i < 2; i++ { // the second call proves the server survived the first
 		_, err := s.client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-1"})
 		if st := status.Convert(err); st.Code() != codes.Internal || strings.Contains(st.Message(), "boom") {
@@ -541,6 +542,15 @@ func TestPanicsBecomeInternal(t *testing.T) {
 	}
 	if r := s.get(t, "/connect/v1/custom-connector-plugins/ccp-1"); r.status != http.StatusInternalServerError {
 		t.Errorf("REST: %d, want 500", r.status)
+	}
+	// The operator sees what the caller does not.
+	if panics := logs.lines(t, "panic in a call"); len(panics) != 3 || panics[0]["panic"] != "boom" || panics[0]["level"] != "ERROR" {
+		t.Errorf("panic log lines = %v, want 3 at ERROR with the panic's words", panics)
+	}
+	for _, l := range logs.lines(t, "finished call") {
+		if l["grpc.code"] != "Internal" || l["level"] != "ERROR" {
+			t.Errorf("call log = %v, want code Internal at ERROR", l)
+		}
 	}
 }
 
