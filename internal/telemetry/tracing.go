@@ -50,7 +50,8 @@ func NewTracerProvider(ctx context.Context, version string, getenv func(string) 
 	if exporting(getenv) {
 		exp, err := autoexport.NewSpanExporter(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("OpenTelemetry span exporter: %w", err)
+			return nil, fmt.Errorf("OpenTelemetry span exporter (OTEL_TRACES_EXPORTER=%q, OTEL_EXPORTER_OTLP_PROTOCOL=%q): %w",
+				getenv("OTEL_TRACES_EXPORTER"), getenv("OTEL_EXPORTER_OTLP_PROTOCOL"), err)
 		}
 		if !autoexport.IsNoneSpanExporter(exp) {
 			opts = append(opts, sdktrace.WithBatcher(exp))
