@@ -81,7 +81,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := newLogger(cfg, stderr)
 
-	tp, err := telemetry.NewTracerProvider(ctx, buildVersion(), getenv)
+	tp, err := telemetry.NewTracerProvider(ctx, buildVersion())
 	if err != nil {
 		return configError{err} // an OTEL_* variable with a value autoexport does not know
 	}

@@ -107,21 +107,9 @@ func TestSIGTERMDrainsThenExitsZero(t *testing.T) {
 	go func() { exited <- cmd.Wait() }()
 	defer func() { _ = cmd.Process.Kill() }()
 
-	// The addresses, from the JSON log.
-	addrs := map[string]string{}
-	for deadline := time.Now().Add(20 * time.Second); len(addrs) < 2; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the server did not say where it serves:\n%s", out.String())
-		}
-		for _, line := range strings.Split(out.String(), "\n") {
-			var l struct{ Msg, Addr string }
-			if json.Unmarshal([]byte(line), &l) == nil && strings.HasPrefix(l.Msg, "serving ") {
-				addrs[l.Msg] = l.Addr
-			}
-		}
-	}
-	httpURL := "http://" + addrs["serving HTTP"]
-	conn, err := grpc.NewClient(addrs["serving gRPC"], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	grpcAddr, httpAddr := servingAddrs(t, out)
+	httpURL := "http://" + httpAddr
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,4 +171,22 @@ func TestSIGTERMDrainsThenExitsZero(t *testing.T) {
 	if strings.Contains(out.String(), "hunter2") {
 		t.Errorf("the secret was printed:\n%s", out.String())
 	}
+}
+
+// servingAddrs waits for the JSON log lines that say where the server serves.
+func servingAddrs(t *testing.T, log *syncBuffer) (grpcAddr, httpAddr string) {
+	t.Helper()
+	addrs := map[string]string{}
+	for deadline := time.Now().Add(20 * time.Second); len(addrs) < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server did not say where it serves:\n%s", log.String())
+		}
+		for _, line := range strings.Split(log.String(), "\n") {
+			var l struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &l) == nil && strings.HasPrefix(l.Msg, "serving ") {
+				addrs[l.Msg] = l.Addr
+			}
+		}
+	}
+	return addrs["serving gRPC"], addrs["serving HTTP"]
 }

@@ -71,7 +71,7 @@ func (l *logBuffer) lines(t *testing.T, msg string) []map[string]any {
 func instrumentedStack(t *testing.T, up string, opts ...Option) (*stack, *logBuffer) {
 	t.Helper()
 	reg := telemetry.NewRegistry()
-	tp, err := telemetry.NewTracerProvider(t.Context(), "test", func(string) string { return "" })
+	tp, err := telemetry.NewTracerProvider(t.Context(), "test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -34,10 +35,11 @@ var exportVars = []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
 // go.opentelemetry.io/contrib/exporters/autoexport: OTEL_TRACES_EXPORTER,
 // OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL, ...) once one of
 // exportVars is set; otherwise nowhere. The service is named plugin-facade
-// unless OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES say otherwise. getenv
-// reads the environment (autoexport itself reads os.Getenv). Shut the
-// provider down on exit to flush the spans it holds.
-func NewTracerProvider(ctx context.Context, version string, getenv func(string) string) (*sdktrace.TracerProvider, error) {
+// unless OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES say otherwise. Like
+// the OpenTelemetry SDK, it reads the process environment. Shut the provider
+// down on exit to flush the spans it holds.
+func NewTracerProvider(ctx context.Context, version string) (*sdktrace.TracerProvider, error) {
+	getenv := os.Getenv
 	res, err := resource.New(ctx,
 		resource.WithAttributes(semconv.ServiceName("plugin-facade"), semconv.ServiceVersion(version)),
 		resource.WithFromEnv(), // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win
