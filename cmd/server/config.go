@@ -1,11 +1,14 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
@@ -32,6 +35,11 @@ type config struct {
 	Sandbox             bool
 	LogLevel            slog.Level
 	LogFormat           string
+	// TLS is nil for plaintext, else built from --tls-cert, --tls-key and
+	// --tls-client-ca, whose files are read at start-up.
+	TLS *tls.Config
+	// Version asks for the build information instead of serving.
+	Version bool
 
 	// Credentials is the service's own Cloud API key, from
 	// CONFLUENT_CLOUD_API_KEY and CONFLUENT_CLOUD_API_SECRET only: a secret on
@@ -64,10 +72,15 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	fs.BoolVar(&c.RateLimitGuard, "rate-limit-guard", true, "while the upstream says a credential's rate-limit window is exhausted, answer RESOURCE_EXHAUSTED without calling it")
 	fs.DurationVar(&c.CacheTTL, "cache-ttl", 0, "keep successful upstream answers this long, per credential, and answer identical calls from them (0: no cache); answers may be this stale")
 	fs.IntVar(&c.CacheMaxEntries, "cache-max-entries", 1024, "most answers the cache keeps (least recently used out first)")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "how long calls in flight may finish after SIGINT/SIGTERM")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long calls in flight may finish after SIGINT/SIGTERM")
 	fs.BoolVar(&c.Sandbox, "sandbox", false, "serve against a built-in simulated Confluent Cloud on loopback, with its own credentials")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
-	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
+	var certFile, keyFile, clientCAFile string
+	fs.StringVar(&certFile, "tls-cert", "", "PEM certificate (chain) file: serve both listeners over TLS (with --tls-key)")
+	fs.StringVar(&keyFile, "tls-key", "", "PEM private key file of --tls-cert")
+	fs.StringVar(&clientCAFile, "tls-client-ca", "", "PEM CA certificates file: require client certificates signed by one of them (mutual TLS; needs --tls-cert)")
+	fs.BoolVar(&c.Version, "version", false, "print the build information and exit")
 	fs.Usage = func() {
 		fmt.Fprintf(output, "Usage: plugin-facade [flags]\n\nEvery flag can also be set as %s<FLAG> (upper case, '-' as '_'),\n"+
 			"e.g. %sGRPC_ADDR=:9090. The Cloud API key comes from %s and %s.\n\n", envPrefix, envPrefix, envAPIKey, envAPISecret)
@@ -77,6 +90,9 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	// Environment first, so that flags given on the command line override it.
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "version" { // a question, not a setting
+			return
+		}
 		name := envName(f.Name)
 		if v := getenv(name); v != "" && envErr == nil {
 			if err := fs.Set(f.Name, v); err != nil {
@@ -126,7 +142,12 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 		problems = append(problems, "--shutdown-timeout must be positive")
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
-		problems = append(problems, fmt.Sprintf("--log-format must be text or json, not %q", c.LogFormat))
+		problems = append(problems, fmt.Sprintf("--log-format must be json or text, not %q", c.LogFormat))
+	}
+	if cfg, err := tlsConfig(certFile, keyFile, clientCAFile); err != nil {
+		problems = append(problems, err.Error())
+	} else {
+		c.TLS = cfg
 	}
 	key, secret := getenv(envAPIKey), getenv(envAPISecret)
 	switch {
@@ -139,6 +160,36 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 		return config{}, errors.New("invalid configuration:\n  " + strings.Join(problems, "\n  "))
 	}
 	return c, nil
+}
+
+// tlsConfig reads the server's certificate and key and, for mutual TLS, the
+// CAs its clients' certificates must chain to. All empty means plaintext (nil).
+// The files are read once: rotating a certificate takes a restart.
+func tlsConfig(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
+	switch {
+	case certFile == "" && keyFile == "" && clientCAFile == "":
+		return nil, nil
+	case certFile == "" || keyFile == "":
+		return nil, errors.New("--tls-cert and --tls-key go together (--tls-client-ca needs both)")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		// The error names the files and what is wrong, never the key's bytes.
+		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if clientCAFile != "" {
+		pem, err := os.ReadFile(clientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-client-ca: no PEM certificate in %s", clientCAFile)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return cfg, nil
 }
 
 // envName is the environment variable of a flag: grpc-addr → PLUGIN_FACADE_GRPC_ADDR.

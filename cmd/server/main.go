@@ -17,13 +17,16 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	pluginfacade "github.com/acme/plugin-facade"
 	"github.com/acme/plugin-facade/internal/sandbox"
 	"github.com/acme/plugin-facade/internal/server"
 	"github.com/acme/plugin-facade/internal/service"
+	"github.com/acme/plugin-facade/internal/telemetry"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -35,22 +38,63 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-	case err != nil:
+	if code := exitCode(err); code != 0 {
 		fmt.Fprintln(os.Stderr, "plugin-facade:", err)
 		stop()
-		os.Exit(1)
+		os.Exit(code)
+	}
+}
+
+// configError is a configuration the process refuses to start with.
+type configError struct{ err error }
+
+func (e configError) Error() string { return e.err.Error() }
+func (e configError) Unwrap() error { return e.err }
+
+// exitCode is the process's exit status for what run returned: 0 after a clean
+// shutdown or --help, 2 for an invalid configuration (as flag parsing errors
+// conventionally are), 1 when serving failed.
+func exitCode(err error) int {
+	var ce configError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ce):
+		return 2
+	default:
+		return 1
 	}
 }
 
 // run starts the facade and serves until ctx ends.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cfg, err := parseConfig(args, getenv, stderr)
-	if err != nil {
+	if errors.Is(err, flag.ErrHelp) {
 		return err
 	}
+	if err != nil {
+		return configError{err}
+	}
+	if cfg.Version {
+		printVersion(stdout)
+		return nil
+	}
 	log := newLogger(cfg, stderr)
+
+	tp, err := telemetry.NewTracerProvider(ctx, buildVersion())
+	if err != nil {
+		return configError{err} // an OTEL_* variable with a value autoexport does not know
+	}
+	defer func() {
+		// Flush the spans still batched, within a bound of its own: ctx has ended.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tp.Shutdown(sctx); err != nil {
+			log.Warn("flushing traces", "error", err.Error())
+		}
+	}()
+	registry := telemetry.NewRegistry()
+	upstreamMetrics := telemetry.NewUpstreamMetrics(registry)
 
 	upstreamURL, creds := cfg.UpstreamURL, cfg.Credentials
 	if cfg.Sandbox {
@@ -72,6 +116,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		upstream.WithMaxBodyBytes(cfg.UpstreamMaxBody),
 		upstream.WithRateLimitGuard(cfg.RateLimitGuard),
 		upstream.WithCache(cfg.CacheTTL, cfg.CacheMaxEntries),
+		upstream.WithHooks(upstreamMetrics.Hooks()),
+		upstream.WithTransport(telemetry.Transport(tp)),
 	)
 	if err != nil {
 		return err
@@ -92,16 +138,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("--http-addr: %w", err)
 	}
 	log.Info("starting plugin-facade", "version", buildVersion(), "upstream", upstreamURL,
-		"sandbox", cfg.Sandbox, "default_credentials", creds)
+		"sandbox", cfg.Sandbox, "default_credentials", creds, "tls", cfg.TLS != nil,
+		"mutual_tls", cfg.TLS != nil && cfg.TLS.ClientCAs != nil)
 	if cfg.Sandbox {
-		printSandboxHelp(stdout, grpcLis.Addr(), httpLis.Addr())
+		printSandboxHelp(stdout, grpcLis.Addr(), httpLis.Addr(), cfg.TLS != nil)
 	}
 
-	srv := server.New(svc,
+	opts := []server.Option{
 		server.WithLogger(log),
 		server.WithOpenAPI(pluginfacade.OpenAPI()),
 		server.WithShutdownTimeout(cfg.ShutdownTimeout),
-	)
+		server.WithRegistry(registry),
+		server.WithTracerProvider(tp),
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, server.WithTLS(cfg.TLS))
+	}
+	srv := server.New(svc, opts...)
 	defer client.Close()
 	if err := srv.Serve(ctx, grpcLis, httpLis); err != nil {
 		return err
@@ -112,10 +165,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
-	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// printVersion prints the build information: version, Go version, and the
+// commit the binary was built from when the build recorded it.
+func printVersion(w io.Writer) {
+	fmt.Fprintf(w, "plugin-facade %s\ngo: %s\n", buildVersion(), runtime.Version())
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return
+	}
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision", "vcs.time", "vcs.modified", "GOOS", "GOARCH":
+			fmt.Fprintf(w, "%s: %s\n", s.Key, s.Value)
+		}
+	}
 }
 
 func buildVersion() string {
@@ -130,8 +199,12 @@ func buildVersion() string {
 
 // printSandboxHelp prints commands a new user can paste to try the running
 // sandbox, with the addresses actually listened on.
-func printSandboxHelp(w io.Writer, grpcAddr, httpAddr net.Addr) {
+func printSandboxHelp(w io.Writer, grpcAddr, httpAddr net.Addr, withTLS bool) {
 	g, h := server.LoopbackAddr(grpcAddr), server.LoopbackAddr(httpAddr)
+	if withTLS {
+		fmt.Fprintf(w, "\nplugin-facade is running against the built-in sandbox over TLS, on gRPC %s and HTTPS %s.\n\n", g, h)
+		return
+	}
 	fmt.Fprintf(w, `
 plugin-facade is running against the built-in sandbox (a simulated Confluent Cloud).
 Try it (grpcurl: 'make tools' installs a pinned one as ./bin/grpcurl):

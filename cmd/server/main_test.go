@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -34,8 +36,8 @@ func TestParseConfig(t *testing.T) {
 			name: "defaults", env: env(),
 			check: func(t *testing.T, c config) {
 				if c.GRPCAddr != ":9090" || c.HTTPAddr != ":8080" || c.UpstreamURL != "https://api.confluent.cloud" ||
-					c.UpstreamTimeout != 30*time.Second || c.ShutdownTimeout != 10*time.Second || c.Sandbox ||
-					c.LogLevel != slog.LevelInfo || c.LogFormat != "text" || !c.Credentials.IsZero() {
+					c.UpstreamTimeout != 30*time.Second || c.ShutdownTimeout != 15*time.Second || c.Sandbox ||
+					c.LogLevel != slog.LevelInfo || c.LogFormat != "json" || c.TLS != nil || !c.Credentials.IsZero() {
 					t.Errorf("defaults = %+v", c)
 				}
 			},
@@ -84,7 +86,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "relative upstream URL", args: []string{"--upstream-url", "api.confluent.cloud"}, env: env(), wantErr: "--upstream-url"},
 		{name: "negative upstream timeout", args: []string{"--upstream-timeout", "-1s"}, env: env(), wantErr: "must not be negative"},
 		{name: "zero shutdown timeout", args: []string{"--shutdown-timeout", "0"}, env: env(), wantErr: "must be positive"},
-		{name: "bad log format", args: []string{"--log-format", "xml"}, env: env(), wantErr: "text or json"},
+		{name: "bad log format", args: []string{"--log-format", "xml"}, env: env(), wantErr: "json or text"},
 		{name: "bad duration in the environment", env: env("PLUGIN_FACADE_UPSTREAM_TIMEOUT", "soon"), wantErr: "PLUGIN_FACADE_UPSTREAM_TIMEOUT"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, env: env(), wantErr: "log-level"},
 		{name: "stray argument", args: []string{"serve"}, env: env(), wantErr: "unexpected arguments: serve"},
@@ -130,8 +132,21 @@ func (s *syncBuffer) String() string {
 }
 
 // TestRunSandbox runs the command as `make run` does (on loopback ports chosen
-// by the system), follows the printed curl instructions, and stops it.
+// by the system), follows the printed curl instructions, scrapes /metrics, and
+// stops it. An OTLP endpoint in the environment turns span export on: the
+// spans of the call reach a collector at the latest when the process stops.
 func TestRunSandbox(t *testing.T) {
+	var traceExports atomic.Int32
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/traces" {
+			traceExports.Add(1)
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer collector.Close()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL) // autoexport reads the real environment
+	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var stdout, stderr syncBuffer
@@ -165,6 +180,22 @@ func TestRunSandbox(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"display_name"`) {
 		t.Errorf("GET %s = %d %s", url, resp.StatusCode, body)
 	}
+	metricsURL := url[:strings.Index(url, "/connect/")] + "/metrics"
+	resp, err = http.Get(metricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`grpc_server_handled_total{grpc_code="OK",grpc_method="GetConnectorPlugin",grpc_service="confluent.plugin.v1.PluginService",grpc_type="unary"} 1`,
+		`plugin_facade_upstream_requests_total{code="200",route="/connect/v1/custom-connector-plugins/{id}"} 1`,
+		"go_goroutines ", "process_resident_memory_bytes ",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("GET %s lacks %s", metricsURL, want)
+		}
+	}
 
 	cancel()
 	select {
@@ -179,6 +210,9 @@ func TestRunSandbox(t *testing.T) {
 		if strings.Contains(out, "hunter2") || strings.Contains(out, "sandbox-secret") {
 			t.Errorf("a secret was printed:\n%s", out)
 		}
+	}
+	if traceExports.Load() == 0 {
+		t.Error("no spans reached the OTLP endpoint set in OTEL_EXPORTER_OTLP_ENDPOINT")
 	}
 	if !strings.Contains(stderr.String(), "ignoring CONFLUENT_CLOUD_API_KEY") {
 		t.Errorf("no warning that the sandbox ignores the configured key:\n%s", stderr.String())

@@ -1,9 +1,10 @@
 // Package server assembles the running facade: a gRPC server (PluginService with
-// logging and panic-recovery interceptors, grpc.health.v1, server reflection v1
-// and v1alpha) and an HTTP server (the grpc-gateway REST mapping of the same API,
-// /openapi.json and /healthz). The gateway reaches PluginService through a gRPC
-// client connection to the gRPC listener, so REST calls pass through the same
-// interceptors as gRPC calls.
+// call-log, metrics and panic-recovery interceptors, OpenTelemetry tracing,
+// grpc.health.v1, server reflection v1 and v1alpha) and an HTTP server (the
+// grpc-gateway REST mapping of the same API, /openapi.json, /metrics, /healthz
+// and /readyz). The gateway reaches PluginService through a gRPC client
+// connection to the same gRPC server, so REST calls pass through the same
+// interceptors as gRPC calls and get the same single log line.
 //
 // It lives apart from cmd/server so that tests can start the very stack the
 // binary runs, on loopback listeners of their own.
@@ -11,6 +12,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,21 +20,61 @@ import (
 	"net/http"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/telemetry"
 )
+
+// Limits of what one client may ask of the servers. Requests of this API are a
+// few identifiers of at most 255 characters; credentials travel in headers.
+const (
+	maxRecvMsgBytes = 64 << 10 // gRPC request message
+	maxHeaderBytes  = 64 << 10 // HTTP request headers, room for a large bearer token
+	// readHeaderTimeout bounds a client that opens a connection and sends its
+	// headers slowly (slowloris); idleTimeout closes keep-alive connections
+	// nobody uses.
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+)
+
+// keepaliveEnforcement refuses clients that ping more often than every 10s
+// (they get GOAWAY "too_many_pings"), while allowing pings on idle connections.
+var keepaliveEnforcement = keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}
+
+// keepaliveParams closes idle connections and, by bounding a connection's
+// age, makes long-lived gRPC clients spread over new replicas after a
+// scale-out (a gRPC connection otherwise sticks to one backend forever). The
+// grace outlasts the default 30s upstream timeout, so no call is cut short.
+var keepaliveParams = keepalive.ServerParameters{
+	MaxConnectionIdle:     15 * time.Minute,
+	MaxConnectionAge:      30 * time.Minute,
+	MaxConnectionAgeGrace: time.Minute,
+	Time:                  time.Minute,
+	Timeout:               20 * time.Second,
+}
 
 // Server is the facade's gRPC and HTTP servers, ready to serve. Create it with
 // New and run it with Serve.
@@ -41,6 +83,9 @@ type Server struct {
 	log             *slog.Logger
 	openAPI         []byte
 	shutdownTimeout time.Duration
+	registry        *prometheus.Registry
+	tracer          trace.TracerProvider
+	tls             *tls.Config
 }
 
 // Option configures a Server.
@@ -59,9 +104,31 @@ func WithOpenAPI(doc []byte) Option {
 }
 
 // WithShutdownTimeout bounds how long Serve waits, once its context ends, for
-// calls in flight to finish before it closes them. The default is 10 seconds.
+// calls in flight to finish before it closes them. The default is 15 seconds.
 func WithShutdownTimeout(d time.Duration) Option {
 	return func(s *Server) { s.shutdownTimeout = d }
+}
+
+// WithRegistry sets the Prometheus registry served at /metrics; the server
+// adds its gRPC metrics to it. Use it to serve other metrics (the Go runtime's,
+// the upstream client's) beside them. The default is a new registry holding
+// only the server's metrics.
+func WithRegistry(reg *prometheus.Registry) Option {
+	return func(s *Server) { s.registry = reg }
+}
+
+// WithTracerProvider sets where the server's spans go. Whatever it is, an
+// incoming W3C traceparent (gRPC metadata or HTTP header) is carried on to
+// the handlers' context, and so to the upstream. The default records nothing.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(s *Server) { s.tracer = tp }
+}
+
+// WithTLS serves both listeners over TLS with cfg (certificates and, for
+// mutual TLS, ClientAuth and ClientCAs). The default is plaintext, for local
+// use and for deployments where a proxy or mesh terminates TLS.
+func WithTLS(cfg *tls.Config) Option {
+	return func(s *Server) { s.tls = cfg }
 }
 
 // New returns a Server for svc.
@@ -74,16 +141,23 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) *Server {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.shutdownTimeout <= 0 {
-		s.shutdownTimeout = 10 * time.Second
+		s.shutdownTimeout = 15 * time.Second
+	}
+	if s.registry == nil {
+		s.registry = prometheus.NewRegistry()
+	}
+	if s.tracer == nil {
+		s.tracer = noop.NewTracerProvider()
 	}
 	return s
 }
 
 // Serve serves gRPC on grpcLis and HTTP on httpLis until ctx ends, then shuts
-// both down gracefully: health turns NOT_SERVING, new connections are refused,
-// and calls in flight get the shutdown timeout to finish. It returns nil after a
-// clean shutdown, or the first error that stopped a server. It closes both
-// listeners.
+// both down gracefully: health turns NOT_SERVING (so /readyz answers 503), the
+// gRPC listener closes while calls in flight, gRPC and REST, get the shutdown
+// timeout to finish, and the HTTP server, which answers /readyz and /healthz
+// meanwhile, stops last. It returns nil after a clean shutdown, or the first
+// error that stopped a server. It closes both listeners.
 func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) (err error) {
 	defer func() {
 		if err != nil { // when a server failed, or before they started
@@ -92,43 +166,67 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) (err 
 		}
 	}()
 	healthSrv := health.NewServer()
-	grpcSrv := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(
-			logging.UnaryServerInterceptor(slogAdapter(s.log), logging.WithLogOnEvents(logging.FinishCall)),
-			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
-		),
-	)
-	pluginv1.RegisterPluginServiceServer(grpcSrv, s.svc)
-	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
-	reflection.Register(grpcSrv) // v1 and v1alpha
-	healthSrv.SetServingStatus(pluginv1.PluginService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-
-	conn, err := grpc.NewClient(LoopbackAddr(grpcLis.Addr()), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	grpcSrv, err := s.grpcServer(healthSrv)
 	if err != nil {
-		return fmt.Errorf("gateway connection to %s: %w", grpcLis.Addr(), err)
+		return err
+	}
+
+	// The gateway calls the gRPC server in memory rather than through
+	// grpcLis: its calls never leave the process, so they need neither TLS
+	// nor, under mutual TLS, a client certificate of their own, and the call
+	// log can tell them apart (see callFields). TLS is therefore set on
+	// grpcLis (tls.NewListener) rather than on the whole gRPC server
+	// (grpc.Creds), which would apply to the in-memory listener too.
+	inproc := bufconn.Listen(256 << 10)
+	conn, err := grpc.NewClient("passthrough:///gateway",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return inproc.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+			otelgrpc.WithTracerProvider(s.tracer), otelgrpc.WithPropagators(telemetry.Propagator()))),
+	)
+	if err != nil {
+		return fmt.Errorf("gateway connection: %w", err)
 	}
 	defer conn.Close()
-	gw, err := s.gateway(ctx, conn)
+	handler, err := s.httpHandler(ctx, conn, healthSrv)
 	if err != nil {
 		return err
 	}
 	httpSrv := &http.Server{
-		Handler:           gw,
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler:           handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	if s.tls != nil {
+		cfg := s.tls.Clone()
+		cfg.NextProtos = []string{"h2"} // gRPC clients require HTTP/2 by ALPN
+		grpcLis = tls.NewListener(grpcLis, cfg)
+		httpSrv.TLSConfig = s.tls.Clone() // ServeTLS adds h2 and http/1.1
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		s.log.Info("serving gRPC", "addr", grpcLis.Addr().String())
-		if err := grpcSrv.Serve(grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			return fmt.Errorf("gRPC server: %w", err)
+	serveGRPC := func(lis net.Listener) func() error {
+		return func() error {
+			if err := grpcSrv.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				return fmt.Errorf("gRPC server: %w", err)
+			}
+			return nil
 		}
-		return nil
-	})
+	}
+	s.log.Info("serving gRPC", "addr", grpcLis.Addr().String(), "tls", s.tls != nil)
+	g.Go(serveGRPC(grpcLis))
+	g.Go(serveGRPC(inproc))
 	g.Go(func() error {
-		s.log.Info("serving HTTP", "addr", httpLis.Addr().String())
-		if err := httpSrv.Serve(httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		s.log.Info("serving HTTP", "addr", httpLis.Addr().String(), "tls", s.tls != nil)
+		var err error
+		if s.tls != nil {
+			err = httpSrv.ServeTLS(httpLis, "", "")
+		} else {
+			err = httpSrv.Serve(httpLis)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("HTTP server: %w", err)
 		}
 		return nil
@@ -136,31 +234,71 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) (err 
 	g.Go(func() error {
 		<-gctx.Done()
 		s.log.Info("shutting down", "timeout", s.shutdownTimeout.String())
-		healthSrv.Shutdown()
+		healthSrv.Shutdown() // NOT_SERVING, on gRPC health and /readyz
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.shutdownTimeout)
 		defer cancel()
-		// HTTP first: its calls in flight still need the gRPC server to finish.
-		httpErr := httpSrv.Shutdown(sctx)
+		// gRPC first: it stops accepting and waits for its calls in flight,
+		// REST ones included (they are gRPC calls from the gateway), while
+		// the HTTP server keeps answering /readyz with 503 for the load
+		// balancer to see.
 		stopped := make(chan struct{})
 		go func() { grpcSrv.GracefulStop(); close(stopped) }()
 		select {
 		case <-stopped:
 		case <-sctx.Done():
+			s.log.Warn("shutdown timeout: closing calls still in flight")
 			grpcSrv.Stop()
 		}
-		if httpErr != nil && !errors.Is(httpErr, context.DeadlineExceeded) {
-			return fmt.Errorf("HTTP shutdown: %w", httpErr)
+		// Then HTTP, whose handlers now only write the answers of finished calls.
+		if err := httpSrv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("HTTP shutdown: %w", err)
 		}
 		return nil
 	})
 	return g.Wait()
 }
 
-// gateway builds the HTTP handler: the REST mapping of PluginService (JSON with
-// the proto field names, other gateway defaults kept), /healthz backed by the
-// gRPC health service, and /openapi.json.
-func (s *Server) gateway(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error) {
-	mux := runtime.NewServeMux(
+// grpcServer builds the gRPC server with its interceptors, services and limits.
+func (s *Server) grpcServer(healthSrv *health.Server) (*grpc.Server, error) {
+	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	if err := s.registry.Register(metrics); err != nil {
+		return nil, fmt.Errorf("registering the gRPC metrics: %w", err)
+	}
+	grpcSrv := grpc.NewServer(
+		grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(s.tracer), otelgrpc.WithPropagators(telemetry.Propagator()))),
+		grpc.ChainUnaryInterceptor(
+			withCallInfo,
+			// Health checks are left out of the call log: probes would flood it.
+			selector.UnaryServerInterceptor(
+				logging.UnaryServerInterceptor(slogAdapter(s.log),
+					logging.WithLogOnEvents(logging.FinishCall),
+					logging.WithFieldsFromContext(callFields)),
+				selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
+					return c.Service != healthpb.Health_ServiceDesc.ServiceName
+				})),
+			metrics.UnaryServerInterceptor(),
+			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
+		),
+		grpc.ChainStreamInterceptor(metrics.StreamServerInterceptor()),
+		grpc.MaxRecvMsgSize(maxRecvMsgBytes),
+		grpc.KeepaliveEnforcementPolicy(keepaliveEnforcement),
+		grpc.KeepaliveParams(keepaliveParams),
+	)
+	pluginv1.RegisterPluginServiceServer(grpcSrv, s.svc)
+	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
+	reflection.Register(grpcSrv) // v1 and v1alpha
+	healthSrv.SetServingStatus(pluginv1.PluginService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	metrics.InitializeMetrics(grpcSrv)
+	return grpcSrv, nil
+}
+
+// httpHandler builds the HTTP side: the REST mapping of PluginService (JSON
+// with the proto field names, other gateway defaults kept) traced by otelhttp,
+// /openapi.json, /metrics, /healthz (liveness: the process answers) and
+// /readyz (readiness: the gRPC health state).
+func (s *Server) httpHandler(ctx context.Context, conn *grpc.ClientConn, healthSrv *health.Server) (http.Handler, error) {
+	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{
 			Marshaler: &runtime.JSONPb{
 				MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
@@ -174,22 +312,44 @@ func (s *Server) gateway(ctx context.Context, conn *grpc.ClientConn) (http.Handl
 		// validation (decoded) and gets a clear INVALID_ARGUMENT rather than an
 		// opaque route miss.
 		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
-		runtime.WithHealthzEndpoint(healthpb.NewHealthClient(conn)),
 	)
-	if err := pluginv1.RegisterPluginServiceHandler(ctx, mux, conn); err != nil {
+	if err := pluginv1.RegisterPluginServiceHandler(ctx, gw, conn); err != nil {
 		return nil, fmt.Errorf("registering the REST gateway: %w", err)
 	}
-	if s.openAPI != nil {
-		if err := mux.HandlePath(http.MethodGet, "/openapi.json", s.serveOpenAPI); err != nil {
-			return nil, fmt.Errorf("registering /openapi.json: %w", err)
+	mux := http.NewServeMux()
+	// otelhttp reads the caller's traceparent header; the gateway's gRPC client
+	// sends it on as metadata.
+	mux.Handle("/", otelhttp.NewHandler(gw, "rest",
+		otelhttp.WithTracerProvider(s.tracer), otelhttp.WithPropagators(telemetry.Propagator())))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeStatus(w, http.StatusOK, "alive")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		resp, err := healthSrv.Check(r.Context(), &healthpb.HealthCheckRequest{})
+		if st := resp.GetStatus(); err == nil && st == healthpb.HealthCheckResponse_SERVING {
+			writeStatus(w, http.StatusOK, st.String())
+			return
 		}
+		writeStatus(w, http.StatusServiceUnavailable, healthpb.HealthCheckResponse_NOT_SERVING.String())
+	})
+	if s.openAPI != nil {
+		mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(s.openAPI)
+		})
 	}
 	return mux, nil
 }
 
-func (s *Server) serveOpenAPI(w http.ResponseWriter, _ *http.Request, _ map[string]string) {
+// writeStatus answers a probe with {"status": status}.
+func writeStatus(w http.ResponseWriter, code int, status string) {
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(s.openAPI)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	fmt.Fprintf(w, "{\"status\":%q}\n", status)
 }
 
 // recoverPanic turns a panic in a handler into INTERNAL for the caller and an
@@ -210,13 +370,4 @@ func LoopbackAddr(addr net.Addr) string {
 		return net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
 	}
 	return tcp.String()
-}
-
-// slogAdapter lets go-grpc-middleware's logging interceptor write to slog. The
-// interceptor logs the method, code and duration of each call; it logs no
-// metadata, so credentials never reach the log.
-func slogAdapter(l *slog.Logger) logging.Logger {
-	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
-		l.Log(ctx, slog.Level(lvl), msg, fields...)
-	})
 }

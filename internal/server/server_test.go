@@ -31,7 +31,6 @@ import (
 	"github.com/acme/plugin-facade/internal/sandbox"
 	"github.com/acme/plugin-facade/internal/service"
 	"github.com/acme/plugin-facade/internal/upstream"
-	"github.com/acme/plugin-facade/internal/upstream/upstreamtest"
 )
 
 // stack is the whole facade, as cmd/server runs it, on loopback listeners in
@@ -60,7 +59,42 @@ func startStack(t testing.TB, svcOpts []service.Option, sbOpts ...sandbox.Option
 	return startServer(t, service.New(uc, svcOpts...), sb)
 }
 
-func startServer(t testing.TB, svc pluginv1.PluginServiceServer, sb *sandbox.Server) *stack {
+func startServer(t testing.TB, svc pluginv1.PluginServiceServer, sb *sandbox.Server, opts ...Option) *stack {
+	t.Helper()
+	r := serve(t, svc, opts...)
+	conn, err := grpc.NewClient(r.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return &stack{sandbox: sb, conn: conn, client: pluginv1.NewPluginServiceClient(conn), httpURL: "http://" + r.httpAddr}
+}
+
+// running is a Server serving on loopback listeners.
+type running struct {
+	grpcAddr, httpAddr string
+	// stop ends Serve's context, as a signal does, without waiting.
+	stop func()
+	// done is closed when Serve returns, with its result in err.
+	done chan struct{}
+	err  error
+}
+
+// wait waits for Serve to return (bounded) and returns its result.
+func (r *running) wait(t testing.TB) error {
+	t.Helper()
+	select {
+	case <-r.done:
+		return r.err
+	case <-time.After(20 * time.Second):
+		t.Fatal("Serve did not return within 20s of shutdown")
+		return nil
+	}
+}
+
+// serve runs New(svc, opts...) on loopback listeners until the test ends
+// (or r.stop), and checks that it then shuts down cleanly.
+func serve(t testing.TB, svc pluginv1.PluginServiceServer, opts ...Option) *running {
 	t.Helper()
 	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -71,27 +105,17 @@ func startServer(t testing.TB, svc pluginv1.PluginServiceServer, sb *sandbox.Ser
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	srv := New(svc, WithOpenAPI(pluginfacade.OpenAPI()), WithShutdownTimeout(5*time.Second))
-	go func() { done <- srv.Serve(ctx, grpcLis, httpLis) }()
+	r := &running{grpcAddr: grpcLis.Addr().String(), httpAddr: httpLis.Addr().String(), stop: cancel, done: make(chan struct{})}
+	opts = append([]Option{WithOpenAPI(pluginfacade.OpenAPI()), WithShutdownTimeout(5 * time.Second)}, opts...)
+	srv := New(svc, opts...)
+	go func() { r.err = srv.Serve(ctx, grpcLis, httpLis); close(r.done) }()
 	t.Cleanup(func() {
 		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve returned %v after shutdown, want nil", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Serve did not return within 10s of shutdown")
+		if err := r.wait(t); err != nil {
+			t.Errorf("Serve returned %v after shutdown, want nil", err)
 		}
 	})
-
-	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return &stack{sandbox: sb, conn: conn, client: pluginv1.NewPluginServiceClient(conn), httpURL: "http://" + httpLis.Addr().String()}
+	return r
 }
 
 type restResponse struct {
@@ -237,8 +261,11 @@ func TestHealth(t *testing.T) {
 			t.Errorf("health of %q = %v, %v; want SERVING", name, resp, err)
 		}
 	}
-	if r := s.get(t, "/healthz"); r.status != http.StatusOK || !strings.Contains(string(r.body), "SERVING") {
-		t.Errorf("/healthz = %d %s, want 200 SERVING", r.status, r.body)
+	if r := s.get(t, "/healthz"); r.status != http.StatusOK || !strings.Contains(string(r.body), `"alive"`) {
+		t.Errorf("/healthz = %d %s, want 200 alive", r.status, r.body)
+	}
+	if r := s.get(t, "/readyz"); r.status != http.StatusOK || !strings.Contains(string(r.body), `"SERVING"`) {
+		t.Errorf("/readyz = %d %s, want 200 SERVING", r.status, r.body)
 	}
 }
 
@@ -430,75 +457,6 @@ func TestErrorsOverBothProtocols(t *testing.T) {
 	}
 }
 
-// slowUpstream answers like the sandbox's PluginID after a delay.
-func slowUpstream(t *testing.T, delay time.Duration) *upstreamtest.Server {
-	return upstreamtest.Start(t, upstreamtest.Response{Status: 200, Delay: delay,
-		Body: `{"api_version":"connect/v1","kind":"CustomConnectorPlugin","id":"ccp-12345","display_name":"Slow"}`})
-}
-
-// TestGracefulShutdown stops the server while a gRPC and a REST call are in
-// flight: both must complete, and Serve must return nil.
-func TestGracefulShutdown(t *testing.T) {
-	up := slowUpstream(t, 500*time.Millisecond)
-	uc, err := upstream.New(up.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	grpcLis, _ := net.Listen("tcp", "127.0.0.1:0")
-	httpLis, _ := net.Listen("tcp", "127.0.0.1:0")
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	served := make(chan error, 1)
-	go func() {
-		served <- New(service.New(uc, service.WithDefaultCredentials(sandboxKey))).Serve(ctx, grpcLis, httpLis)
-	}()
-	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := pluginv1.NewPluginServiceClient(conn)
-
-	results := make(chan error, 2)
-	go func() {
-		_, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
-		results <- err
-	}()
-	go func() {
-		// Another id than the gRPC call's, which would share its request.
-		resp, err := http.Get("http://" + httpLis.Addr().String() + "/connect/v1/custom-connector-plugins/ccp-23456")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				err = errors.New(resp.Status)
-			}
-		}
-		results <- err
-	}()
-	for deadline := time.Now().Add(5 * time.Second); up.Count() < 2; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of 2 calls reached the upstream", up.Count())
-		}
-	}
-	stop()
-	for i := 0; i < 2; i++ {
-		if err := <-results; err != nil {
-			t.Errorf("a call in flight at shutdown failed: %v", err)
-		}
-	}
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Errorf("Serve = %v, want nil", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return")
-	}
-	if _, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"}); status.Code(err) != codes.Unavailable {
-		t.Errorf("a call after shutdown: %v, want Unavailable", err)
-	}
-}
-
 func TestCredentialsAreForwarded(t *testing.T) {
 	// No default key: only a forwarded credential can succeed.
 	s := startStack(t, nil)
@@ -637,7 +595,8 @@ func (panicky) GetConnectorPlugin(context.Context, *pluginv1.GetConnectorPluginR
 }
 
 func TestPanicsBecomeInternal(t *testing.T) {
-	s := startServer(t, panicky{}, nil)
+	var logs logBuffer
+	s := startServer(t, panicky{}, nil, WithLogger(logs.logger()))
 	for i := 0; i < 2; i++ { // the second call proves the server survived the first
 		_, err := s.client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-1"})
 		if st := status.Convert(err); st.Code() != codes.Internal || strings.Contains(st.Message(), "boom") {
@@ -646,6 +605,15 @@ func TestPanicsBecomeInternal(t *testing.T) {
 	}
 	if r := s.get(t, "/connect/v1/custom-connector-plugins/ccp-1"); r.status != http.StatusInternalServerError {
 		t.Errorf("REST: %d, want 500", r.status)
+	}
+	// The operator sees what the caller does not.
+	if panics := logs.lines(t, "panic in a call"); len(panics) != 3 || panics[0]["panic"] != "boom" || panics[0]["level"] != "ERROR" {
+		t.Errorf("panic log lines = %v, want 3 at ERROR with the panic's words", panics)
+	}
+	for _, l := range logs.lines(t, "finished call") {
+		if l["grpc.code"] != "Internal" || l["level"] != "ERROR" {
+			t.Errorf("call log = %v, want code Internal at ERROR", l)
+		}
 	}
 }
 

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+)
+
+// TestMain lets the tests run this very binary as the server process, so that
+// signals and exit statuses are tested for real.
+func TestMain(m *testing.M) {
+	if os.Getenv("PLUGIN_FACADE_TEST_RUN_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// command returns the server as a child process with args and extra
+// environment variables.
+func command(t *testing.T, env []string, args ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(append(os.Environ(), "PLUGIN_FACADE_TEST_RUN_MAIN=1"), env...)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	return cmd, &out
+}
+
+func TestExitStatus(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		env      []string
+		wantCode int
+		wantOut  string
+	}{
+		{"invalid flag value", []string{"--log-format", "xml"}, nil, 2, `--log-format must be json or text, not "xml"`},
+		{"invalid environment value", nil, []string{"PLUGIN_FACADE_SHUTDOWN_TIMEOUT=soon"}, 2, "PLUGIN_FACADE_SHUTDOWN_TIMEOUT"},
+		{"unknown flag", []string{"--port", "1"}, nil, 2, "flag provided but not defined: -port"},
+		{"missing TLS key", []string{"--tls-cert", "cert.pem"}, nil, 2, "--tls-cert and --tls-key go together"},
+		{"unreadable TLS files", []string{"--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"}, nil, 2, "--tls-cert/--tls-key"},
+		{"unknown OTEL_TRACES_EXPORTER", []string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, []string{"OTEL_TRACES_EXPORTER=carrier-pigeon"}, 2, "carrier-pigeon"},
+		{"a port it cannot listen on", []string{"--grpc-addr", "127.0.0.1:-1"}, nil, 1, "--grpc-addr"},
+		{"help", []string{"--help"}, nil, 0, "PLUGIN_FACADE_GRPC_ADDR"},
+		{"version", []string{"--version"}, nil, 0, "plugin-facade dev\ngo: go"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd, out := command(t, tt.env, tt.args...)
+			err := cmd.Run()
+			code := 0
+			var exit *exec.ExitError
+			if errors.As(err, &exit) {
+				code = exit.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tt.wantCode || !strings.Contains(out.String(), tt.wantOut) {
+				t.Errorf("exit status %d, output:\n%s\nwant status %d and %q", code, out.String(), tt.wantCode, tt.wantOut)
+			}
+		})
+	}
+}
+
+// TestSIGTERMDrainsThenExitsZero runs the server process, sends it SIGTERM
+// while a gRPC and a REST call wait on a slow upstream, and checks that
+// readiness turns off at once, both calls complete, and the process exits 0.
+func TestSIGTERMDrainsThenExitsZero(t *testing.T) {
+	arrived, gate := make(chan struct{}, 4), make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived <- struct{}{}
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = w.Write([]byte(`{"api_version":"connect/v1","kind":"CustomConnectorPlugin","id":"ccp-12345"}`))
+	}))
+	defer up.Close()
+	defer func() {
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+	}()
+
+	cmd, out := command(t, []string{"CONFLUENT_CLOUD_API_KEY=KEY", "CONFLUENT_CLOUD_API_SECRET=hunter2"},
+		"--upstream-url", up.URL, "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() { _ = cmd.Process.Kill() }()
+
+	grpcAddr, httpAddr := servingAddrs(t, out)
+	httpURL := "http://" + httpAddr
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	results := make(chan error, 2)
+	go func() {
+		_, err := pluginv1.NewPluginServiceClient(conn).GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
+		results <- err
+	}()
+	go func() {
+		resp, err := http.Get(httpURL + "/connect/v1/custom-connector-plugins/ccp-23456") // not the gRPC call's id, which would share its request
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				err = errors.New(resp.Status)
+			}
+		}
+		results <- err
+	}()
+	for i := 0; i < 2; i++ {
+		select {
+		case <-arrived:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("only %d of 2 calls reached the upstream", i)
+		}
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, err := http.Get(httpURL + "/readyz")
+		if err != nil {
+			t.Fatalf("/readyz during the drain: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz = %s 20s after SIGTERM, want 503", resp.Status)
+		}
+	}
+	close(gate)
+	for i := 0; i < 2; i++ {
+		if err := <-results; err != nil {
+			t.Errorf("a call in flight at SIGTERM failed: %v", err)
+		}
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("the process ended with %v, want exit status 0\n%s", err, out.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the process did not exit within 30s of SIGTERM\n%s", out.String())
+	}
+	if strings.Contains(out.String(), "hunter2") {
+		t.Errorf("the secret was printed:\n%s", out.String())
+	}
+}
+
+// servingAddrs waits for the JSON log lines that say where the server serves.
+func servingAddrs(t *testing.T, log *syncBuffer) (grpcAddr, httpAddr string) {
+	t.Helper()
+	addrs := map[string]string{}
+	for deadline := time.Now().Add(20 * time.Second); len(addrs) < 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server did not say where it serves:\n%s", log.String())
+		}
+		for _, line := range strings.Split(log.String(), "\n") {
+			var l struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &l) == nil && strings.HasPrefix(l.Msg, "serving ") {
+				addrs[l.Msg] = l.Addr
+			}
+		}
+	}
+	return addrs["serving gRPC"], addrs["serving HTTP"]
+}

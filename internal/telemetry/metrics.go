@@ -1,0 +1,93 @@
+// Package telemetry holds what the facade reports about itself beyond logs: the
+// Prometheus registry with the upstream client's metrics, and the OpenTelemetry
+// tracer provider and propagator. internal/server serves and uses them;
+// cmd/server builds them once per process.
+package telemetry
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/acme/plugin-facade/internal/upstream"
+)
+
+// NewRegistry returns a registry holding the Go runtime and process
+// collectors. Each server gets its own registry rather than the global one, so
+// that tests (and two servers in one process) never share counters.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return reg
+}
+
+// UpstreamMetrics counts the upstream client's traffic. Create it with
+// NewUpstreamMetrics and give its Hooks to upstream.WithHooks.
+type UpstreamMetrics struct {
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	retries   *prometheus.CounterVec
+	remaining *prometheus.GaugeVec
+}
+
+// NewUpstreamMetrics registers the upstream metrics with reg:
+//
+//   - plugin_facade_upstream_requests_total{route,code}: HTTP exchanges by
+//     route template and HTTP status ("none" when no answer arrived);
+//   - plugin_facade_upstream_request_duration_seconds{route}: time until the
+//     answer's body was read;
+//   - plugin_facade_upstream_retries_total{route,reason}: retries, by the
+//     status retried or "connection";
+//   - plugin_facade_upstream_rate_limit_remaining{route}: the requests left in
+//     the last rate-limit window the upstream described.
+func NewUpstreamMetrics(reg prometheus.Registerer) *UpstreamMetrics {
+	m := &UpstreamMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plugin_facade_upstream_requests_total",
+			Help: "HTTP exchanges with Confluent Cloud, by route template and HTTP status (none: no answer).",
+		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "plugin_facade_upstream_request_duration_seconds",
+			Help: "Duration of HTTP exchanges with Confluent Cloud, until the answer's body was read.",
+			// From a fast cached answer to the 30s upstream timeout.
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plugin_facade_upstream_retries_total",
+			Help: "Retries of calls to Confluent Cloud, by route template and reason (the HTTP status retried, or connection).",
+		}, []string{"route", "reason"}),
+		remaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "plugin_facade_upstream_rate_limit_remaining",
+			Help: "Requests left in the last rate-limit window Confluent Cloud described (X-RateLimit-Remaining), by route template.",
+		}, []string{"route"}),
+	}
+	reg.MustRegister(m.requests, m.latency, m.retries, m.remaining)
+	return m
+}
+
+// Hooks returns the upstream client hooks that feed the metrics.
+func (m *UpstreamMetrics) Hooks() upstream.Hooks {
+	return upstream.Hooks{
+		Exchange: func(route string, status int, elapsed time.Duration) {
+			code := "none"
+			if status != 0 {
+				code = strconv.Itoa(status)
+			}
+			m.requests.WithLabelValues(route, code).Inc()
+			m.latency.WithLabelValues(route).Observe(elapsed.Seconds())
+		},
+		Retry: func(route, reason string) {
+			m.retries.WithLabelValues(route, reason).Inc()
+		},
+		RateLimit: func(route string, rl upstream.RateLimit) {
+			if rl.Remaining >= 0 {
+				m.remaining.WithLabelValues(route).Set(float64(rl.Remaining))
+			}
+		},
+	}
+}

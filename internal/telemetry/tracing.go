@@ -1,0 +1,80 @@
+package telemetry
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+
+	"go.opentelemetry.io/contrib/exporters/autoexport"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Propagator is how trace context crosses process boundaries: W3C
+// traceparent/tracestate and baggage, in gRPC metadata and HTTP headers alike.
+// It is used whether or not spans are exported, so that a caller's trace
+// continues to the upstream through the facade.
+func Propagator() propagation.TextMapPropagator {
+	return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+}
+
+// exportVars are the environment variables that turn span export on. Without
+// any of them, spans are created (so that trace ids propagate and appear in
+// logs) but sent nowhere: autoexport alone would default to OTLP on
+// localhost:4318 and log an export error every few seconds on machines with
+// no collector.
+var exportVars = []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"}
+
+// NewTracerProvider returns the process's tracer provider. Spans are exported
+// as the standard OTEL_* environment variables say (see
+// go.opentelemetry.io/contrib/exporters/autoexport: OTEL_TRACES_EXPORTER,
+// OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL, ...) once one of
+// exportVars is set; otherwise nowhere. The service is named plugin-facade
+// unless OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES say otherwise. Like
+// the OpenTelemetry SDK, it reads the process environment. Shut the provider
+// down on exit to flush the spans it holds.
+func NewTracerProvider(ctx context.Context, version string) (*sdktrace.TracerProvider, error) {
+	getenv := os.Getenv
+	res, err := resource.New(ctx,
+		resource.WithAttributes(semconv.ServiceName("plugin-facade"), semconv.ServiceVersion(version)),
+		resource.WithFromEnv(), // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win
+		resource.WithTelemetrySDK(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("OpenTelemetry resource: %w", err)
+	}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	if exporting(getenv) {
+		exp, err := autoexport.NewSpanExporter(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("OpenTelemetry span exporter (OTEL_TRACES_EXPORTER=%q, OTEL_EXPORTER_OTLP_PROTOCOL=%q): %w",
+				getenv("OTEL_TRACES_EXPORTER"), getenv("OTEL_EXPORTER_OTLP_PROTOCOL"), err)
+		}
+		if !autoexport.IsNoneSpanExporter(exp) {
+			opts = append(opts, sdktrace.WithBatcher(exp))
+		}
+	}
+	return sdktrace.NewTracerProvider(opts...), nil
+}
+
+func exporting(getenv func(string) string) bool {
+	for _, v := range exportVars {
+		if getenv(v) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// Transport returns an upstream.WithTransport wrapper that traces each upstream
+// HTTP exchange as a client span and sends the trace context along.
+func Transport(tp trace.TracerProvider) func(http.RoundTripper) http.RoundTripper {
+	return func(rt http.RoundTripper) http.RoundTripper {
+		return otelhttp.NewTransport(rt, otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(Propagator()))
+	}
+}
