@@ -84,6 +84,10 @@ type config struct {
 	rateWindow   time.Duration
 	rateLimitSet bool
 	now          func() time.Time
+	faultRate    float64
+	faultSeed    uint64
+	faultKinds   []FaultKind
+	synthetic    bool
 }
 
 // Option configures a Server built by New or Start.
@@ -120,6 +124,7 @@ type Server struct {
 	mux      *http.ServeMux
 	seeds    *seedStore
 	requests atomic.Int64
+	faults   faultSource
 
 	mu   sync.Mutex
 	live *listening // nil unless started and not yet closed
@@ -144,6 +149,8 @@ func New(opts ...Option) *Server {
 	}
 
 	s := &Server{now: c.now, seeds: newSeedStore()}
+	s.seeds.synthetic = c.synthetic
+	s.faults.init(c.faultRate, c.faultSeed, c.faultKinds)
 	if c.rateLimit > 0 {
 		s.limiter = &fixedWindow{limit: c.rateLimit, window: c.rateWindow}
 	}
@@ -164,9 +171,19 @@ func (s *Server) Requests() int64 {
 }
 
 // ServeHTTP answers one request the way the upstream would: authentication
-// first, then the rate limit, then routing.
+// first, then the rate limit, then routing. A fault queued by Inject, or drawn
+// under WithFaultRate, replaces or disturbs that answer.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
+	if f, ok := s.faults.next(); ok {
+		s.serveFault(w, r, f)
+		return
+	}
+	s.serve(w, r)
+}
+
+// serve answers r normally.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Request-Id", newUUID())

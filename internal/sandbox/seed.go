@@ -21,20 +21,26 @@ type seedStore struct {
 	plugins    map[string]connectorPlugin
 	versions   map[versionKey]versionSeed
 	pluginEnvs map[[2]string]bool // {plugin id, environment} that have versions
+	synthetic  bool               // WithSyntheticIDs
 }
 
 func (st *seedStore) plugin(id string) (connectorPlugin, bool) {
-	p, ok := st.plugins[id]
-	return p, ok
+	if p, ok := st.plugins[id]; ok {
+		return p, true
+	}
+	return st.syntheticPlugin(id)
 }
 
 func (st *seedStore) version(pluginID, id, env string) (versionSeed, bool) {
-	v, ok := st.versions[versionKey{pluginID, id, env}]
-	return v, ok
+	if v, ok := st.versions[versionKey{pluginID, id, env}]; ok {
+		return v, true
+	}
+	return st.syntheticVersion(pluginID, id, env)
 }
 
 func (st *seedStore) pluginInEnvironment(pluginID, env string) bool {
-	return st.pluginEnvs[[2]string{pluginID, env}]
+	return st.pluginEnvs[[2]string{pluginID, env}] ||
+		st.synthetic && env == Environment && isSynthetic(pluginID, SyntheticPluginPrefix)
 }
 
 func newSeedStore() *seedStore {
