@@ -24,6 +24,7 @@ type config struct {
 	Sandbox         bool
 	LogLevel        slog.Level
 	LogFormat       string
+	DebugAddr       string
 
 	// Credentials is the service's own Cloud API key, from
 	// CONFLUENT_CLOUD_API_KEY and CONFLUENT_CLOUD_API_SECRET only: a secret on
@@ -53,6 +54,7 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	fs.BoolVar(&c.Sandbox, "sandbox", false, "serve against a built-in simulated Confluent Cloud on loopback, with its own credentials")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.DebugAddr, "debug-addr", "", "loopback address to serve net/http/pprof on, such as 127.0.0.1:6060 (default: off)")
 	fs.Usage = func() {
 		fmt.Fprintf(output, "Usage: plugin-facade [flags]\n\nEvery flag can also be set as %s<FLAG> (upper case, '-' as '_'),\n"+
 			"e.g. %sGRPC_ADDR=:9090. The Cloud API key comes from %s and %s.\n\n", envPrefix, envPrefix, envAPIKey, envAPISecret)
@@ -97,6 +99,9 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		problems = append(problems, fmt.Sprintf("--log-format must be text or json, not %q", c.LogFormat))
+	}
+	if c.DebugAddr != "" && !isLoopback(c.DebugAddr) {
+		problems = append(problems, fmt.Sprintf("--debug-addr must be a loopback address such as 127.0.0.1:6060, not %q: profiles reveal the process's internals", c.DebugAddr))
 	}
 	key, secret := getenv(envAPIKey), getenv(envAPISecret)
 	switch {

@@ -90,6 +90,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		printSandboxHelp(stdout, grpcLis.Addr(), httpLis.Addr())
 	}
 
+	if cfg.DebugAddr != "" {
+		stopDebug, err := serveDebug(cfg.DebugAddr, log)
+		if err != nil {
+			grpcLis.Close()
+			httpLis.Close()
+			return err
+		}
+		defer stopDebug()
+	}
+
 	srv := server.New(svc,
 		server.WithLogger(log),
 		server.WithOpenAPI(pluginfacade.OpenAPI()),

@@ -1,0 +1,147 @@
+package service
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/acme/plugin-facade/internal/upstream"
+)
+
+// The microbenchmarks of `make bench`: what the facade adds to each call
+// besides the network. Run: go test -run '^$' -bench . -benchmem ./internal/service/
+
+func benchBody(b *testing.B, name string) []byte {
+	b.Helper()
+	body, err := os.ReadFile("../upstream/testdata/" + name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return body
+}
+
+// BenchmarkPluginVersion decodes the specification's example version (as the
+// upstream client does), translates it into the contract's message, and
+// encodes that as gRPC sends it; each step alone, then the three together.
+func BenchmarkPluginVersion(b *testing.B) {
+	body := benchBody(b, "plugin_version.json")
+	decode := func(b *testing.B) *upstream.PluginVersion {
+		var v upstream.PluginVersion
+		if err := json.Unmarshal(body, &v); err != nil {
+			b.Fatal(err)
+		}
+		return &v
+	}
+	b.Run("decode", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			decode(b)
+		}
+	})
+	v := decode(b)
+	b.Run("translate", func(b *testing.B) {
+		for b.Loop() {
+			pluginVersionToProto(v)
+		}
+	})
+	msg := pluginVersionToProto(v)
+	b.Run("marshal", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := proto.Marshal(msg); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode+translate+marshal", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			if _, err := proto.Marshal(pluginVersionToProto(decode(b))); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkConnectorPlugin is BenchmarkPluginVersion for the connector plugin.
+func BenchmarkConnectorPlugin(b *testing.B) {
+	body := benchBody(b, "connector_plugin.json")
+	decode := func(b *testing.B) *upstream.ConnectorPlugin {
+		var p upstream.ConnectorPlugin
+		if err := json.Unmarshal(body, &p); err != nil {
+			b.Fatal(err)
+		}
+		return &p
+	}
+	b.Run("decode", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			decode(b)
+		}
+	})
+	p := decode(b)
+	b.Run("translate", func(b *testing.B) {
+		for b.Loop() {
+			connectorPluginToProto(p)
+		}
+	})
+	msg := connectorPluginToProto(p)
+	b.Run("marshal", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := proto.Marshal(msg); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("decode+translate+marshal", func(b *testing.B) {
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			if _, err := proto.Marshal(connectorPluginToProto(decode(b))); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkErrorTranslation turns upstream failures into a gRPC status with
+// its details, and encodes the status as it travels in the grpc-status-details-bin
+// trailer.
+func BenchmarkErrorTranslation(b *testing.B) {
+	var f struct{ Errors []upstream.ErrorItem }
+	if err := json.Unmarshal(benchBody(b, "failure_400.json"), &f); err != nil {
+		b.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		err  error
+	}{
+		{"400-envelope-with-source", &upstream.Error{StatusCode: 400, Items: f.Errors, RequestID: "6f1e9c1a-3b7d-4a0e-9f59-7c2d1e8b4a10",
+			RateLimit: upstream.RateLimit{Limit: -1, Remaining: -1, Reset: -1}}},
+		{"429-retry-after", &upstream.Error{StatusCode: 429, RequestID: "6f1e9c1a-3b7d-4a0e-9f59-7c2d1e8b4a10",
+			Items:      []upstream.ErrorItem{{ID: "1", Status: "429", Code: "too_many_requests", Title: "Too Many Requests", Detail: "Slow down."}},
+			RateLimit:  upstream.RateLimit{Limit: 1000, Remaining: 0, Reset: 7 * time.Second},
+			RetryAfter: 7 * time.Second}},
+		{"502-html", &upstream.Error{StatusCode: 502, Excerpt: "<html><head><title>502 Bad Gateway</title></head>",
+			RateLimit: upstream.RateLimit{Limit: -1, Remaining: -1, Reset: -1}}},
+		{"connection-reset", &upstream.TransportError{Method: "GET", Path: "/connect/v1/custom-connector-plugins/ccp-1", Err: syscall.ECONNRESET}},
+	}
+	for _, tt := range tests {
+		b.Run(tt.name, func(b *testing.B) {
+			for b.Loop() {
+				err := toStatus(tt.err)
+				st, ok := status.FromError(err)
+				if !ok {
+					b.Fatal(errors.New("not a status"))
+				}
+				if _, err := proto.Marshal(st.Proto()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
