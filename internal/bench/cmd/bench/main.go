@@ -63,7 +63,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each cell")
 	fs.StringVar(&o.out, "out", "", "Markdown file to write the report to (default: none)")
 	fs.StringVar(&o.micro, "micro", "./internal/service/", "packages whose Go benchmarks to run after the load (empty: none)")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the facade during the gRPC cell at concurrency 32 to this file")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the facade during the gRPC and gateway cells at concurrency 32 to this file prefix (PREFIX-gRPC.pprof, PREFIX-gateway.pprof)")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "the facade's --log-level (info adds a log line per call)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -155,9 +155,10 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 			}
 			bench.Run(ctx, conc, o.warmup, &next, p.call)
 			var profile chan error
-			if o.cpuProfile != "" && p.name == bench.PathGRPC && conc == 32 {
+			if o.cpuProfile != "" && (p.name == bench.PathGRPC || p.name == bench.PathGateway) && conc == 32 {
 				profile = make(chan error, 1)
-				go func() { profile <- saveProfile(ctx, st.DebugURL, o.duration, o.cpuProfile) }()
+				file := o.cpuProfile + "-" + p.name + ".pprof"
+				go func() { profile <- saveProfile(ctx, st.DebugURL, o.duration, file) }()
 			}
 			r := bench.Run(ctx, conc, o.duration, &next, p.call)
 			if profile != nil {
