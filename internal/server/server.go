@@ -34,6 +34,14 @@ import (
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 )
 
+// streamWorkers is how many goroutines the gRPC server keeps to run calls.
+// Without them it starts a goroutine per call, whose stack then grows (by
+// copying) through the interceptors, the upstream HTTP call and JSON decoding:
+// about a tenth of the facade's CPU under load (see docs/benchmarks.md). A
+// worker's stack stays grown between calls. Calls beyond this many at once
+// still get a goroutine of their own; idle workers cost only their stacks.
+const streamWorkers = 64
+
 // Server is the facade's gRPC and HTTP servers, ready to serve. Create it with
 // New and run it with Serve.
 type Server struct {
@@ -93,6 +101,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) (err 
 	}()
 	healthSrv := health.NewServer()
 	grpcSrv := grpc.NewServer(
+		grpc.NumStreamWorkers(streamWorkers),
 		grpc.ChainUnaryInterceptor(
 			logging.UnaryServerInterceptor(slogAdapter(s.log), logging.WithLogOnEvents(logging.FinishCall)),
 			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
