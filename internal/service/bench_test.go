@@ -30,9 +30,18 @@ func benchBody(b *testing.B, name string) []byte {
 // upstream client does), translates it into the contract's message, and
 // encodes that as gRPC sends it; each step alone, then the three together.
 func BenchmarkPluginVersion(b *testing.B) {
-	body := benchBody(b, "plugin_version.json")
-	decode := func(b *testing.B) *upstream.PluginVersion {
-		var v upstream.PluginVersion
+	benchResource(b, "plugin_version.json", func(v *upstream.PluginVersion) proto.Message { return pluginVersionToProto(v) })
+}
+
+// BenchmarkConnectorPlugin is BenchmarkPluginVersion for the connector plugin.
+func BenchmarkConnectorPlugin(b *testing.B) {
+	benchResource(b, "connector_plugin.json", func(p *upstream.ConnectorPlugin) proto.Message { return connectorPluginToProto(p) })
+}
+
+func benchResource[T any](b *testing.B, file string, translate func(*T) proto.Message) {
+	body := benchBody(b, file)
+	decode := func(b *testing.B) *T {
+		var v T
 		if err := json.Unmarshal(body, &v); err != nil {
 			b.Fatal(err)
 		}
@@ -47,10 +56,10 @@ func BenchmarkPluginVersion(b *testing.B) {
 	v := decode(b)
 	b.Run("translate", func(b *testing.B) {
 		for b.Loop() {
-			pluginVersionToProto(v)
+			translate(v)
 		}
 	})
-	msg := pluginVersionToProto(v)
+	msg := translate(v)
 	b.Run("marshal", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := proto.Marshal(msg); err != nil {
@@ -61,47 +70,7 @@ func BenchmarkPluginVersion(b *testing.B) {
 	b.Run("decode+translate+marshal", func(b *testing.B) {
 		b.SetBytes(int64(len(body)))
 		for b.Loop() {
-			if _, err := proto.Marshal(pluginVersionToProto(decode(b))); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-}
-
-// BenchmarkConnectorPlugin is BenchmarkPluginVersion for the connector plugin.
-func BenchmarkConnectorPlugin(b *testing.B) {
-	body := benchBody(b, "connector_plugin.json")
-	decode := func(b *testing.B) *upstream.ConnectorPlugin {
-		var p upstream.ConnectorPlugin
-		if err := json.Unmarshal(body, &p); err != nil {
-			b.Fatal(err)
-		}
-		return &p
-	}
-	b.Run("decode", func(b *testing.B) {
-		b.SetBytes(int64(len(body)))
-		for b.Loop() {
-			decode(b)
-		}
-	})
-	p := decode(b)
-	b.Run("translate", func(b *testing.B) {
-		for b.Loop() {
-			connectorPluginToProto(p)
-		}
-	})
-	msg := connectorPluginToProto(p)
-	b.Run("marshal", func(b *testing.B) {
-		for b.Loop() {
-			if _, err := proto.Marshal(msg); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("decode+translate+marshal", func(b *testing.B) {
-		b.SetBytes(int64(len(body)))
-		for b.Loop() {
-			if _, err := proto.Marshal(connectorPluginToProto(decode(b))); err != nil {
+			if _, err := proto.Marshal(translate(decode(b))); err != nil {
 				b.Fatal(err)
 			}
 		}
