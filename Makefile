@@ -42,9 +42,23 @@ build: ## Build the server binary into ./bin/plugin-facade.
 test: check-generated lint vet tidy-check ## Run every check: generation drift, buf lint, gofmt, go vet, go mod tidy, go test -race.
 	go test $(GO_TEST_FLAGS) ./...
 
+# The processes `make bench` and `make soak` run, built once with go build (go
+# run would measure the compiler) into a temporary directory.
+BENCH_PKGS := ./cmd/server ./cmd/sandbox ./internal/bench/passproxy ./internal/bench/cmd/bench ./internal/bench/cmd/soak
+BENCH_FLAGS ?=
+SOAK_FLAGS ?=
+
 .PHONY: bench
-bench: ## Benchmarks of the whole stack over loopback against the sandbox.
-	go test -run '^$$' -bench . -benchmem ./...
+bench: ## Measure direct, pass-through proxy, gRPC and gateway against the sandbox (separate processes, loopback) and write docs/benchmarks.md.
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  go build -o "$$tmp/" $(BENCH_PKGS); \
+	  mkdir -p docs; "$$tmp/bench" -bin "$$tmp" -out docs/benchmarks.md $(BENCH_FLAGS)
+
+.PHONY: soak
+soak: ## About a minute at concurrency 64 with injected upstream faults; fails on a malformed answer, a crash or growth.
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  go build -o "$$tmp/" $(BENCH_PKGS); \
+	  "$$tmp/soak" -bin "$$tmp" $(SOAK_FLAGS)
 
 .PHONY: tools
 tools: $(BUF) $(GRPCURL) ## Install the pinned buf and grpcurl into ./bin.

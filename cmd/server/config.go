@@ -40,6 +40,8 @@ type config struct {
 	TLS *tls.Config
 	// Version asks for the build information instead of serving.
 	Version bool
+	// DebugAddr serves net/http/pprof on loopback when set.
+	DebugAddr string
 
 	// Credentials is the service's own Cloud API key, from
 	// CONFLUENT_CLOUD_API_KEY and CONFLUENT_CLOUD_API_SECRET only: a secret on
@@ -81,6 +83,7 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	fs.StringVar(&keyFile, "tls-key", "", "PEM private key file of --tls-cert")
 	fs.StringVar(&clientCAFile, "tls-client-ca", "", "PEM CA certificates file: require client certificates signed by one of them (mutual TLS; needs --tls-cert)")
 	fs.BoolVar(&c.Version, "version", false, "print the build information and exit")
+	fs.StringVar(&c.DebugAddr, "debug-addr", "", "loopback address to serve net/http/pprof on, such as 127.0.0.1:6060 (default: off)")
 	fs.Usage = func() {
 		fmt.Fprintf(output, "Usage: plugin-facade [flags]\n\nEvery flag can also be set as %s<FLAG> (upper case, '-' as '_'),\n"+
 			"e.g. %sGRPC_ADDR=:9090. The Cloud API key comes from %s and %s.\n\n", envPrefix, envPrefix, envAPIKey, envAPISecret)
@@ -148,6 +151,9 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 		problems = append(problems, err.Error())
 	} else {
 		c.TLS = cfg
+	}
+	if c.DebugAddr != "" && !isLoopback(c.DebugAddr) {
+		problems = append(problems, fmt.Sprintf("--debug-addr must be a loopback address such as 127.0.0.1:6060, not %q: profiles reveal the process's internals", c.DebugAddr))
 	}
 	key, secret := getenv(envAPIKey), getenv(envAPISecret)
 	switch {

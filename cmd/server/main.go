@@ -144,6 +144,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		printSandboxHelp(stdout, grpcLis.Addr(), httpLis.Addr(), cfg.TLS != nil)
 	}
 
+	if cfg.DebugAddr != "" {
+		stopDebug, err := serveDebug(cfg.DebugAddr, log)
+		if err != nil {
+			grpcLis.Close()
+			httpLis.Close()
+			return err
+		}
+		defer stopDebug()
+	}
+
 	opts := []server.Option{
 		server.WithLogger(log),
 		server.WithOpenAPI(pluginfacade.OpenAPI()),

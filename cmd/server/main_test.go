@@ -86,6 +86,7 @@ func TestParseConfig(t *testing.T) {
 		{name: "relative upstream URL", args: []string{"--upstream-url", "api.confluent.cloud"}, env: env(), wantErr: "--upstream-url"},
 		{name: "negative upstream timeout", args: []string{"--upstream-timeout", "-1s"}, env: env(), wantErr: "must not be negative"},
 		{name: "zero shutdown timeout", args: []string{"--shutdown-timeout", "0"}, env: env(), wantErr: "must be positive"},
+		{name: "debug address off loopback", args: []string{"--debug-addr", ":6060"}, env: env(), wantErr: "--debug-addr must be a loopback address"},
 		{name: "bad log format", args: []string{"--log-format", "xml"}, env: env(), wantErr: "json or text"},
 		{name: "bad duration in the environment", env: env("PLUGIN_FACADE_UPSTREAM_TIMEOUT", "soon"), wantErr: "PLUGIN_FACADE_UPSTREAM_TIMEOUT"},
 		{name: "bad log level", args: []string{"--log-level", "loud"}, env: env(), wantErr: "log-level"},
@@ -231,5 +232,43 @@ func TestRunReportsBusyPorts(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), flag) || !strings.Contains(err.Error(), "address already in use") {
 			t.Errorf("%s on a busy port: err = %v, want it named with 'address already in use'", flag, err)
 		}
+	}
+}
+
+// TestDebugAddrServesPprof checks that --debug-addr serves the goroutine
+// profile make soak reads.
+func TestDebugAddrServesPprof(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stderr syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--sandbox", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--debug-addr", "127.0.0.1:0", "--log-format", "text"},
+			env(), io.Discard, &stderr)
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run = %v", err)
+		}
+	}()
+	line := regexp.MustCompile(`msg="serving pprof" addr=(\S+)`)
+	var addr string
+	for deadline := time.Now().Add(10 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := line.FindStringSubmatch(stderr.String()); m != nil {
+			addr = m[1]
+		}
+	}
+	if addr == "" {
+		t.Fatalf("no pprof address logged:\n%s", stderr.String())
+	}
+	resp, err := http.Get("http://" + addr + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(body), "goroutine profile: total ") {
+		t.Errorf("goroutine profile = %d %.80s", resp.StatusCode, body)
 	}
 }

@@ -1,0 +1,251 @@
+// Command bench is `make bench`: it measures, in one run, against the sandbox
+// on loopback (each piece a process of its own), HTTP GETs straight to the
+// sandbox, the same GETs through a bare pass-through proxy, gRPC calls through
+// the facade and REST calls through its gateway, each at concurrency 1 and 32
+// with distinct ids; prints the table with each facade path as a ratio of the
+// proxy and of direct; runs the decode/translate microbenchmarks; and writes it
+// all to docs/benchmarks.md.
+//
+//	go build -o /tmp/b ./cmd/server ./cmd/sandbox ./internal/bench/passproxy ./internal/bench/cmd/bench
+//	/tmp/b/bench -bin /tmp/b -out docs/benchmarks.md
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/bench"
+	"github.com/acme/plugin-facade/internal/sandbox"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	bin        string
+	duration   time.Duration
+	warmup     time.Duration
+	out        string
+	micro      string
+	cpuProfile string
+	logLevel   string
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	var o options
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.StringVar(&o.bin, "bin", "", "directory holding the server, sandbox and passproxy binaries (required)")
+	fs.DurationVar(&o.duration, "duration", 5*time.Second, "measured time of each cell")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each cell")
+	fs.StringVar(&o.out, "out", "", "Markdown file to write the report to (default: none)")
+	fs.StringVar(&o.micro, "micro", "./internal/service/", "packages whose Go benchmarks to run after the load (empty: none)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the facade during the gRPC and gateway cells at concurrency 32 to this file prefix (PREFIX-gRPC.pprof, PREFIX-gateway.pprof)")
+	fs.StringVar(&o.logLevel, "log-level", "warn", "the facade's --log-level (info adds a log line per call)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if o.bin == "" {
+		return errors.New("-bin is required")
+	}
+
+	machine := bench.ThisMachine()
+	cells, err := measure(ctx, o, stdout)
+	if err != nil {
+		return err
+	}
+	table, targets := bench.Table(cells), bench.TargetsTable(bench.Targets(cells))
+	fmt.Fprintf(stdout, "\n%s\n%s\n", table, targets)
+
+	var micro string
+	if o.micro != "" {
+		fmt.Fprintln(stdout, "go test -run '^$' -bench . -benchmem", o.micro)
+		cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", ".", "-benchmem", "-count", "1", o.micro)
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = io.MultiWriter(&buf, stdout), io.MultiWriter(&buf, os.Stderr)
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("microbenchmarks: %w", err)
+		}
+		micro = buf.String()
+	}
+
+	var failed []string
+	for _, c := range cells {
+		if c.Errors > 0 {
+			failed = append(failed, fmt.Sprintf("%s c=%d: %d errors, first: %v", c.Path, c.Concurrency, c.Errors, c.FirstErr))
+		}
+	}
+	if o.out != "" {
+		doc := render(o, machine, table, targets, micro)
+		if err := os.WriteFile(o.out, []byte(doc), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "wrote", o.out)
+	}
+	if len(failed) > 0 {
+		return errors.New("calls failed; the figures are not valid:\n  " + strings.Join(failed, "\n  "))
+	}
+	return nil
+}
+
+// measure starts the stack and runs every cell.
+func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell, err error) {
+	st, err := bench.StartStack(bench.BinariesIn(o.bin), bench.StackOptions{Proxy: true, LogLevel: o.logLevel})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if stopErr := st.Stop(); stopErr != nil && err == nil {
+			err = stopErr
+		}
+	}()
+
+	// One transport for the HTTP paths, with an idle connection for every
+	// worker at concurrency 32, as the facade's own upstream client has.
+	transport := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}
+	defer transport.CloseIdleConnections()
+	httpClient := &http.Client{Transport: transport, Timeout: 30 * time.Second}
+	// One gRPC connection (one HTTP/2 connection, multiplexed), as a typical
+	// service-to-service client holds.
+	conn, err := grpc.NewClient(st.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte(sandbox.APIKey+":"+sandbox.APISecret))
+	paths := []struct {
+		name string
+		call bench.Call
+	}{
+		{bench.PathDirect, bench.HTTPCall(httpClient, st.SandboxURL, basic)},
+		{bench.PathProxy, bench.HTTPCall(httpClient, st.ProxyURL, basic)},
+		{bench.PathGRPC, bench.GRPCCall(pluginv1.NewPluginServiceClient(conn))},
+		// No Authorization: the facade sends its own key, as over gRPC.
+		{bench.PathGateway, bench.HTTPCall(httpClient, st.HTTPURL, "")},
+	}
+	var next atomic.Uint64
+	for _, conc := range []int{1, 32} {
+		for _, p := range paths {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			bench.Run(ctx, conc, o.warmup, &next, p.call)
+			var profile chan error
+			if o.cpuProfile != "" && (p.name == bench.PathGRPC || p.name == bench.PathGateway) && conc == 32 {
+				profile = make(chan error, 1)
+				file := o.cpuProfile + "-" + p.name + ".pprof"
+				go func() { profile <- saveProfile(ctx, st.DebugURL, o.duration, file) }()
+			}
+			r := bench.Run(ctx, conc, o.duration, &next, p.call)
+			if profile != nil {
+				if err := <-profile; err != nil {
+					return nil, fmt.Errorf("CPU profile: %w", err)
+				}
+			}
+			fmt.Fprintf(log, "%-8s c=%-3d %8.0f req/s  p50 %8.3f ms  p99 %8.3f ms  (%d calls, %d errors)\n",
+				p.name, conc, r.Throughput(), ms(r.P50), ms(r.P99), r.Calls, r.Errors)
+			cells = append(cells, bench.Cell{Path: p.name, Concurrency: conc, Result: r})
+		}
+	}
+	if exited, werr := st.Facade.Exited(); exited {
+		return nil, fmt.Errorf("the facade exited during the benchmark: %v\n%s", werr, st.Facade.Stderr())
+	}
+	return cells, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// saveProfile fetches a CPU profile of d from the facade's pprof endpoint.
+func saveProfile(ctx context.Context, debugURL string, d time.Duration, file string) error {
+	secs := max(int(d/time.Second), 1)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", debugURL, secs), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, b, 0o644)
+}
+
+func render(o options, m bench.Machine, table, targets, micro string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `# Benchmarks
+
+Generated by `+"`make bench`"+` (internal/bench/cmd/bench); do not edit by hand. Reproduce with:
+
+`+"```sh\nmake bench\n```"+`
+
+| | |
+|---|---|
+| CPU | %s |
+| cores | %d |
+| Go | %s |
+| OS | %s |
+| load average at start (1, 5, 15 min) | %s |
+| date | %s |
+| commit | %s |
+
+## What is measured
+
+Every process runs on this one machine, over loopback, each in a process of its own,
+sharing the cores with the load generator:
+
+- **direct**: HTTP GETs from the load generator to the sandbox (`+"`cmd/sandbox --rate-limit 0 --synthetic-ids`"+`);
+- **proxy**: the same GETs through `+"`internal/bench/passproxy`"+`, a bare `+"`httputil.ReverseProxy`"+`: the
+  cost of one extra hop with no translation, the floor any facade is judged against;
+- **gRPC**: the same reads through the facade (`+"`cmd/server --upstream-url <sandbox> --log-level %s`"+`, the sandbox's
+  key in `+"`CONFLUENT_CLOUD_API_KEY`/`_SECRET`"+`) over one gRPC client connection;
+- **gateway**: the same paths through the facade's REST gateway, which calls its own gRPC server.
+
+Each request reads a resource no other request reads (`+"`ccp-load-<n>`"+`, `+"`ver-load-<n>`"+`: half connector
+plugins, half plugin versions), so no cache or request coalescing can serve one from another. Each cell is
+%v of closed-loop load (each worker sends its next request when the last is answered) after %v of
+unmeasured warm-up. The HTTP paths share one `+"`http.Transport`"+` keeping 64 idle connections per host.
+Throughput counts successful calls per second; p50 and p99 are nearest-rank latencies of every call.
+With `+"`--log-level %s`"+` the facade writes no per-call log line, as the proxy writes none.
+
+## Results
+
+%s
+## Targets (issue 5)
+
+%s`, m.CPU, m.Cores, m.Go, m.OS, m.LoadAvg, m.Date, m.Commit, o.logLevel, o.duration, o.warmup, o.logLevel, table, targets)
+	if micro != "" {
+		fmt.Fprintf(&b, "\n## Microbenchmarks\n\n`go test -run '^$' -bench . -benchmem %s`:\n\n```\n%s```\n", o.micro, micro)
+	}
+	return b.String()
+}

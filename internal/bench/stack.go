@@ -1,0 +1,120 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/acme/plugin-facade/internal/sandbox"
+)
+
+// Binaries are the executables a Stack runs, built once by the Makefile (go
+// build, not go run, so that nothing measures the compiler).
+type Binaries struct {
+	Server, Sandbox, PassProxy string
+}
+
+// BinariesIn names the binaries as `go build -o dir ./cmd/server ./cmd/sandbox
+// ./internal/bench/passproxy` leaves them.
+func BinariesIn(dir string) Binaries {
+	return Binaries{
+		Server:    filepath.Join(dir, "server"),
+		Sandbox:   filepath.Join(dir, "sandbox"),
+		PassProxy: filepath.Join(dir, "passproxy"),
+	}
+}
+
+// StackOptions say how to run the processes of a Stack.
+type StackOptions struct {
+	// FaultRate and FaultSeed go to the sandbox's --fault-rate and
+	// --fault-seed.
+	FaultRate float64
+	FaultSeed uint64
+	// Proxy also starts the pass-through proxy.
+	Proxy bool
+	// LogLevel of the facade; "warn" leaves out the per-call log lines.
+	LogLevel string
+}
+
+// Stack is the sandbox, optionally the pass-through proxy in front of it, and
+// the facade in front of the sandbox, each a process of its own on loopback.
+type Stack struct {
+	Sandbox, Proxy, Facade *Process
+
+	SandboxURL string // http://127.0.0.1:port
+	ProxyURL   string // "" without StackOptions.Proxy
+	GRPCAddr   string // 127.0.0.1:port
+	HTTPURL    string // the facade's REST gateway
+	DebugURL   string // the facade's --debug-addr (net/http/pprof)
+}
+
+// StartStack starts the processes: the sandbox without rate limit and with
+// synthetic ids, the proxy, and the facade with the sandbox's key as its
+// default credential.
+func StartStack(bin Binaries, o StackOptions) (st *Stack, err error) {
+	st = &Stack{}
+	defer func() {
+		if err != nil {
+			st.Stop()
+		}
+	}()
+	sbArgs := []string{"--addr", "127.0.0.1:0", "--rate-limit", "0", "--synthetic-ids"}
+	if o.FaultRate > 0 {
+		sbArgs = append(sbArgs, "--fault-rate", strconv.FormatFloat(o.FaultRate, 'g', -1, 64),
+			"--fault-seed", strconv.FormatUint(o.FaultSeed, 10))
+	}
+	if st.Sandbox, err = StartProcess("sandbox", bin.Sandbox, sbArgs); err != nil {
+		return st, err
+	}
+	if st.SandboxURL, err = st.Sandbox.FirstLine(10 * time.Second); err != nil {
+		return st, err
+	}
+	if o.Proxy {
+		if st.Proxy, err = StartProcess("passproxy", bin.PassProxy, []string{"--addr", "127.0.0.1:0", "--upstream", st.SandboxURL}); err != nil {
+			return st, err
+		}
+		if st.ProxyURL, err = st.Proxy.FirstLine(10 * time.Second); err != nil {
+			return st, err
+		}
+	}
+
+	var addrs [3]string
+	for i := range addrs {
+		if addrs[i], err = FreeAddr(); err != nil {
+			return st, err
+		}
+	}
+	st.GRPCAddr, st.HTTPURL, st.DebugURL = addrs[0], "http://"+addrs[1], "http://"+addrs[2]
+	level := o.LogLevel
+	if level == "" {
+		level = "warn"
+	}
+	st.Facade, err = StartProcess("facade", bin.Server,
+		[]string{"--grpc-addr", addrs[0], "--http-addr", addrs[1], "--debug-addr", addrs[2],
+			"--upstream-url", st.SandboxURL, "--log-level", level, "--log-format", "json"},
+		"CONFLUENT_CLOUD_API_KEY="+sandbox.APIKey, "CONFLUENT_CLOUD_API_SECRET="+sandbox.APISecret)
+	if err != nil {
+		return st, err
+	}
+	if err := WaitOK(st.Facade, st.HTTPURL+"/healthz", 15*time.Second); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// Stop stops every process of the stack, the facade first, and reports how
+// each ended.
+func (st *Stack) Stop() error {
+	var errs []error
+	for _, p := range []*Process{st.Facade, st.Proxy, st.Sandbox} {
+		if p == nil {
+			continue
+		}
+		if err := p.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
