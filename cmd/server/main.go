@@ -230,7 +230,14 @@ Try it (grpcurl: 'make tools' installs a pinned one as ./bin/grpcurl):
   curl -s -H 'Authorization: Bearer %[7]s' http://%[2]s/connect/v1/custom-connector-plugins/%[3]s   # your own credential, forwarded
   curl -s http://%[2]s/openapi.json
 
+Watch a version become READY (%[8]s processes for a few seconds after its first read;
+%[9]s ends FAILED):
+
+  grpcurl -plaintext -d '{"plugin_id":"%[3]s","id":"%[8]s","environment":"%[5]s"}' %[1]s confluent.plugin.v1.PluginService/WatchPluginVersion
+  curl -sN 'http://%[2]s/ccpm/v1/plugins/%[3]s/versions/%[8]s:watch?environment=%[5]s'
+
 Stop with Ctrl-C.
 
-`, g, h, sandbox.PluginID, sandbox.VersionID, sandbox.Environment, sandbox.UnknownEnumsPluginID, sandbox.BearerToken)
+`, g, h, sandbox.PluginID, sandbox.VersionID, sandbox.Environment, sandbox.UnknownEnumsPluginID, sandbox.BearerToken,
+		sandbox.ProcessingVersionID, sandbox.FailingVersionID)
 }

@@ -88,6 +88,7 @@ type config struct {
 	faultSeed    uint64
 	faultKinds   []FaultKind
 	synthetic    bool
+	processing   time.Duration
 }
 
 // Option configures a Server built by New or Start.
@@ -119,12 +120,14 @@ func WithClock(now func() time.Time) Option {
 // Server is the simulated upstream. It is an http.Handler; Start additionally
 // serves it on a loopback port. A Server is safe for concurrent use.
 type Server struct {
-	now      func() time.Time
-	limiter  *fixedWindow // nil when rate limiting is disabled
-	mux      *http.ServeMux
-	seeds    *seedStore
-	requests atomic.Int64
-	faults   faultSource
+	now     func() time.Time
+	limiter *fixedWindow // nil when rate limiting is disabled
+	mux     *http.ServeMux
+	seeds   *seedStore
+	// lifecycle moves ProcessingVersionID and FailingVersionID along.
+	lifecycle *lifecycle
+	requests  atomic.Int64
+	faults    faultSource
 
 	mu   sync.Mutex
 	live *listening // nil unless started and not yet closed
@@ -148,7 +151,11 @@ func New(opts ...Option) *Server {
 		c.now = time.Now
 	}
 
-	s := &Server{now: c.now, seeds: newSeedStore()}
+	if c.processing <= 0 {
+		c.processing = defaultProcessing
+	}
+	s := &Server{now: c.now, seeds: newSeedStore(),
+		lifecycle: &lifecycle{processing: c.processing, started: map[string]time.Time{}}}
 	s.seeds.synthetic = c.synthetic
 	s.faults.init(c.faultRate, c.faultSeed, c.faultKinds)
 	if c.rateLimit > 0 {
@@ -256,7 +263,7 @@ func (s *Server) getPluginVersion(w http.ResponseWriter, r *http.Request) {
 		writeFailure(w, http.StatusNotFound, apiError{Title: "Not Found", Detail: detail})
 		return
 	}
-	writeJSON(w, http.StatusOK, v.render(baseURL(r)))
+	writeJSON(w, http.StatusOK, s.lifecycle.apply(v.render(baseURL(r)), s.now()))
 }
 
 func (s *Server) getConnectorPlugin(w http.ResponseWriter, r *http.Request) {

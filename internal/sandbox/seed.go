@@ -196,6 +196,8 @@ func seedVersions() []versionSeed {
 			},
 			Status: versionStatus{Phase: "VALIDATING"},
 		}},
+		changing(ProcessingVersionID, "0.7.0-rc.1", at(2025, 3, 2, 10, 0, 0)),
+		changing(FailingVersionID, "0.7.0-rc.2", at(2025, 3, 2, 11, 0, 0)),
 		{MinimalPluginID, pluginVersion{
 			// Only the fields the specification requires.
 			APIVersion: versionAPI,
@@ -235,6 +237,27 @@ func versionMeta(pluginID, id string, created, updated time.Time) *objectMeta {
 		CreatedAt:    created,
 		UpdatedAt:    updated,
 	}
+}
+
+// changing is a version of PluginID whose phase the lifecycle sets when it
+// is read.
+func changing(id, version string, created time.Time) versionSeed {
+	return versionSeed{PluginID, pluginVersion{
+		APIVersion: versionAPI,
+		Kind:       versionKind,
+		ID:         id,
+		Metadata:   versionMeta(PluginID, id, created, created),
+		Spec: versionSpec{
+			Version:                   version,
+			SensitiveConfigProperties: []string{"passwords", "keys", "tokens"},
+			DocumentationLink:         "https://github.com/confluentinc/kafka-connect-datagen",
+			ContentFormat:             "ZIP",
+			ConnectorClasses:          []connectorClass{{ClassName: "io.confluent.kafka.connect.datagen.DatagenConnector", Type: "SOURCE"}},
+			UploadSource:              uploadSource{Location: presignedURL},
+			Environment:               fullEnvRef(Environment),
+		},
+		Status: versionStatus{Phase: "PROCESSING"},
+	}}
 }
 
 func envCRN(env string) string {

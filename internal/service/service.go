@@ -26,6 +26,9 @@ type Service struct {
 	defaultAuth upstream.Authorization
 	timeout     time.Duration
 	log         *slog.Logger
+
+	watchIntervals WatchIntervals
+	watches        watches
 }
 
 // Option configures a Service.
@@ -55,7 +58,7 @@ func WithLogger(l *slog.Logger) Option {
 
 // New returns a Service that reads from client.
 func New(client *upstream.Client, opts ...Option) *Service {
-	s := &Service{client: client}
+	s := &Service{client: client, watchIntervals: DefaultWatchIntervals}
 	for _, opt := range opts {
 		opt(s)
 	}

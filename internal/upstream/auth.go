@@ -85,3 +85,10 @@ func (a Authorization) GoString() string { return "upstream.Authorization(" + a.
 func (a Authorization) LogValue() slog.Value { return slog.StringValue(a.String()) }
 
 func (a Authorization) headerValue() string { return a.scheme + " " + a.token }
+
+// Fingerprint identifies the credential without revealing it: a SHA-256 of
+// the header value. Use it to keep per-credential state, such as a shared poll
+// loop, apart.
+func (a Authorization) Fingerprint() [32]byte {
+	return credentialKey(a)
+}

@@ -11,6 +11,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -93,6 +94,83 @@ func (x *GetPluginVersionRequest) GetEnvironment() string {
 	return ""
 }
 
+// WatchPluginVersionRequest names the plugin version to watch.
+type WatchPluginVersionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Identifier of the plugin, as in GetPluginVersionRequest. Required.
+	PluginId string `protobuf:"bytes,1,opt,name=plugin_id,json=pluginId,proto3" json:"plugin_id,omitempty"`
+	// Identifier of the version within the plugin. Required.
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// Environment the version belongs to. Required; the `environment` query
+	// parameter over REST.
+	Environment string `protobuf:"bytes,3,opt,name=environment,proto3" json:"environment,omitempty"`
+	// How long to wait between two polls of the upstream at first; the wait then
+	// grows while nothing changes. Optional: the server's default (2s) when
+	// unset. Values outside the server's bounds (1s to 60s) are raised or
+	// lowered to them. Over REST, a query parameter such as `poll_interval=5s`.
+	PollInterval  *durationpb.Duration `protobuf:"bytes,4,opt,name=poll_interval,json=pollInterval,proto3" json:"poll_interval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchPluginVersionRequest) Reset() {
+	*x = WatchPluginVersionRequest{}
+	mi := &file_confluent_plugin_v1_plugin_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchPluginVersionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchPluginVersionRequest) ProtoMessage() {}
+
+func (x *WatchPluginVersionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_confluent_plugin_v1_plugin_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchPluginVersionRequest.ProtoReflect.Descriptor instead.
+func (*WatchPluginVersionRequest) Descriptor() ([]byte, []int) {
+	return file_confluent_plugin_v1_plugin_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *WatchPluginVersionRequest) GetPluginId() string {
+	if x != nil {
+		return x.PluginId
+	}
+	return ""
+}
+
+func (x *WatchPluginVersionRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WatchPluginVersionRequest) GetEnvironment() string {
+	if x != nil {
+		return x.Environment
+	}
+	return ""
+}
+
+func (x *WatchPluginVersionRequest) GetPollInterval() *durationpb.Duration {
+	if x != nil {
+		return x.PollInterval
+	}
+	return nil
+}
+
 // GetConnectorPluginRequest names the connector plugin to read.
 type GetConnectorPluginRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -107,7 +185,7 @@ type GetConnectorPluginRequest struct {
 
 func (x *GetConnectorPluginRequest) Reset() {
 	*x = GetConnectorPluginRequest{}
-	mi := &file_confluent_plugin_v1_plugin_service_proto_msgTypes[1]
+	mi := &file_confluent_plugin_v1_plugin_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -119,7 +197,7 @@ func (x *GetConnectorPluginRequest) String() string {
 func (*GetConnectorPluginRequest) ProtoMessage() {}
 
 func (x *GetConnectorPluginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_confluent_plugin_v1_plugin_service_proto_msgTypes[1]
+	mi := &file_confluent_plugin_v1_plugin_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -132,7 +210,7 @@ func (x *GetConnectorPluginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetConnectorPluginRequest.ProtoReflect.Descriptor instead.
 func (*GetConnectorPluginRequest) Descriptor() ([]byte, []int) {
-	return file_confluent_plugin_v1_plugin_service_proto_rawDescGZIP(), []int{1}
+	return file_confluent_plugin_v1_plugin_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *GetConnectorPluginRequest) GetId() string {
@@ -146,17 +224,24 @@ var File_confluent_plugin_v1_plugin_service_proto protoreflect.FileDescriptor
 
 const file_confluent_plugin_v1_plugin_service_proto_rawDesc = "" +
 	"\n" +
-	"(confluent/plugin/v1/plugin_service.proto\x12\x13confluent.plugin.v1\x1a*confluent/plugin/v1/connector_plugin.proto\x1a(confluent/plugin/v1/plugin_version.proto\x1a\x1cgoogle/api/annotations.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x8e\x01\n" +
+	"(confluent/plugin/v1/plugin_service.proto\x12\x13confluent.plugin.v1\x1a*confluent/plugin/v1/connector_plugin.proto\x1a(confluent/plugin/v1/plugin_version.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x8e\x01\n" +
 	"\x17GetPluginVersionRequest\x12\x1b\n" +
 	"\tplugin_id\x18\x01 \x01(\tR\bpluginId\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12 \n" +
 	"\venvironment\x18\x03 \x01(\tR\venvironment:$\x92A!\n" +
+	"\x1f\xd2\x01\tplugin_id\xd2\x01\x02id\xd2\x01\venvironment\"\xd0\x01\n" +
+	"\x19WatchPluginVersionRequest\x12\x1b\n" +
+	"\tplugin_id\x18\x01 \x01(\tR\bpluginId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12 \n" +
+	"\venvironment\x18\x03 \x01(\tR\venvironment\x12>\n" +
+	"\rpoll_interval\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\fpollInterval:$\x92A!\n" +
 	"\x1f\xd2\x01\tplugin_id\xd2\x01\x02id\xd2\x01\venvironment\"+\n" +
 	"\x19GetConnectorPluginRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id2\xdd\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id2\x91\x04\n" +
 	"\rPluginService\x12\xa5\x01\n" +
 	"\x10GetPluginVersion\x12,.confluent.plugin.v1.GetPluginVersionRequest\x1a/.confluent.plugin.v1.CustomConnectPluginVersion\"2\x82\xd3\xe4\x93\x02,\x12*/ccpm/v1/plugins/{plugin_id}/versions/{id}\x12\xa3\x01\n" +
-	"\x12GetConnectorPlugin\x12..confluent.plugin.v1.GetConnectorPluginRequest\x1a*.confluent.plugin.v1.CustomConnectorPlugin\"1\x82\xd3\xe4\x93\x02+\x12)/connect/v1/custom-connector-plugins/{id}B\x98\x04\x92A\xd1\x03\x12\xb2\x01\n" +
+	"\x12GetConnectorPlugin\x12..confluent.plugin.v1.GetConnectorPluginRequest\x1a*.confluent.plugin.v1.CustomConnectorPlugin\"1\x82\xd3\xe4\x93\x02+\x12)/connect/v1/custom-connector-plugins/{id}\x12\xb1\x01\n" +
+	"\x12WatchPluginVersion\x12..confluent.plugin.v1.WatchPluginVersionRequest\x1a/.confluent.plugin.v1.CustomConnectPluginVersion\"8\x82\xd3\xe4\x93\x022\x120/ccpm/v1/plugins/{plugin_id}/versions/{id}:watch0\x01B\x98\x04\x92A\xd1\x03\x12\xb2\x01\n" +
 	"\rplugin-facade\x12\x9c\x01Reads Confluent Cloud custom connector plugins and their versions. The REST paths are the upstream's own; errors are google.rpc.Status objects with details.2\x02v1*\x02\x01\x022\x10application/json:\x10application/jsonZ\xc9\x01\n" +
 	"I\n" +
 	"\vBearerToken\x12:\b\x02\x12%`Bearer <token>`, forwarded upstream.\x1a\rAuthorization \x02\n" +
@@ -179,23 +264,28 @@ func file_confluent_plugin_v1_plugin_service_proto_rawDescGZIP() []byte {
 	return file_confluent_plugin_v1_plugin_service_proto_rawDescData
 }
 
-var file_confluent_plugin_v1_plugin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_confluent_plugin_v1_plugin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_confluent_plugin_v1_plugin_service_proto_goTypes = []any{
 	(*GetPluginVersionRequest)(nil),    // 0: confluent.plugin.v1.GetPluginVersionRequest
-	(*GetConnectorPluginRequest)(nil),  // 1: confluent.plugin.v1.GetConnectorPluginRequest
-	(*CustomConnectPluginVersion)(nil), // 2: confluent.plugin.v1.CustomConnectPluginVersion
-	(*CustomConnectorPlugin)(nil),      // 3: confluent.plugin.v1.CustomConnectorPlugin
+	(*WatchPluginVersionRequest)(nil),  // 1: confluent.plugin.v1.WatchPluginVersionRequest
+	(*GetConnectorPluginRequest)(nil),  // 2: confluent.plugin.v1.GetConnectorPluginRequest
+	(*durationpb.Duration)(nil),        // 3: google.protobuf.Duration
+	(*CustomConnectPluginVersion)(nil), // 4: confluent.plugin.v1.CustomConnectPluginVersion
+	(*CustomConnectorPlugin)(nil),      // 5: confluent.plugin.v1.CustomConnectorPlugin
 }
 var file_confluent_plugin_v1_plugin_service_proto_depIdxs = []int32{
-	0, // 0: confluent.plugin.v1.PluginService.GetPluginVersion:input_type -> confluent.plugin.v1.GetPluginVersionRequest
-	1, // 1: confluent.plugin.v1.PluginService.GetConnectorPlugin:input_type -> confluent.plugin.v1.GetConnectorPluginRequest
-	2, // 2: confluent.plugin.v1.PluginService.GetPluginVersion:output_type -> confluent.plugin.v1.CustomConnectPluginVersion
-	3, // 3: confluent.plugin.v1.PluginService.GetConnectorPlugin:output_type -> confluent.plugin.v1.CustomConnectorPlugin
-	2, // [2:4] is the sub-list for method output_type
-	0, // [0:2] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	3, // 0: confluent.plugin.v1.WatchPluginVersionRequest.poll_interval:type_name -> google.protobuf.Duration
+	0, // 1: confluent.plugin.v1.PluginService.GetPluginVersion:input_type -> confluent.plugin.v1.GetPluginVersionRequest
+	2, // 2: confluent.plugin.v1.PluginService.GetConnectorPlugin:input_type -> confluent.plugin.v1.GetConnectorPluginRequest
+	1, // 3: confluent.plugin.v1.PluginService.WatchPluginVersion:input_type -> confluent.plugin.v1.WatchPluginVersionRequest
+	4, // 4: confluent.plugin.v1.PluginService.GetPluginVersion:output_type -> confluent.plugin.v1.CustomConnectPluginVersion
+	5, // 5: confluent.plugin.v1.PluginService.GetConnectorPlugin:output_type -> confluent.plugin.v1.CustomConnectorPlugin
+	4, // 6: confluent.plugin.v1.PluginService.WatchPluginVersion:output_type -> confluent.plugin.v1.CustomConnectPluginVersion
+	4, // [4:7] is the sub-list for method output_type
+	1, // [1:4] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_confluent_plugin_v1_plugin_service_proto_init() }
@@ -211,7 +301,7 @@ func file_confluent_plugin_v1_plugin_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_confluent_plugin_v1_plugin_service_proto_rawDesc), len(file_confluent_plugin_v1_plugin_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	PluginService_GetPluginVersion_FullMethodName   = "/confluent.plugin.v1.PluginService/GetPluginVersion"
 	PluginService_GetConnectorPlugin_FullMethodName = "/confluent.plugin.v1.PluginService/GetConnectorPlugin"
+	PluginService_WatchPluginVersion_FullMethodName = "/confluent.plugin.v1.PluginService/WatchPluginVersion"
 )
 
 // PluginServiceClient is the client API for PluginService service.
@@ -50,6 +51,22 @@ type PluginServiceClient interface {
 	// Reads one custom connector plugin
 	// (upstream `GET /connect/v1/custom-connector-plugins/{id}`).
 	GetConnectorPlugin(ctx context.Context, in *GetConnectorPluginRequest, opts ...grpc.CallOption) (*CustomConnectorPlugin, error)
+	// Watches one version of a custom Connect plugin until it is ready: sends the
+	// current version at once, then the version again each time anything in it
+	// changes (phase, error message or any other field), and ends normally once
+	// the phase is terminal (READY or FAILED). A version that is terminal already
+	// is sent once. The caller's deadline or cancellation ends the stream early.
+	//
+	// The service polls the upstream politely: with exponential backoff between
+	// polls up to a cap, honouring the rate-limit headers, and with one poll loop
+	// for all callers watching the same version with the same credentials.
+	// Transient upstream failures are retried within the stream; a permanent one
+	// (NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED, ...) ends it with the same
+	// status and details GetPluginVersion would return.
+	//
+	// Over REST the stream is newline-delimited JSON: one `{"result": {...}}`
+	// object per message, or a final `{"error": {...}}`.
+	WatchPluginVersion(ctx context.Context, in *WatchPluginVersionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CustomConnectPluginVersion], error)
 }
 
 type pluginServiceClient struct {
@@ -80,6 +97,25 @@ func (c *pluginServiceClient) GetConnectorPlugin(ctx context.Context, in *GetCon
 	return out, nil
 }
 
+func (c *pluginServiceClient) WatchPluginVersion(ctx context.Context, in *WatchPluginVersionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CustomConnectPluginVersion], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &PluginService_ServiceDesc.Streams[0], PluginService_WatchPluginVersion_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchPluginVersionRequest, CustomConnectPluginVersion]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PluginService_WatchPluginVersionClient = grpc.ServerStreamingClient[CustomConnectPluginVersion]
+
 // PluginServiceServer is the server API for PluginService service.
 // All implementations must embed UnimplementedPluginServiceServer
 // for forward compatibility.
@@ -107,6 +143,22 @@ type PluginServiceServer interface {
 	// Reads one custom connector plugin
 	// (upstream `GET /connect/v1/custom-connector-plugins/{id}`).
 	GetConnectorPlugin(context.Context, *GetConnectorPluginRequest) (*CustomConnectorPlugin, error)
+	// Watches one version of a custom Connect plugin until it is ready: sends the
+	// current version at once, then the version again each time anything in it
+	// changes (phase, error message or any other field), and ends normally once
+	// the phase is terminal (READY or FAILED). A version that is terminal already
+	// is sent once. The caller's deadline or cancellation ends the stream early.
+	//
+	// The service polls the upstream politely: with exponential backoff between
+	// polls up to a cap, honouring the rate-limit headers, and with one poll loop
+	// for all callers watching the same version with the same credentials.
+	// Transient upstream failures are retried within the stream; a permanent one
+	// (NOT_FOUND, UNAUTHENTICATED, PERMISSION_DENIED, ...) ends it with the same
+	// status and details GetPluginVersion would return.
+	//
+	// Over REST the stream is newline-delimited JSON: one `{"result": {...}}`
+	// object per message, or a final `{"error": {...}}`.
+	WatchPluginVersion(*WatchPluginVersionRequest, grpc.ServerStreamingServer[CustomConnectPluginVersion]) error
 	mustEmbedUnimplementedPluginServiceServer()
 }
 
@@ -122,6 +174,9 @@ func (UnimplementedPluginServiceServer) GetPluginVersion(context.Context, *GetPl
 }
 func (UnimplementedPluginServiceServer) GetConnectorPlugin(context.Context, *GetConnectorPluginRequest) (*CustomConnectorPlugin, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetConnectorPlugin not implemented")
+}
+func (UnimplementedPluginServiceServer) WatchPluginVersion(*WatchPluginVersionRequest, grpc.ServerStreamingServer[CustomConnectPluginVersion]) error {
+	return status.Error(codes.Unimplemented, "method WatchPluginVersion not implemented")
 }
 func (UnimplementedPluginServiceServer) mustEmbedUnimplementedPluginServiceServer() {}
 func (UnimplementedPluginServiceServer) testEmbeddedByValue()                       {}
@@ -180,6 +235,17 @@ func _PluginService_GetConnectorPlugin_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PluginService_WatchPluginVersion_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchPluginVersionRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(PluginServiceServer).WatchPluginVersion(m, &grpc.GenericServerStream[WatchPluginVersionRequest, CustomConnectPluginVersion]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type PluginService_WatchPluginVersionServer = grpc.ServerStreamingServer[CustomConnectPluginVersion]
+
 // PluginService_ServiceDesc is the grpc.ServiceDesc for PluginService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -196,6 +262,12 @@ var PluginService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _PluginService_GetConnectorPlugin_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchPluginVersion",
+			Handler:       _PluginService_WatchPluginVersion_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "confluent/plugin/v1/plugin_service.proto",
 }

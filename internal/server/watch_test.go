@@ -1,0 +1,94 @@
+package server
+
+import (
+	"bufio"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/sandbox"
+	"github.com/acme/plugin-facade/internal/service"
+)
+
+// TestWatchOverREST: the gateway streams a watch as newline-delimited JSON,
+// one {"result": ...} per change, and ends the response when the phase is
+// terminal; a failure is a final {"error": ...}.
+func TestWatchOverREST(t *testing.T) {
+	s := startStack(t, []service.Option{service.WithDefaultCredentials(sandboxKey),
+		service.WithWatchIntervals(service.WatchIntervals{Min: 10 * time.Millisecond, Default: 20 * time.Millisecond, Cap: 80 * time.Millisecond})},
+		sandbox.WithLifecycle(300*time.Millisecond))
+
+	watch := func(path string) (int, []map[string]json.RawMessage) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.httpURL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := &http.Client{Timeout: 10 * time.Second}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var lines []map[string]json.RawMessage
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if strings.TrimSpace(sc.Text()) == "" {
+				continue
+			}
+			var line map[string]json.RawMessage
+			if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+				t.Fatalf("line %q is not a JSON object: %v", sc.Text(), err)
+			}
+			lines = append(lines, line)
+		}
+		if err := sc.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, lines
+	}
+
+	t.Run("processing, then ready", func(t *testing.T) {
+		status, lines := watch("/ccpm/v1/plugins/" + sandbox.PluginID + "/versions/" + sandbox.ProcessingVersionID + ":watch?environment=" + sandbox.Environment + "&poll_interval=0.02s")
+		if status != http.StatusOK {
+			t.Fatalf("status %d", status)
+		}
+		var got []string
+		for _, l := range lines {
+			var v pluginv1.CustomConnectPluginVersion
+			if err := protojson.Unmarshal(l["result"], &v); err != nil {
+				t.Fatalf("line %v: %v", l, err)
+			}
+			got = append(got, v.GetStatus().GetPhaseRaw())
+		}
+		if strings.Join(got, ",") != "PROCESSING,READY" {
+			t.Errorf("phases %v, want PROCESSING,READY", got)
+		}
+	})
+	t.Run("an unknown version ends with a Not Found error", func(t *testing.T) {
+		status, lines := watch("/ccpm/v1/plugins/" + sandbox.PluginID + "/versions/ver-00000:watch?environment=" + sandbox.Environment)
+		if status != http.StatusNotFound || len(lines) != 1 || lines[0]["error"] == nil {
+			t.Fatalf("%d %v, want 404 (nothing was sent before the error) and one error", status, lines)
+		}
+		var e struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		}
+		if err := json.Unmarshal(lines[0]["error"], &e); err != nil || codes.Code(e.Code) != codes.NotFound || !strings.Contains(e.Message, "not found") {
+			t.Errorf("error %s, want NOT_FOUND with the upstream's words", lines[0]["error"])
+		}
+	})
+	t.Run("an invalid request is a 400", func(t *testing.T) {
+		before := s.sandbox.Requests()
+		status, _ := watch("/ccpm/v1/plugins/" + sandbox.PluginID + "/versions/" + sandbox.VersionID + ":watch")
+		if status != http.StatusBadRequest || s.sandbox.Requests() != before {
+			t.Errorf("without an environment: %d after %d upstream requests, want 400 and none", status, s.sandbox.Requests()-before)
+		}
+	})
+}

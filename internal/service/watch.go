@@ -1,0 +1,381 @@
+package service
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/callinfo"
+	"github.com/acme/plugin-facade/internal/upstream"
+)
+
+// WatchIntervals bound how often WatchPluginVersion polls the upstream.
+type WatchIntervals struct {
+	// Min and Max bound the poll interval a caller may ask for; Default is
+	// used when it asks for none.
+	Min, Default, Max time.Duration
+	// Cap is the longest wait between two polls once the backoff has grown
+	// (it never goes below the caller's interval).
+	Cap time.Duration
+	// MaxFailures is how many polls in a row may fail with a transient error
+	// (the upstream unreachable, overloaded, rate-limiting) before the watch
+	// ends with that error.
+	MaxFailures int
+}
+
+// DefaultWatchIntervals are the bounds of a service without WithWatchIntervals.
+var DefaultWatchIntervals = WatchIntervals{Min: time.Second, Default: 2 * time.Second, Max: time.Minute, Cap: 30 * time.Second, MaxFailures: 8}
+
+// WithWatchIntervals sets the polling bounds of WatchPluginVersion; zero fields
+// keep their defaults.
+func WithWatchIntervals(w WatchIntervals) Option {
+	return func(s *Service) {
+		d := DefaultWatchIntervals
+		if w.Min > 0 {
+			d.Min = w.Min
+		}
+		if w.Default > 0 {
+			d.Default = w.Default
+		}
+		if w.Max > 0 {
+			d.Max = w.Max
+		}
+		if w.Cap > 0 {
+			d.Cap = w.Cap
+		}
+		if w.MaxFailures > 0 {
+			d.MaxFailures = w.MaxFailures
+		}
+		s.watchIntervals = d
+	}
+}
+
+// interval is the caller's poll interval, within the bounds.
+func (w WatchIntervals) interval(asked time.Duration) time.Duration {
+	if asked <= 0 {
+		return w.Default
+	}
+	return min(max(asked, w.Min), w.Max)
+}
+
+// WatchPluginVersion streams a plugin version until its phase is terminal.
+//
+// All the callers watching the same version with the same credential share one
+// poll loop (see watches): each gets the version as last seen at once, then
+// every change. The loop runs as long as one of them still watches.
+func (s *Service) WatchPluginVersion(req *pluginv1.WatchPluginVersionRequest, stream grpc.ServerStreamingServer[pluginv1.CustomConnectPluginVersion]) error {
+	ctx := stream.Context()
+	if err := validate(
+		field{"plugin_id", req.GetPluginId()},
+		field{"id", req.GetId()},
+		field{"environment", req.GetEnvironment()},
+	); err != nil {
+		return err
+	}
+	if d := req.GetPollInterval(); d != nil && (!d.IsValid() || d.AsDuration() < 0) {
+		return invalidArgument("poll_interval", "must be a valid, non-negative duration")
+	}
+	auth, err := s.credentials(ctx)
+	if err != nil {
+		return err
+	}
+	target := watchTarget{auth: auth, pluginID: req.GetPluginId(), id: req.GetId(), environment: req.GetEnvironment()}
+	w := s.watches.join(s, target, s.watchIntervals.interval(req.GetPollInterval().AsDuration()))
+	defer s.watches.leave(target.key(), w)
+
+	headerSent := false
+	for {
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-w.ready:
+		}
+		ev := w.take()
+		callinfo.FromContext(ctx).Record(ev.meta.StatusCode, ev.meta.RequestID, ev.polls)
+		if !headerSent {
+			headerSent = true
+			if md := responseMetadata(ev.meta, ev.err); md.Len() > 0 {
+				_ = stream.SendHeader(md)
+			}
+		}
+		if ev.err != nil {
+			return ev.err
+		}
+		if err := stream.Send(ev.version); err != nil {
+			return err
+		}
+		if ev.final {
+			return nil
+		}
+	}
+}
+
+// watchTarget is what a watcher watches, with whose credential.
+type watchTarget struct {
+	auth                      upstream.Authorization
+	pluginID, id, environment string
+}
+
+// watchKey identifies a poll loop: a hash of the credential and the version,
+// so that callers with different credentials never share one.
+type watchKey [sha256.Size]byte
+
+func (t watchTarget) key() watchKey {
+	fp := t.auth.Fingerprint()
+	h := sha256.New()
+	h.Write(fp[:])
+	for _, s := range []string{t.pluginID, t.id, t.environment} {
+		h.Write([]byte{0})
+		h.Write([]byte(s))
+	}
+	var k watchKey
+	h.Sum(k[:0])
+	return k
+}
+
+// watchEvent is what a poll loop tells its watchers: a new version, or the
+// error that ends the watch.
+type watchEvent struct {
+	version *pluginv1.CustomConnectPluginVersion
+	err     error // a status error; ends the watch
+	final   bool  // the version's phase is terminal, or err is set
+	meta    upstream.Meta
+	polls   int // upstream requests the loop has made so far
+}
+
+// watcher is one caller's mailbox. It keeps only the latest event: each is a
+// whole version, so a slow caller misses intermediate states rather than
+// falling behind, and never misses the final one.
+type watcher struct {
+	interval time.Duration
+	ready    chan struct{} // has a value while an event waits
+
+	mu      sync.Mutex
+	pending *watchEvent
+}
+
+func (w *watcher) put(ev *watchEvent) {
+	w.mu.Lock()
+	w.pending = ev
+	w.mu.Unlock()
+	select {
+	case w.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (w *watcher) take() *watchEvent {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ev := w.pending
+	w.pending = nil
+	return ev
+}
+
+// watches is the set of running poll loops, one per watchKey.
+type watches struct {
+	mu    sync.Mutex
+	loops map[watchKey]*pollLoop
+}
+
+// pollLoop polls one version for its watchers. Its fields are guarded by
+// watches.mu.
+type pollLoop struct {
+	watchers map[*watcher]struct{}
+	latest   *watchEvent // the last event sent, for watchers who join later
+	cancel   context.CancelFunc
+}
+
+// join adds a watcher of t, starting a poll loop when none runs for it. A loop
+// that has seen the version already gives it to the newcomer at once.
+func (ws *watches) join(s *Service, t watchTarget, interval time.Duration) *watcher {
+	w := &watcher{interval: interval, ready: make(chan struct{}, 1)}
+	k := t.key()
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.loops == nil {
+		ws.loops = make(map[watchKey]*pollLoop)
+	}
+	l := ws.loops[k]
+	if l == nil {
+		// The loop outlives the watcher that started it: it ends when the
+		// last watcher leaves, or when the version is terminal.
+		ctx, cancel := context.WithCancel(context.Background())
+		l = &pollLoop{watchers: map[*watcher]struct{}{}, cancel: cancel}
+		ws.loops[k] = l
+		go s.poll(ctx, k, l, t)
+	}
+	l.watchers[w] = struct{}{}
+	if l.latest != nil {
+		w.put(l.latest)
+	}
+	return w
+}
+
+// leave removes a watcher; the last one to leave stops the loop.
+func (ws *watches) leave(k watchKey, w *watcher) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	l := ws.loops[k]
+	if l == nil {
+		return // the loop has ended
+	}
+	delete(l.watchers, w)
+	if len(l.watchers) == 0 {
+		l.cancel()
+		delete(ws.loops, k)
+	}
+}
+
+// broadcast gives ev to every watcher of l. A final event also ends l, in the
+// same critical section, so that nobody joins a loop that has ended.
+func (ws *watches) broadcast(k watchKey, l *pollLoop, ev *watchEvent) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	l.latest = ev
+	for w := range l.watchers {
+		w.put(ev)
+	}
+	if ev.final && ws.loops[k] == l {
+		delete(ws.loops, k)
+	}
+}
+
+// interval is the shortest poll interval l's watchers asked for.
+func (ws *watches) interval(l *pollLoop) time.Duration {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	d := time.Duration(0)
+	for w := range l.watchers {
+		if d == 0 || w.interval < d {
+			d = w.interval
+		}
+	}
+	return d
+}
+
+// poll is the loop of one watched version: poll, tell the watchers what
+// changed, wait, and again, until the phase is terminal, a permanent error
+// ends the watch, or ctx ends (every watcher has left).
+func (s *Service) poll(ctx context.Context, k watchKey, l *pollLoop, t watchTarget) {
+	defer l.cancel()
+	var (
+		last     *pluginv1.CustomConnectPluginVersion
+		backoff  time.Duration // the wait grows while nothing changes
+		failures int
+		polls    int
+	)
+	for {
+		base := s.watches.interval(l)
+		if base == 0 {
+			return // every watcher left between two polls
+		}
+		pctx, cancel := s.pollContext(ctx)
+		v, meta, err := s.client.GetPluginVersion(pctx, t.auth, t.pluginID, t.id, t.environment)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		polls += meta.Attempts
+		var wait time.Duration
+		switch {
+		case err == nil:
+			failures = 0
+			pv := pluginVersionToProto(v)
+			final := terminal(pv)
+			if last == nil || !proto.Equal(last, pv) {
+				last, backoff = pv, base
+				s.watches.broadcast(k, l, &watchEvent{version: pv, final: final, meta: meta, polls: polls})
+			} else {
+				backoff = min(2*backoff, max(s.watchIntervals.Cap, base))
+			}
+			if final {
+				return
+			}
+			wait = backoff
+		case permanent(err) || failures+1 >= s.watchIntervals.MaxFailures:
+			if errors.As(err, new(*upstream.TransportError)) || errors.As(err, new(*upstream.DecodeError)) {
+				s.log.WarnContext(ctx, "watch ended by an upstream failure", "error", err.Error())
+			}
+			s.watches.broadcast(k, l, &watchEvent{err: toStatus(err, s.client.Host(), meta), final: true, meta: meta, polls: polls})
+			return
+		default:
+			// Transient: the client has retried already; wait longer and
+			// poll again, as the upstream asked if it said when.
+			failures++
+			backoff = min(2*max(backoff, base), max(s.watchIntervals.Cap, base))
+			wait = max(backoff, retryHint(err))
+		}
+		// Polite: never poll into a rate-limit window the upstream said is
+		// exhausted.
+		if rl := meta.RateLimit; rl.Remaining == 0 && rl.Reset > wait {
+			wait = rl.Reset
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		}
+	}
+}
+
+// pollContext bounds one poll by the upstream timeout (30s without one).
+func (s *Service) pollContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := s.timeout
+	if d <= 0 {
+		d = 30 * time.Second
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// terminal reports whether a version's phase will not change any more.
+func terminal(v *pluginv1.CustomConnectPluginVersion) bool {
+	switch v.GetStatus().GetPhase() {
+	case pluginv1.VersionPhase_VERSION_PHASE_READY, pluginv1.VersionPhase_VERSION_PHASE_FAILED:
+		return true
+	}
+	return false
+}
+
+// permanent reports whether an upstream failure will not go away by polling
+// again: a 4xx answer other than 408 and 429 (the version or its plugin does
+// not exist, the credential is refused, the request is wrong).
+func permanent(err error) bool {
+	var e *upstream.Error
+	return errors.As(err, &e) && e.StatusCode >= 400 && e.StatusCode < 500 &&
+		e.StatusCode != http.StatusRequestTimeout && e.StatusCode != http.StatusTooManyRequests
+}
+
+// retryHint is how long the upstream (or the rate-limit guard) asked to wait.
+func retryHint(err error) time.Duration {
+	var (
+		e  *upstream.Error
+		th *upstream.ThrottledError
+	)
+	switch {
+	case errors.As(err, &e):
+		return e.RetryAfter
+	case errors.As(err, &th):
+		return th.RetryAfter
+	}
+	return 0
+}
+
+// invalidArgument is the status of one invalid request field.
+func invalidArgument(fieldName, problem string) error {
+	return withDetails(status.New(codes.InvalidArgument, "invalid request: "+fieldName+": "+problem),
+		&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+			{Field: fieldName, Description: problem, Reason: "INVALID_DURATION"}}}).Err()
+}
