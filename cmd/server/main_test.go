@@ -84,6 +84,29 @@ func TestParseConfig(t *testing.T) {
 		{name: "credentials in the upstream URL", args: []string{"--upstream-url", "https://k:hunter2@api.confluent.cloud"}, env: env(), wantErr: "must not contain credentials"},
 		{name: "a key as the upstream URL's user", args: []string{"--upstream-url", "https://hunter2@api.confluent.cloud"}, env: env(), wantErr: "must not contain credentials"},
 		{name: "relative upstream URL", args: []string{"--upstream-url", "api.confluent.cloud"}, env: env(), wantErr: "--upstream-url"},
+		{name: "plain HTTP off loopback", args: []string{"--upstream-url", "http://api.confluent.cloud"}, env: env(), wantErr: "plain HTTP would send credentials in clear"},
+		{
+			name: "plain HTTP off loopback, allowed explicitly", args: []string{"--upstream-url", "http://proxy.internal:8080", "--upstream-insecure"}, env: env(),
+			check: func(t *testing.T, c config) {
+				if !c.UpstreamInsecure {
+					t.Error("UpstreamInsecure = false")
+				}
+			},
+		},
+		{
+			name: "upstream behaviour from the environment",
+			env: env("PLUGIN_FACADE_UPSTREAM_MAX_ATTEMPTS", "5", "PLUGIN_FACADE_RATE_LIMIT_GUARD", "false",
+				"PLUGIN_FACADE_CACHE_TTL", "2s", "PLUGIN_FACADE_UPSTREAM_MAX_BODY_BYTES", "65536"),
+			check: func(t *testing.T, c config) {
+				if c.UpstreamMaxAttempts != 5 || c.RateLimitGuard || c.CacheTTL != 2*time.Second || c.UpstreamMaxBody != 65536 {
+					t.Errorf("config = %+v", c)
+				}
+			},
+		},
+		{name: "too many attempts", args: []string{"--upstream-max-attempts", "50"}, env: env(), wantErr: "between 1 and 10"},
+		{name: "zero attempts", args: []string{"--upstream-max-attempts", "0"}, env: env(), wantErr: "between 1 and 10"},
+		{name: "tiny body cap", args: []string{"--upstream-max-body-bytes", "10"}, env: env(), wantErr: "at least 1024"},
+		{name: "negative cache TTL", args: []string{"--cache-ttl", "-1s"}, env: env(), wantErr: "must not be negative"},
 		{name: "negative upstream timeout", args: []string{"--upstream-timeout", "-1s"}, env: env(), wantErr: "must not be negative"},
 		{name: "zero shutdown timeout", args: []string{"--shutdown-timeout", "0"}, env: env(), wantErr: "must be positive"},
 		{name: "debug address off loopback", args: []string{"--debug-addr", ":6060"}, env: env(), wantErr: "--debug-addr must be a loopback address"},

@@ -193,6 +193,7 @@ func TestWatchersShareOnePollLoop(t *testing.T) {
 	}
 	// One watcher alone polls about 1s / 20..80ms ≈ 15 times; fifty
 	// separate loops would make hundreds of requests.
+	t.Logf("%d watchers, %d upstream requests", watchers, sb.Requests())
 	if n := sb.Requests(); n > 25 {
 		t.Errorf("%d watchers made %d upstream requests, want one poll loop's worth (≤ 25)", watchers, n)
 	}

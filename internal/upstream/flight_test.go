@@ -35,6 +35,7 @@ func TestConcurrentIdenticalCallsShareOneRequest(t *testing.T) {
 			t.Fatalf("a caller failed: %v", err)
 		}
 	}
+	t.Logf("%d concurrent identical calls, %d upstream requests", callers, up.Count())
 	// One request, or two if some callers arrived just as the first ended.
 	if n := up.Count(); n > 2 {
 		t.Errorf("%d concurrent identical calls made %d upstream requests, want at most 2", callers, n)
