@@ -215,6 +215,11 @@ func TestMetrics(t *testing.T) {
 	if r := s.get(t, "/ccpm/v1/plugins/ccp-12345/versions/ver-00000?environment=env-00000"); r.status != http.StatusNotFound {
 		t.Fatalf("REST = %d", r.status)
 	}
+	// A 503, retried once.
+	sb.Inject(sandbox.Fault{Kind: sandbox.Fault503})
+	if _, err := s.client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: sandbox.FailedPluginID}); err != nil {
+		t.Fatal(err)
+	}
 
 	fams := scrape(t, s.httpURL)
 	tests := []struct {
@@ -223,14 +228,16 @@ func TestMetrics(t *testing.T) {
 		want   float64
 	}{
 		// gRPC and REST calls alike, from go-grpc-middleware's provider.
-		{"grpc_server_handled_total", []string{"grpc_method", "GetConnectorPlugin", "grpc_code", "OK"}, 2},
+		{"grpc_server_handled_total", []string{"grpc_method", "GetConnectorPlugin", "grpc_code", "OK"}, 3},
 		{"grpc_server_handled_total", []string{"grpc_method", "GetPluginVersion", "grpc_code", "NotFound"}, 1},
 		{"grpc_server_handled_total", []string{"grpc_method", "GetPluginVersion", "grpc_code", "OK"}, 0},
-		{"grpc_server_handling_seconds", []string{"grpc_method", "GetConnectorPlugin"}, 2},
+		{"grpc_server_handling_seconds", []string{"grpc_method", "GetConnectorPlugin"}, 3},
 		// The upstream client, through its hooks.
-		{"plugin_facade_upstream_requests_total", []string{"route", upstream.RouteConnectorPlugin, "code", "200"}, 2},
+		{"plugin_facade_upstream_requests_total", []string{"route", upstream.RouteConnectorPlugin, "code", "200"}, 3},
+		{"plugin_facade_upstream_requests_total", []string{"route", upstream.RouteConnectorPlugin, "code", "503"}, 1},
+		{"plugin_facade_upstream_retries_total", []string{"route", upstream.RouteConnectorPlugin, "reason", "503"}, 1},
 		{"plugin_facade_upstream_requests_total", []string{"route", upstream.RoutePluginVersion, "code", "404"}, 1},
-		{"plugin_facade_upstream_request_duration_seconds", []string{"route", upstream.RouteConnectorPlugin}, 2},
+		{"plugin_facade_upstream_request_duration_seconds", []string{"route", upstream.RouteConnectorPlugin}, 4},
 		{"plugin_facade_upstream_rate_limit_remaining", []string{"route", upstream.RoutePluginVersion}, 97},
 	}
 	for _, tt := range tests {
