@@ -202,27 +202,11 @@ func TestRESTCallsDrainAtShutdown(t *testing.T) {
 	httpURL := "http://" + r.httpAddr
 
 	result := make(chan error, 1)
-	go func() {
-		resp, err := http.Get(httpURL + "/connect/v1/custom-connector-plugins/ccp-12345")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				err = errors.New(resp.Status)
-			}
-		}
-		result <- err
-	}()
+	go func() { result <- getOK(httpURL + "/connect/v1/custom-connector-plugins/ccp-12345") }()
 	up.waitArrivals(t, 1)
 
 	r.stop()
-	poll(t, "/readyz still ready during the drain", func() bool {
-		resp, err := http.Get(httpURL + "/readyz")
-		if err != nil {
-			t.Fatalf("/readyz during the drain: %v", err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusServiceUnavailable
-	})
+	waitNotReady(t, httpURL)
 	resp, err := http.Get(httpURL + "/connect/v1/custom-connector-plugins/ccp-23456")
 	if err != nil {
 		t.Fatalf("a REST call during the drain: %v", err)
