@@ -347,6 +347,33 @@ func poll(t *testing.T, what string, f func() bool) {
 	}
 }
 
+// getOK GETs url and fails unless the answer is 200.
+func getOK(url string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status)
+	}
+	return nil
+}
+
+// waitNotReady waits for /readyz to answer 503, as it must once shutdown
+// begins, while the HTTP server still answers.
+func waitNotReady(t *testing.T, httpURL string) {
+	t.Helper()
+	poll(t, "/readyz still ready during the drain", func() bool {
+		resp, err := http.Get(httpURL + "/readyz")
+		if err != nil {
+			t.Fatalf("/readyz during the drain: %v", err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+}
+
 // TestGracefulShutdown stops the server while a gRPC and a REST call are in
 // flight: health turns NOT_SERVING at once (gRPC watchers are told, /readyz
 // answers 503, /healthz still 200), both calls complete, and Serve returns nil.
@@ -385,17 +412,8 @@ func TestGracefulShutdown(t *testing.T) {
 		_, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
 		results <- err
 	}()
-	go func() {
-		// Another id than the gRPC call's, which would share its request.
-		resp, err := http.Get(httpURL + "/connect/v1/custom-connector-plugins/ccp-23456")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				err = errors.New(resp.Status)
-			}
-		}
-		results <- err
-	}()
+	// Another id than the gRPC call's, which would share its request.
+	go func() { results <- getOK(httpURL + "/connect/v1/custom-connector-plugins/ccp-23456") }()
 	up.waitArrivals(t, 2)
 
 	r.stop()
@@ -405,14 +423,7 @@ func TestGracefulShutdown(t *testing.T) {
 		}
 	}
 	endWatch() // as a watcher that saw NOT_SERVING would: a watch is a call in flight too
-	poll(t, "/readyz still ready during the drain", func() bool {
-		resp, err := http.Get(httpURL + "/readyz")
-		if err != nil {
-			t.Fatalf("/readyz during the drain: %v", err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusServiceUnavailable
-	})
+	waitNotReady(t, httpURL)
 	if resp, err := http.Get(httpURL + "/healthz"); err != nil || resp.StatusCode != http.StatusOK {
 		t.Errorf("/healthz during the drain = %v, %v; want 200 (alive)", resp, err)
 	} else {

@@ -2,9 +2,9 @@
 // call-log, metrics and panic-recovery interceptors, OpenTelemetry tracing,
 // grpc.health.v1, server reflection v1 and v1alpha) and an HTTP server (the
 // grpc-gateway REST mapping of the same API, /openapi.json, /metrics, /healthz
-// and /readyz). The gateway reaches PluginService through a gRPC client
-// connection to the same gRPC server, so REST calls pass through the same
-// interceptors as gRPC calls and get the same single log line.
+// and /readyz). The gateway calls PluginService in process through the same
+// unary interceptors as the gRPC server, so REST calls get the same single log
+// line, metrics and recovery (see gateway.go).
 //
 // It lives apart from cmd/server so that tests can start the very stack the
 // binary runs, on loopback listeners of their own.
@@ -21,10 +21,7 @@ import (
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
-	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -43,6 +40,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/telemetry"
@@ -94,6 +92,13 @@ type Server struct {
 	registry        *prometheus.Registry
 	tracer          trace.TracerProvider
 	tls             *tls.Config
+	extra           []extraService // tests only
+}
+
+// extraService is a gRPC service registered beside PluginService.
+type extraService struct {
+	desc *grpc.ServiceDesc
+	impl any
 }
 
 // Option configures a Server.
@@ -174,37 +179,54 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) (err 
 		}
 	}()
 	healthSrv := health.NewServer()
-	grpcSrv, err := s.grpcServer(healthSrv)
-	if err != nil {
-		return err
+	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	if err := s.registry.Register(metrics); err != nil {
+		return fmt.Errorf("registering the gRPC metrics: %w", err)
+	}
+	grpcSrv := s.grpcServer(healthSrv, metrics)
+	rest := &restCalls{}
+	gw := gateway{
+		inProcess: &inProcess{svc: s.svc, chain: chainUnary(append(
+			[]grpc.UnaryServerInterceptor{rest.intercept}, s.unaryInterceptors(metrics, true)...)...)},
+		streaming: streamingRoutes(pluginServiceDescriptor()),
 	}
 
-	// The gateway calls the gRPC server in memory rather than through
-	// grpcLis: its calls never leave the process, so they need neither TLS
+	// Streaming REST calls, which grpc-gateway cannot serve in process (see
+	// gateway.go), call the gRPC server in memory rather than through
+	// grpcLis: their calls never leave the process, so they need neither TLS
 	// nor, under mutual TLS, a client certificate of their own, and the call
-	// log can tell them apart (see callFields). TLS is therefore set on
+	// log can tell them apart (see callLog.origin). TLS is therefore set on
 	// grpcLis (tls.NewListener) rather than on the whole gRPC server
 	// (grpc.Creds), which would apply to the in-memory listener too.
-	inproc := bufconn.Listen(256 << 10)
-	conn, err := grpc.NewClient("passthrough:///gateway",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return inproc.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler(
-			otelgrpc.WithTracerProvider(s.tracer), otelgrpc.WithPropagators(telemetry.Propagator()))),
-	)
-	if err != nil {
-		return fmt.Errorf("gateway connection: %w", err)
+	var inmem *bufconn.Listener
+	if len(gw.streaming) > 0 {
+		inmem = bufconn.Listen(256 << 10)
+		conn, err := grpc.NewClient("passthrough:///gateway",
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return inmem.DialContext(ctx) }),
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithStatsHandler(otelgrpc.NewClientHandler(
+				otelgrpc.WithTracerProvider(s.tracer), otelgrpc.WithPropagators(telemetry.Propagator()))),
+		)
+		if err != nil {
+			return fmt.Errorf("gateway connection: %w", err)
+		}
+		defer conn.Close()
+		gw.conn = conn
 	}
-	defer conn.Close()
-	handler, err := s.httpHandler(ctx, conn, healthSrv)
+	handler, err := s.httpHandler(ctx, gw, healthSrv)
 	if err != nil {
 		return err
 	}
+	// REST calls still running at the shutdown timeout are canceled through
+	// their requests' base context, as grpcSrv.Stop cancels gRPC calls.
+	baseCtx, cutREST := context.WithCancel(context.Background())
+	defer cutREST()
 	httpSrv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	if s.tls != nil {
@@ -225,7 +247,9 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) (err 
 	}
 	s.log.Info("serving gRPC", "addr", grpcLis.Addr().String(), "tls", s.tls != nil)
 	g.Go(serveGRPC(grpcLis))
-	g.Go(serveGRPC(inproc))
+	if inmem != nil {
+		g.Go(serveGRPC(inmem))
+	}
 	g.Go(func() error {
 		s.log.Info("serving HTTP", "addr", httpLis.Addr().String(), "tls", s.tls != nil)
 		var err error
@@ -245,17 +269,19 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) (err 
 		healthSrv.Shutdown() // NOT_SERVING, on gRPC health and /readyz
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.shutdownTimeout)
 		defer cancel()
-		// gRPC first: it stops accepting and waits for its calls in flight,
-		// REST ones included (they are gRPC calls from the gateway), while
-		// the HTTP server keeps answering /readyz with 503 for the load
-		// balancer to see.
+		// Calls first: the gRPC server stops accepting and waits for its
+		// calls in flight (streaming REST ones included: they are gRPC
+		// calls from the gateway), and the gateway's in-process calls are
+		// drained, while the HTTP server keeps answering /readyz with 503 for
+		// the load balancer to see.
 		stopped := make(chan struct{})
-		go func() { grpcSrv.GracefulStop(); close(stopped) }()
+		go func() { grpcSrv.GracefulStop(); rest.drain(); close(stopped) }()
 		select {
 		case <-stopped:
 		case <-sctx.Done():
 			s.log.Warn("shutdown timeout: closing calls still in flight")
 			grpcSrv.Stop()
+			cutREST()
 		}
 		// Then HTTP, whose handlers now only write the answers of finished calls.
 		if err := httpSrv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
@@ -267,47 +293,69 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) (err 
 }
 
 // grpcServer builds the gRPC server with its interceptors, services and limits.
-func (s *Server) grpcServer(healthSrv *health.Server) (*grpc.Server, error) {
-	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
-	if err := s.registry.Register(metrics); err != nil {
-		return nil, fmt.Errorf("registering the gRPC metrics: %w", err)
-	}
-	grpcSrv := grpc.NewServer(
+func (s *Server) grpcServer(healthSrv *health.Server, metrics *grpcprom.ServerMetrics) *grpc.Server {
+	calls := callLog{log: s.log}
+	opts := []grpc.ServerOption{
 		grpc.NumStreamWorkers(streamWorkers),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(
 			otelgrpc.WithTracerProvider(s.tracer), otelgrpc.WithPropagators(telemetry.Propagator()))),
-		grpc.ChainUnaryInterceptor(
-			withCallInfo,
-			// Health checks are left out of the call log: probes would flood it.
-			selector.UnaryServerInterceptor(
-				logging.UnaryServerInterceptor(slogAdapter(s.log),
-					logging.WithLogOnEvents(logging.FinishCall),
-					logging.WithFieldsFromContext(callFields)),
-				selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
-					return c.Service != healthpb.Health_ServiceDesc.ServiceName
-				})),
-			metrics.UnaryServerInterceptor(),
-			recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
+		grpc.ChainUnaryInterceptor(s.unaryInterceptors(metrics, false)...),
+		grpc.ChainStreamInterceptor(
+			streamWithCallInfo,
+			calls.stream,
+			metrics.StreamServerInterceptor(),
+			recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
 		),
-		grpc.ChainStreamInterceptor(metrics.StreamServerInterceptor()),
 		grpc.MaxRecvMsgSize(maxRecvMsgBytes),
 		grpc.KeepaliveEnforcementPolicy(keepaliveEnforcement),
 		grpc.KeepaliveParams(keepaliveParams),
-	)
+	}
+	grpcSrv := grpc.NewServer(opts...)
 	pluginv1.RegisterPluginServiceServer(grpcSrv, s.svc)
 	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
 	reflection.Register(grpcSrv) // v1 and v1alpha
+	for _, e := range s.extra {
+		grpcSrv.RegisterService(e.desc, e.impl)
+	}
 	healthSrv.SetServingStatus(pluginv1.PluginService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	metrics.InitializeMetrics(grpcSrv)
-	return grpcSrv, nil
+	return grpcSrv
+}
+
+// unaryInterceptors are the interceptors of every unary call, outermost
+// first, over gRPC (rest false) and in process from the gateway (rest true),
+// so that both protocols get the same call log line, metrics and recovery.
+// A streaming call gets their stream equivalents (grpcServer).
+func (s *Server) unaryInterceptors(metrics *grpcprom.ServerMetrics, rest bool) []grpc.UnaryServerInterceptor {
+	return []grpc.UnaryServerInterceptor{
+		withCallInfo,
+		callLog{log: s.log, rest: rest}.unary,
+		metrics.UnaryServerInterceptor(),
+		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
+	}
+}
+
+// pluginServiceDescriptor is PluginService's descriptor, with its
+// google.api.http annotations.
+func pluginServiceDescriptor() protoreflect.ServiceDescriptor {
+	return pluginv1.File_confluent_plugin_v1_plugin_service_proto.Services().
+		ByName(protoreflect.FullName(pluginv1.PluginService_ServiceDesc.ServiceName).Name())
+}
+
+// gateway is what the REST mapping calls: inProcess for unary methods and,
+// when the service has streaming methods, conn for their routes.
+type gateway struct {
+	inProcess *inProcess
+	streaming []route
+	conn      *grpc.ClientConn // nil without streaming routes
 }
 
 // httpHandler builds the HTTP side: the REST mapping of PluginService (JSON
 // with the proto field names, other gateway defaults kept) traced by otelhttp,
 // /openapi.json, /metrics, /healthz (liveness: the process answers) and
 // /readyz (readiness: the gRPC health state).
-func (s *Server) httpHandler(ctx context.Context, conn *grpc.ClientConn, healthSrv *health.Server) (http.Handler, error) {
-	gw := runtime.NewServeMux(
+func (s *Server) httpHandler(ctx context.Context, gateway gateway, healthSrv *health.Server) (http.Handler, error) {
+	gwOpts := []runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{
 			Marshaler: &runtime.JSONPb{
 				MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
@@ -321,13 +369,24 @@ func (s *Server) httpHandler(ctx context.Context, conn *grpc.ClientConn, healthS
 		// validation (decoded) and gets a clear INVALID_ARGUMENT rather than an
 		// opaque route miss.
 		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
-	)
-	if err := pluginv1.RegisterPluginServiceHandler(ctx, gw, conn); err != nil {
+	}
+	gw := runtime.NewServeMux(gwOpts...)
+	if err := pluginv1.RegisterPluginServiceHandlerServer(ctx, gw, gateway.inProcess); err != nil {
 		return nil, fmt.Errorf("registering the REST gateway: %w", err)
 	}
+	if gateway.conn != nil {
+		viaConn := runtime.NewServeMux(gwOpts...)
+		if err := pluginv1.RegisterPluginServiceHandlerClient(ctx, viaConn, pluginv1.NewPluginServiceClient(gateway.conn)); err != nil {
+			return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
+		}
+		if err := routeTo(gw, gateway.streaming, viaConn); err != nil {
+			return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
+		}
+	}
 	mux := http.NewServeMux()
-	// otelhttp reads the caller's traceparent header; the gateway's gRPC client
-	// sends it on as metadata.
+	// otelhttp reads the caller's traceparent header and puts its span in the
+	// request's context, which in-process calls keep, and which the gateway's
+	// gRPC client sends on as metadata for streaming calls.
 	mux.Handle("/", otelhttp.NewHandler(gw, "rest",
 		otelhttp.WithTracerProvider(s.tracer), otelhttp.WithPropagators(telemetry.Propagator())))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{

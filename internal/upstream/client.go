@@ -321,7 +321,7 @@ func (c *Client) exchange(ctx context.Context, auth Authorization, route string,
 	if resp.ContentLength > c.maxBody {
 		a.tooLarge = true
 	} else {
-		body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+		body, err := readBody(resp.Body, resp.ContentLength, c.maxBody)
 		if err != nil {
 			return nil, transportErr(err)
 		}
@@ -333,6 +333,32 @@ func (c *Client) exchange(ctx context.Context, auth Authorization, route string,
 	}
 	c.observe(route, resp.StatusCode, start)
 	return a, nil
+}
+
+// readBody reads r whole, but no more than limit+1 bytes, so that the caller
+// can tell a body over limit. When the length is known (Content-Length, at
+// most limit here) it reads into one buffer of that size (plus the byte that
+// sees the end), where io.ReadAll would start at 512 bytes and grow by copying.
+func readBody(r io.Reader, length, limit int64) ([]byte, error) {
+	size := int64(512)
+	if length >= 0 {
+		size = length + 1
+	}
+	buf := make([]byte, 0, min(size, limit+1))
+	r = io.LimitReader(r, limit+1)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)] // grow, as io.ReadAll does
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // decode checks a 2xx answer and decodes its body into out.

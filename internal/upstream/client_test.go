@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/acme/plugin-facade/internal/upstream/upstreamtest"
@@ -432,5 +433,40 @@ func TestNewRejectsBadBaseURLs(t *testing.T) {
 		if strings.Contains(err.Error(), "secret") {
 			t.Errorf("New(%q) error leaks the secret: %v", u, err)
 		}
+	}
+}
+
+// TestReadBody: the body is read whole up to the limit plus one byte, whether
+// or not its length is announced, and whether or not the announcement is
+// right.
+func TestReadBody(t *testing.T) {
+	const limit = 8
+	tests := []struct {
+		body   string
+		length int64
+		want   string
+	}{
+		{"", 0, ""},
+		{"", -1, ""},
+		{"12345", 5, "12345"},
+		{"12345", -1, "12345"},
+		{"12345", 2, "12345"}, // an understatement still reads it all
+		{"12345", 8, "12345"},
+		{"123456789abc", -1, "123456789"}, // over the limit: limit+1 bytes
+		{"123456789abc", 3, "123456789"},
+		{strings.Repeat("x", 600), -1, strings.Repeat("x", limit+1)},
+	}
+	for _, tt := range tests {
+		got, err := readBody(iotest.OneByteReader(strings.NewReader(tt.body)), tt.length, limit)
+		if err != nil || string(got) != tt.want {
+			t.Errorf("readBody(%q, length %d) = %q, %v; want %q", tt.body, tt.length, got, err, tt.want)
+		}
+	}
+	big := strings.Repeat("y", 3000)
+	if got, err := readBody(strings.NewReader(big), -1, 1<<20); err != nil || string(got) != big {
+		t.Errorf("readBody of 3000 bytes, length unknown = %d bytes, %v", len(got), err)
+	}
+	if _, err := readBody(iotest.ErrReader(errors.New("reset")), 10, limit); err == nil {
+		t.Error("readBody hid a read error")
 	}
 }

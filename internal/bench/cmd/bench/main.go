@@ -229,7 +229,8 @@ sharing the cores with the load generator:
   cost of one extra hop with no translation, the floor any facade is judged against;
 - **gRPC**: the same reads through the facade (`+"`cmd/server --upstream-url <sandbox> --log-level %s`"+`, the sandbox's
   key in `+"`CONFLUENT_CLOUD_API_KEY`/`_SECRET`"+`) over one gRPC client connection;
-- **gateway**: the same paths through the facade's REST gateway, which calls its own gRPC server.
+- **gateway**: the same paths through the facade's REST gateway, which calls the service in process through the
+  same interceptors as gRPC calls.
 
 Each request reads a resource no other request reads (`+"`ccp-load-<n>`"+`, `+"`ver-load-<n>`"+`: half connector
 plugins, half plugin versions), so no cache or request coalescing can serve one from another. Each cell is
