@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"reflect"
@@ -58,8 +59,9 @@ func TestInProcessCoversEveryUnaryMethod(t *testing.T) {
 // TestStreamingRoutes reads the REST bindings of streaming methods, and only
 // of those, from google.api.http annotations.
 func TestStreamingRoutes(t *testing.T) {
-	if routes := streamingRoutes(pluginServiceDescriptor()); len(routes) != 0 {
-		t.Errorf("PluginService's streaming routes = %v, want none yet", routes)
+	routes := streamingRoutes(pluginServiceDescriptor())
+	if got := fmt.Sprint(routes); got != "[{GET /ccpm/v1/plugins/{plugin_id}/versions/{id}:watch}]" {
+		t.Errorf("PluginService's streaming routes = %v, want WatchPluginVersion's only", got)
 	}
 
 	withHTTP := func(rule *annotations.HttpRule) *descriptorpb.MethodOptions {
