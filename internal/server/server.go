@@ -375,11 +375,11 @@ func (s *Server) httpHandler(ctx context.Context, gateway gateway, healthSrv *he
 		return nil, fmt.Errorf("registering the REST gateway: %w", err)
 	}
 	if gateway.conn != nil {
-		viaConn := runtime.NewServeMux(gwOpts...)
+		viaConn := runtime.NewServeMux(append(gwOpts, runtime.WithStreamErrorHandler(streamErrorHandler))...)
 		if err := pluginv1.RegisterPluginServiceHandlerClient(ctx, viaConn, pluginv1.NewPluginServiceClient(gateway.conn)); err != nil {
 			return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
 		}
-		if err := routeTo(gw, gateway.streaming, viaConn); err != nil {
+		if err := routeTo(gw, gateway.streaming, withStreamErrorHeaders(viaConn)); err != nil {
 			return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
 		}
 	}

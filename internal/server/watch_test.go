@@ -14,6 +14,8 @@ import (
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/sandbox"
 	"github.com/acme/plugin-facade/internal/service"
+	"github.com/acme/plugin-facade/internal/upstream"
+	"github.com/acme/plugin-facade/internal/upstream/upstreamtest"
 )
 
 // TestWatchOverREST: the gateway streams a watch as newline-delimited JSON,
@@ -91,4 +93,43 @@ func TestWatchOverREST(t *testing.T) {
 			t.Errorf("without an environment: %d after %d upstream requests, want 400 and none", status, s.sandbox.Requests()-before)
 		}
 	})
+}
+
+// TestWatchErrorHeadersOverREST: a watch that fails before its first message
+// gets the headers a unary call's failure gets: the upstream's challenge on a
+// 401, Retry-After on a 429.
+func TestWatchErrorHeadersOverREST(t *testing.T) {
+	challenge := `Basic error="invalid_key", error_description="The API Key is invalid"`
+	tests := []struct {
+		name       string
+		resp       upstreamtest.Response
+		wantStatus int
+		header     string
+		want       string
+	}{
+		{"401 with the upstream's challenge", upstreamtest.Response{Status: 401,
+			Header: http.Header{"Www-Authenticate": {challenge}}, Body: `{"errors":[{"status":"401","title":"Unauthorized"}]}`},
+			401, "WWW-Authenticate", challenge},
+		{"429 with a retry hint", upstreamtest.Response{Status: 429,
+			Header: http.Header{"Retry-After": {"30"}}, Body: `{"errors":[{"status":"429","title":"Too Many Requests"}]}`},
+			429, "Retry-After", "30"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := upstreamtest.Start(t, tt.resp)
+			uc, err := upstream.New(up.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(uc.Close)
+			// One failed poll ends the watch, so that the 429 (otherwise
+			// retried within the stream) ends it at once.
+			s := startServer(t, service.New(uc, service.WithDefaultCredentials(sandboxKey),
+				service.WithWatchIntervals(service.WatchIntervals{MaxFailures: 1})), nil)
+			r := s.get(t, "/ccpm/v1/plugins/ccp-1/versions/ver-1:watch?environment=env-1")
+			if r.status != tt.wantStatus || r.header.Get(tt.header) != tt.want {
+				t.Errorf("%d, %s %q; want %d, %q", r.status, tt.header, r.header.Get(tt.header), tt.wantStatus, tt.want)
+			}
+		})
+	}
 }

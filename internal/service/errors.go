@@ -23,6 +23,8 @@ import (
 // gave no application code of its own.
 const (
 	reasonUnreachable  = "UPSTREAM_UNREACHABLE"
+	reasonTimeout      = "UPSTREAM_TIMEOUT"
+	reasonCanceled     = "CANCELED_BY_CALLER"
 	reasonUndecodable  = "UPSTREAM_RESPONSE_UNDECODABLE"
 	reasonTooLarge     = "UPSTREAM_RESPONSE_TOO_LARGE"
 	reasonThrottled    = "RATE_LIMIT_EXHAUSTED"
@@ -85,7 +87,11 @@ func toStatus(err error, domain string, meta upstream.Meta) error {
 	)
 	switch {
 	case errors.As(err, &ue):
-		return upstreamErrorStatus(ue, domain, meta.Attempts).Err()
+		return upstreamErrorStatus(ue, domain, meta.Attempts, 0).Err()
+	case errors.As(err, &th) && meta.LastError != nil:
+		// The guard stopped a retry: what the caller needs is the upstream's
+		// own answer, with the guard's (longer) wait as its hint.
+		return upstreamErrorStatus(meta.LastError, domain, meta.Attempts, th.RetryAfter).Err()
 	case errors.As(err, &th):
 		return throttledStatus(th, domain).Err()
 	case errors.As(err, &de):
@@ -102,11 +108,11 @@ func toStatus(err error, domain string, meta upstream.Meta) error {
 		}
 		return withDetails(st, details...).Err()
 	case errors.As(err, &te) && (te.Canceled() || te.DeadlineExceeded()):
-		code, msg := codes.Canceled, "the call was canceled before Confluent Cloud answered"
+		code, reason, msg := codes.Canceled, reasonCanceled, "the call was canceled before Confluent Cloud answered"
 		if te.DeadlineExceeded() {
-			code, msg = codes.DeadlineExceeded, "Confluent Cloud did not answer before the deadline"
+			code, reason, msg = codes.DeadlineExceeded, reasonTimeout, "Confluent Cloud did not answer before the deadline"
 		}
-		return afterEarlierAnswer(status.New(code, msg), domain, meta).Err()
+		return noAnswerStatus(code, reason, msg, domain, meta, 0).Err()
 	case errors.As(err, &te):
 		// Only the root cause ("connection refused", "no such host"): the
 		// layers above it name internal addresses. Service.fail logs it whole.
@@ -114,40 +120,41 @@ func toStatus(err error, domain string, meta upstream.Meta) error {
 		if meta.Attempts > 1 {
 			msg += fmt.Sprintf(" (%d attempts)", meta.Attempts)
 		}
-		st := withDetails(status.New(codes.Unavailable, msg),
-			&errdetails.ErrorInfo{Reason: reasonUnreachable, Domain: domain},
-			&errdetails.RetryInfo{RetryDelay: durationpb.New(defaultRetryDelay)})
-		return afterEarlierAnswer(st, domain, meta).Err()
+		return noAnswerStatus(codes.Unavailable, reasonUnreachable, msg, domain, meta, defaultRetryDelay).Err()
 	default:
 		return status.Error(codes.Internal, err.Error())
 	}
 }
 
-// afterEarlierAnswer adds to st, a failure without an answer of its own, what
-// the upstream said in the call's last error answer (a 503 before the retry that
-// timed out, say): its words in the message and its request id.
-func afterEarlierAnswer(st *status.Status, domain string, meta upstream.Meta) *status.Status {
-	e := meta.LastError
-	if e == nil {
-		return st
-	}
-	earlier := upstreamErrorStatus(e, domain, 0)
-	p := st.Proto()
-	p.Message += "; before that it answered: " + earlier.Message()
-	out := status.FromProto(p)
-	if e.RequestID != "" && !hasDetail[*errdetails.RequestInfo](out) {
-		out = withDetails(out, requestInfo(e.RequestID))
-	}
-	return out
-}
-
-func hasDetail[T any](st *status.Status) bool {
-	for _, d := range st.Details() {
-		if _, ok := d.(T); ok {
-			return true
+// noAnswerStatus is the status of a call that ended without an answer of its
+// own: a deadline, a cancellation, a connection that failed. When the upstream
+// had answered an earlier attempt with an error (a 503 before the retry that
+// timed out, say), the status keeps what it said: its words in the message, its
+// HTTP status and reason in the ErrorInfo, its request id, and its retry hint
+// when longer than retry (the hint of this failure; zero for none).
+func noAnswerStatus(code codes.Code, reason, msg, domain string, meta upstream.Meta, retry time.Duration) *status.Status {
+	info := &errdetails.ErrorInfo{Reason: reason, Domain: domain, Metadata: map[string]string{}}
+	var details []protoadapt.MessageV1
+	if e := meta.LastError; e != nil {
+		earlier := upstreamErrorStatus(e, domain, 0, 0)
+		msg += "; before that it answered: " + earlier.Message()
+		info.Metadata["httpStatus"] = strconv.Itoa(e.StatusCode)
+		info.Metadata["lastReason"] = reasonOf(e)
+		if e.RequestID != "" {
+			details = append(details, requestInfo(e.RequestID))
+		}
+		if e.RetryAfter > retry && retry > 0 {
+			retry = e.RetryAfter
 		}
 	}
-	return false
+	if meta.Attempts > 0 {
+		info.Metadata["attempts"] = strconv.Itoa(meta.Attempts)
+	}
+	details = append([]protoadapt.MessageV1{info}, details...)
+	if retry > 0 {
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(retry)})
+	}
+	return withDetails(status.New(code, msg), details...)
 }
 
 // throttledStatus is the answer of the rate-limit guard, given without calling
@@ -214,7 +221,10 @@ func rootCause(err error) string {
 // upstreamErrorStatus is the status of an upstream error answer. attempts, when
 // more than one, is said in the message: the caller learns that retrying at once
 // is not worth it.
-func upstreamErrorStatus(e *upstream.Error, domain string, attempts int) *status.Status {
+//
+// minRetry, when longer than the answer's own hint, is the retry hint instead
+// (the rate-limit guard's window, say).
+func upstreamErrorStatus(e *upstream.Error, domain string, attempts int, minRetry time.Duration) *status.Status {
 	code := codeForHTTPStatus(e.StatusCode, e.Code())
 
 	summary := e.Summary()
@@ -240,7 +250,7 @@ func upstreamErrorStatus(e *upstream.Error, domain string, attempts int) *status
 	st := status.New(code, strings.ToValidUTF8(msg, "\uFFFD"))
 
 	info := &errdetails.ErrorInfo{
-		Reason:   reason(e),
+		Reason:   reasonOf(e),
 		Domain:   domain,
 		Metadata: map[string]string{"httpStatus": strconv.Itoa(e.StatusCode)},
 	}
@@ -288,7 +298,7 @@ func upstreamErrorStatus(e *upstream.Error, domain string, attempts int) *status
 		details = append(details, &errdetails.BadRequest{FieldViolations: violations})
 	}
 	if code == codes.ResourceExhausted || code == codes.Unavailable {
-		delay := e.RetryAfter
+		delay := max(e.RetryAfter, minRetry)
 		if delay <= 0 {
 			delay = defaultRetryDelay
 		}
@@ -300,9 +310,10 @@ func upstreamErrorStatus(e *upstream.Error, domain string, attempts int) *status
 	return withDetails(st, details...)
 }
 
-// reason is the ErrorInfo reason: the upstream's own code in UPPER_SNAKE_CASE
-// (AIP-193), or, without one, a name for the HTTP status such as NOT_FOUND.
-func reason(e *upstream.Error) string {
+// reasonOf is the ErrorInfo reason of an upstream answer: its own code in
+// UPPER_SNAKE_CASE (AIP-193), or, without one, a name for the HTTP status such
+// as NOT_FOUND.
+func reasonOf(e *upstream.Error) string {
 	src := e.Code()
 	if src == "" {
 		src = http.StatusText(e.StatusCode)
@@ -330,12 +341,14 @@ func requestInfo(id string) *errdetails.RequestInfo {
 	return &errdetails.RequestInfo{RequestId: id, ServingData: "Confluent Cloud X-Request-Id"}
 }
 
-// withDetails attaches details to st. Attaching only fails for messages that
-// cannot be marshaled, which errdetails messages always can; st is returned
-// unchanged in that case rather than losing the status itself.
+// withDetails attaches details to st, one at a time: one that cannot be
+// marshaled (a string that is not valid UTF-8, say) is left out rather than
+// taking the others, or the status itself, with it.
 func withDetails(st *status.Status, details ...protoadapt.MessageV1) *status.Status {
-	if withD, err := st.WithDetails(details...); err == nil {
-		return withD
+	for _, d := range details {
+		if withD, err := st.WithDetails(d); err == nil {
+			st = withD
+		}
 	}
 	return st
 }

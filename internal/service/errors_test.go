@@ -364,3 +364,25 @@ func TestCodeForHTTPStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestNoAnswerKeepsTheEarlierAnswer: a call that ends without an answer of its
+// own, after the upstream had answered an earlier attempt, keeps that answer's
+// status, reason, request id and (longer) retry hint.
+func TestNoAnswerKeepsTheEarlierAnswer(t *testing.T) {
+	earlier := &upstream.Error{StatusCode: 429, RequestID: "req-early", RetryAfter: 5 * time.Second,
+		Items:     []upstream.ErrorItem{{Code: "too_many_requests", Title: "Too Many Requests"}},
+		RateLimit: upstream.RateLimit{Limit: -1, Remaining: -1, Reset: -1}}
+	meta := upstream.Meta{Attempts: 3, LastError: earlier}
+	reset := &upstream.TransportError{Method: "GET", Path: "/x", Err: syscall.ECONNRESET}
+	deadline := &upstream.TransportError{Method: "GET", Path: "/x", Err: context.DeadlineExceeded, ContextErr: context.DeadlineExceeded}
+
+	assertStatus(t, toStatus(reset, "127.0.0.1", meta), wantStatus{code: codes.Unavailable, reason: reasonUnreachable,
+		requestID: "req-early", retryDelay: 5 * time.Second,
+		msg:      msg("connection reset by peer (3 attempts); before that it answered: Confluent Cloud: Too Many Requests (HTTP 429, request id req-early)"),
+		metadata: map[string]string{"httpStatus": "429", "lastReason": "TOO_MANY_REQUESTS", "attempts": "3"}})
+	assertStatus(t, toStatus(deadline, "127.0.0.1", meta), wantStatus{code: codes.DeadlineExceeded, reason: reasonTimeout,
+		requestID: "req-early", msg: msg("did not answer before the deadline; before that it answered"),
+		metadata: map[string]string{"httpStatus": "429"}})
+	assertStatus(t, toStatus(deadline, "127.0.0.1", upstream.Meta{Attempts: 1}), wantStatus{code: codes.DeadlineExceeded,
+		reason: reasonTimeout, metadata: map[string]string{"attempts": "1"}})
+}

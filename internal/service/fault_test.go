@@ -15,6 +15,7 @@ import (
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/sandbox"
 	"github.com/acme/plugin-facade/internal/upstream"
+	"github.com/acme/plugin-facade/internal/upstream/upstreamtest"
 )
 
 // TestFaults plays the misbehaviours of a real upstream (and of the proxies in
@@ -151,6 +152,59 @@ func TestEarlierAnswerSurvivesTheDeadline(t *testing.T) {
 	}
 	if requestID == "" || !strings.Contains(st.Message(), requestID) {
 		t.Errorf("RequestInfo = %q, want the 503's request id, also in the message %q", requestID, st.Message())
+	}
+	assertStatus(t, err, wantStatus{code: codes.DeadlineExceeded, reason: reasonTimeout, requestID: requestID,
+		metadata: map[string]string{"httpStatus": "503", "lastReason": "SERVICE_UNAVAILABLE", "attempts": "2"}})
+}
+
+// TestRateLimitGuardDoesNotHideTheUpstream: within a call, the guard's memory
+// of a 429 sets how long the retry waits; it never replaces the upstream's own
+// answer, whose words and request id the caller keeps.
+func TestRateLimitGuardDoesNotHideTheUpstream(t *testing.T) {
+	ok := upstreamtest.Response{Status: 200, Body: `{"id":"ccp-1","kind":"CustomConnectorPlugin"}`}
+	tooMany := func(h http.Header) upstreamtest.Response {
+		h.Set("X-Request-Id", "req-429")
+		return upstreamtest.Response{Status: 429, Header: h,
+			Body: `{"errors":[{"status":"429","code":"too_many_requests","title":"Too Many Requests"}]}`}
+	}
+	tests := []struct {
+		name       string
+		first      upstreamtest.Response
+		deadline   time.Duration
+		wantCode   codes.Code
+		wantRetry  time.Duration
+		minElapsed time.Duration
+		maxElapsed time.Duration
+	}{
+		{name: "a 429 without any hint is retried after the guard's second", first: tooMany(http.Header{}),
+			deadline: 5 * time.Second, wantCode: codes.OK, minElapsed: time.Second, maxElapsed: 3 * time.Second},
+		{name: "a reset later than Retry-After is waited for", first: tooMany(http.Header{"Retry-After": {"1"}, "X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Reset": {"2"}}),
+			deadline: 5 * time.Second, wantCode: codes.OK, minElapsed: 2 * time.Second, maxElapsed: 4 * time.Second},
+		{name: "when that wait does not fit, the upstream's 429 at once", first: tooMany(http.Header{"Retry-After": {"1"}, "X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Reset": {"3"}}),
+			deadline: 2 * time.Second, wantCode: codes.ResourceExhausted, wantRetry: 3 * time.Second, maxElapsed: 500 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			up := upstreamtest.StartScript(t, tt.first, ok)
+			uc, err := upstream.New(up.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			client := startServiceOf(t, uc, WithDefaultCredentials(defaultKey))
+			ctx, cancel := context.WithTimeout(t.Context(), tt.deadline)
+			defer cancel()
+			start := time.Now()
+			_, err = client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: "ccp-1"})
+			elapsed := time.Since(start)
+			if status.Code(err) != tt.wantCode || elapsed < tt.minElapsed || elapsed > tt.maxElapsed {
+				t.Fatalf("%v after %v, want %s within [%v, %v]", err, elapsed, tt.wantCode, tt.minElapsed, tt.maxElapsed)
+			}
+			if tt.wantCode != codes.OK {
+				assertStatus(t, err, wantStatus{code: tt.wantCode, reason: "TOO_MANY_REQUESTS", requestID: "req-429",
+					retryDelay: tt.wantRetry, quotaFailure: true, msg: msg("Too Many Requests (HTTP 429, request id req-429)")})
+			}
+		})
 	}
 }
 

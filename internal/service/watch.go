@@ -101,6 +101,9 @@ func (s *Service) WatchPluginVersion(req *pluginv1.WatchPluginVersionRequest, st
 		case <-w.ready:
 		}
 		ev := w.take()
+		if ev == nil {
+			continue
+		}
 		callinfo.FromContext(ctx).Record(ev.meta.StatusCode, ev.meta.RequestID, ev.polls)
 		if !headerSent {
 			headerSent = true
@@ -164,19 +167,27 @@ type watcher struct {
 	pending *watchEvent
 }
 
+// put leaves ev for the caller, replacing one it has not taken yet. The
+// token in ready is sent and drained under the same lock as pending changes,
+// so a token always means an event is waiting.
 func (w *watcher) put(ev *watchEvent) {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.pending = ev
-	w.mu.Unlock()
 	select {
 	case w.ready <- struct{}{}:
-	default:
+	default: // a token is there already, for this event now
 	}
 }
 
+// take returns the waiting event, or nil if there is none.
 func (w *watcher) take() *watchEvent {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	select {
+	case <-w.ready:
+	default:
+	}
 	ev := w.pending
 	w.pending = nil
 	return ev

@@ -304,3 +304,38 @@ func TestPollIntervalBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestWatcherMailbox: a token in ready always comes with an event, however
+// puts and takes interleave; and the latest event wins.
+func TestWatcherMailbox(t *testing.T) {
+	w := &watcher{ready: make(chan struct{}, 1)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 20000 {
+			w.put(&watchEvent{polls: i})
+		}
+	}()
+	last := -1
+	for {
+		select {
+		case <-w.ready:
+		case <-done:
+			if ev := w.take(); ev != nil {
+				last = ev.polls
+			}
+			if last != 19999 {
+				t.Errorf("the last event taken is %d, want the last put, 19999", last)
+			}
+			return
+		}
+		ev := w.take()
+		if ev == nil {
+			t.Fatal("woken with no event waiting")
+		}
+		if ev.polls < last {
+			t.Fatalf("event %d after %d: an older event came back", ev.polls, last)
+		}
+		last = ev.polls
+	}
+}

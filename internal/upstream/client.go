@@ -364,7 +364,7 @@ func readBody(r io.Reader, length, limit int64) ([]byte, error) {
 // decode checks a 2xx answer and decodes its body into out.
 func (c *Client) decode(a *answer, out resource) error {
 	undecodable := func(err error) error {
-		return &DecodeError{StatusCode: a.status, RequestID: a.header.Get(headerRequestID), Err: err}
+		return &DecodeError{StatusCode: a.status, RequestID: headerText(a.header, headerRequestID), Err: err}
 	}
 	if a.tooLarge {
 		return undecodable(fmt.Errorf("%w (%d bytes)", ErrBodyTooLarge, c.maxBody))

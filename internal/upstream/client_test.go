@@ -244,10 +244,10 @@ func TestFailures(t *testing.T) {
 			wantItems: 1, wantSummary: "Not Found", wantRateLimit: RateLimit{-1, -1, -1},
 		},
 		{
-			name: "429 without a body: Retry-After wins", status: 429,
+			name: "429 without a body: the later of Retry-After and the reset", status: 429,
 			header: http.Header{"X-Request-Id": {"req-429"}, "Retry-After": {"7"},
 				"X-Ratelimit-Limit": {"100"}, "X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Reset": {"9"}},
-			wantSummary: "", wantRequestID: "req-429", wantRetryAfter: 7 * time.Second,
+			wantSummary: "", wantRequestID: "req-429", wantRetryAfter: 9 * time.Second,
 			wantRateLimit: RateLimit{100, 0, 9 * time.Second},
 		},
 		{
@@ -468,5 +468,37 @@ func TestReadBody(t *testing.T) {
 	}
 	if _, err := readBody(iotest.ErrReader(errors.New("reset")), 10, limit); err == nil {
 		t.Error("readBody hid a read error")
+	}
+}
+
+// TestHeaderTextIsPrintableASCII: header values the upstream sends go on in
+// messages, metadata and status details, which need valid, printable text.
+func TestHeaderTextIsPrintableASCII(t *testing.T) {
+	_, c := startUpstream(t, 404, http.Header{"X-Request-Id": {"req-\xe9t\xe9"}, "Www-Authenticate": {"Basic realm=\"\xff\""}}, "")
+	_, meta, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("err = %v", err)
+	}
+	if e.RequestID != "req-?t?" || meta.RequestID != "req-?t?" || e.Authenticate != `Basic realm="?"` {
+		t.Errorf("RequestID %q / %q, Authenticate %q: want printable ASCII", e.RequestID, meta.RequestID, e.Authenticate)
+	}
+}
+
+// TestExcerptOfAProxyPage: what a person reads of an HTML error page is its
+// words, not its markup, styles or scripts, even when they come first and are
+// long.
+func TestExcerptOfAProxyPage(t *testing.T) {
+	page := "<!DOCTYPE html><html><head><title>502 Bad Gateway</title><style>" +
+		strings.Repeat("body{margin:0;padding:0;font-family:Arial} ", 200) +
+		"</style><script>var x = '<b>not this</b>';</script></head><body><h1>Bad Gateway</h1>" +
+		"<p>The upstream server returned an invalid response. &amp; that&#39;s all.</p><!-- ray id 1234 --></body></html>"
+	got := excerpt([]byte(page))
+	want := "502 Bad Gateway Bad Gateway The upstream server returned an invalid response. & that's all."
+	if got != want {
+		t.Errorf("excerpt = %q, want %q", got, want)
+	}
+	if got := excerpt([]byte("<html><style>" + strings.Repeat("x{}", 100))); got != "" {
+		t.Errorf("excerpt of a page cut inside its style = %q, want nothing", got)
 	}
 }

@@ -41,8 +41,9 @@ type Error struct {
 	RequestID string
 	// RateLimit holds the X-RateLimit-* headers, when sent.
 	RateLimit RateLimit
-	// RetryAfter is how long the upstream asked us to wait (Retry-After, or for a
-	// 429 without it, X-RateLimit-Reset); zero when it gave no hint.
+	// RetryAfter is how long the upstream asked us to wait: Retry-After (for a
+	// 429, or the X-RateLimit-Reset if later; for a 503 without it, the
+	// reset); zero when it gave no hint.
 	RetryAfter time.Duration
 	// Authenticate is the WWW-Authenticate challenge of a 401, which says why the
 	// credentials were refused (for example error="invalid_key").
@@ -105,15 +106,20 @@ var ErrBodyTooLarge = errors.New("the response body exceeds the size limit")
 func newError(a *answer) *Error {
 	e := &Error{
 		StatusCode:   a.status,
-		RequestID:    a.header.Get(headerRequestID),
+		RequestID:    headerText(a.header, headerRequestID),
 		RateLimit:    parseRateLimit(a.header),
-		Authenticate: a.header.Get(headerWWWAuthenticate),
+		Authenticate: headerText(a.header, headerWWWAuthenticate),
 	}
 	// The retry hint: Retry-After, else, for the answers that mean "not now",
-	// the time until the rate-limit window resets.
-	if s, ok := parseSeconds(a.header.Get(headerRetryAfter)); ok {
-		e.RetryAfter = s
-	} else if (a.status == http.StatusTooManyRequests || a.status == http.StatusServiceUnavailable) && e.RateLimit.Reset > 0 {
+	// the time until the rate-limit window resets. A 429 is about that
+	// window, so its hint is never shorter than the reset.
+	ra, hasRA := parseSeconds(a.header.Get(headerRetryAfter))
+	switch {
+	case a.status == http.StatusTooManyRequests:
+		e.RetryAfter = max(ra, e.RateLimit.Reset, 0)
+	case hasRA:
+		e.RetryAfter = ra
+	case a.status == http.StatusServiceUnavailable && e.RateLimit.Reset > 0:
 		e.RetryAfter = e.RateLimit.Reset
 	}
 	var f failure
@@ -215,14 +221,19 @@ func parseSeconds(v string) (time.Duration, bool) {
 
 // markup matches HTML/XML tags and comments, which say nothing to a person
 // reading an error message.
-var markup = regexp.MustCompile(`(?s)<!--.*?-->|<(script|style)\b.*?</(script|style)>|<[^>]*>`)
+// A script or style block left open (cut off by the size limit) runs to the end.
+var markup = regexp.MustCompile(`(?is)<!--.*?(-->|$)|<(script|style)\b.*?(</(script|style)\s*>|$)|<[^>]*(>|$)`)
+
+// maxMarkup is how much of a body the excerpt is looked for in: proxies' error
+// pages carry kilobytes of inline style before their words.
+const maxMarkup = 64 << 10
 
 // excerpt returns the start of a body that is not a Failure envelope as one
 // short line a person can read: markup and control characters removed,
 // whitespace collapsed, at most maxExcerpt bytes of valid UTF-8.
 func excerpt(body []byte) string {
-	if len(body) > 4*maxExcerpt {
-		body = body[:4*maxExcerpt] // enough to fill the excerpt after markup is gone
+	if len(body) > maxMarkup {
+		body = body[:maxMarkup]
 	}
 	s := markup.ReplaceAllString(strings.ToValidUTF8(string(body), ""), " ")
 	s = html.UnescapeString(s)
@@ -241,4 +252,23 @@ func excerpt(body []byte) string {
 		s += "…"
 	}
 	return s
+}
+
+// headerText is a header's value as text that is safe to pass on in messages,
+// gRPC metadata and status details: printable ASCII, as HTTP header values
+// should be; any other byte becomes '?'.
+func headerText(h http.Header, key string) string {
+	v := h.Get(key)
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c >= 0x7f {
+			b := []byte(v)
+			for j, c := range b {
+				if c < 0x20 || c >= 0x7f {
+					b[j] = '?'
+				}
+			}
+			return string(b)
+		}
+	}
+	return v
 }

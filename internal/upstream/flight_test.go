@@ -225,3 +225,38 @@ func TestCache(t *testing.T) {
 		}
 	})
 }
+
+// TestStuckSharedRequestIsLeftBehind: once a caller gives up on a shared
+// request (it may be stuck), later callers send their own instead of joining
+// it; callers already waiting leave at their own deadlines.
+func TestStuckSharedRequestIsLeftBehind(t *testing.T) {
+	up := upstreamtest.StartScript(t,
+		upstreamtest.Response{Status: 200, Body: minimal, Delay: 10 * time.Second},
+		upstreamtest.Response{Status: 200, Body: minimal})
+	c := newClient(t, up.URL)
+	call := func(deadline time.Duration) (time.Duration, error) {
+		ctx, cancel := context.WithTimeout(t.Context(), deadline)
+		defer cancel()
+		start := time.Now()
+		_, _, err := c.GetConnectorPlugin(ctx, testAuth, "ccp-1")
+		return time.Since(start), err
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { _, _ = call(500 * time.Millisecond) }) // starts the stuck request
+	time.Sleep(200 * time.Millisecond)
+	var joinerTook time.Duration
+	var joinerErr error
+	wg.Go(func() { joinerTook, joinerErr = call(500 * time.Millisecond) }) // joins it
+	time.Sleep(500 * time.Millisecond)                                     // the first has given up
+	took, err := call(5 * time.Second)
+	if err != nil || took > 2*time.Second {
+		t.Errorf("a caller after the first gave up: %v after %v, want a fresh request's answer", err, took)
+	}
+	wg.Wait()
+	if joinerErr == nil || joinerTook > 1500*time.Millisecond {
+		t.Errorf("the caller that joined the stuck request: %v after %v, want its own deadline (500ms)", joinerErr, joinerTook)
+	}
+	if up.Count() != 2 {
+		t.Errorf("upstream received %d requests, want 2 (the stuck one and a fresh one)", up.Count())
+	}
+}

@@ -124,13 +124,24 @@ func (c *Client) call(ctx context.Context, auth Authorization, route string, u *
 			return meta, err
 		}
 		wait := c.backoff(meta.Attempts)
-		if e, ok := err.(*Error); ok && e.RetryAfter > 0 {
-			if e.RetryAfter > c.retry.MaxWait {
+		hint := time.Duration(0)
+		if e, ok := err.(*Error); ok {
+			hint = e.RetryAfter
+		}
+		if c.guard != nil {
+			// The window the guard keeps for this credential may outlast
+			// the answer's own hint (a 429 whose reset is later than its
+			// Retry-After, or one without either); retrying before it ends
+			// would only meet the guard.
+			hint = max(hint, c.guard.remaining(key))
+		}
+		if hint > 0 {
+			if hint > c.retry.MaxWait {
 				return meta, err
 			}
 			// The upstream said when; a little jitter keeps the callers it
 			// turned away from coming back in the same instant.
-			wait = e.RetryAfter + time.Duration(c.jitter(int64(c.retry.BaseDelay)+1))
+			wait = hint + time.Duration(c.jitter(int64(c.retry.BaseDelay)+1))
 		}
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= wait {
 			return meta, err
@@ -187,7 +198,7 @@ func isTransportError(err error) bool {
 // describe sets what m says of the last answer from a.
 func (m *Meta) describe(a *answer) {
 	m.StatusCode = a.status
-	m.RequestID = a.header.Get(headerRequestID)
+	m.RequestID = headerText(a.header, headerRequestID)
 	m.RateLimit = parseRateLimit(a.header)
 	m.RetryAfter, _ = parseSeconds(a.header.Get(headerRetryAfter))
 }
