@@ -26,7 +26,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/errgroup"
@@ -387,8 +386,7 @@ func (s *Server) httpHandler(ctx context.Context, gateway gateway, healthSrv *he
 	// otelhttp reads the caller's traceparent header and puts its span in the
 	// request's context, which in-process calls keep, and which the gateway's
 	// gRPC client sends on as metadata for streaming calls.
-	mux.Handle("/", otelhttp.NewHandler(gw, "rest",
-		otelhttp.WithTracerProvider(s.tracer), otelhttp.WithPropagators(telemetry.Propagator())))
+	mux.Handle("/", telemetry.Handler(gw, s.tracer, "rest"))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}))

@@ -38,7 +38,7 @@ var exportVars = []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
 // unless OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES say otherwise. Like
 // the OpenTelemetry SDK, it reads the process environment. Shut the provider
 // down on exit to flush the spans it holds.
-func NewTracerProvider(ctx context.Context, version string) (*sdktrace.TracerProvider, error) {
+func NewTracerProvider(ctx context.Context, version string) (*TracerProvider, error) {
 	getenv := os.Getenv
 	res, err := resource.New(ctx,
 		resource.WithAttributes(semconv.ServiceName("plugin-facade"), semconv.ServiceVersion(version)),
@@ -64,7 +64,44 @@ func NewTracerProvider(ctx context.Context, version string) (*sdktrace.TracerPro
 			opts = append(opts, sdktrace.WithBatcher(exp))
 		}
 	}
-	return sdktrace.NewTracerProvider(opts...), nil
+	return &TracerProvider{TracerProvider: sdktrace.NewTracerProvider(opts...), exporting: exporting(getenv)}, nil
+}
+
+// TracerProvider is the SDK's, knowing whether it exports: when it does not,
+// every span it makes is unrecorded, and Handler and Transport skip otelhttp.
+type TracerProvider struct {
+	*sdktrace.TracerProvider
+	exporting bool
+}
+
+// Exporting reports whether spans are recorded and exported.
+func (tp *TracerProvider) Exporting() bool { return tp.exporting }
+
+// recording reports whether tp may record spans: any provider but one of ours
+// that does not export.
+func recording(tp trace.TracerProvider) bool {
+	if e, ok := tp.(interface{ Exporting() bool }); ok {
+		return e.Exporting()
+	}
+	return true
+}
+
+// Handler traces the HTTP requests h serves: with otelhttp (a server span
+// with the request's attributes) when tp records spans; otherwise it only
+// continues the caller's trace, putting the traceparent's context and an
+// unrecorded span of its own in the request's context, for the upstream
+// request and the call log.
+func Handler(h http.Handler, tp trace.TracerProvider, name string) http.Handler {
+	if recording(tp) {
+		return otelhttp.NewHandler(h, name, otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(Propagator()))
+	}
+	tracer, prop := tp.Tracer("github.com/acme/plugin-facade/internal/telemetry"), Propagator()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 func exporting(getenv func(string) string) bool {
