@@ -36,6 +36,8 @@ type StackOptions struct {
 	Proxy bool
 	// LogLevel of the facade; "warn" leaves out the per-call log lines.
 	LogLevel string
+	// FacadeArgs are more flags for the facade.
+	FacadeArgs []string
 }
 
 // Stack is the sandbox, optionally the pass-through proxy in front of it, and
@@ -92,8 +94,8 @@ func StartStack(bin Binaries, o StackOptions) (st *Stack, err error) {
 		level = "warn"
 	}
 	st.Facade, err = StartProcess("facade", bin.Server,
-		[]string{"--grpc-addr", addrs[0], "--http-addr", addrs[1], "--debug-addr", addrs[2],
-			"--upstream-url", st.SandboxURL, "--log-level", level, "--log-format", "json"},
+		append([]string{"--grpc-addr", addrs[0], "--http-addr", addrs[1], "--debug-addr", addrs[2],
+			"--upstream-url", st.SandboxURL, "--log-level", level, "--log-format", "json"}, o.FacadeArgs...),
 		"CONFLUENT_CLOUD_API_KEY="+sandbox.APIKey, "CONFLUENT_CLOUD_API_SECRET="+sandbox.APISecret)
 	if err != nil {
 		return st, err
