@@ -356,10 +356,10 @@ type gateway struct {
 func (s *Server) httpHandler(ctx context.Context, gateway gateway, healthSrv *health.Server) (http.Handler, error) {
 	gwOpts := []runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{
-			Marshaler: &runtime.JSONPb{
+			Marshaler: newFastJSON(runtime.JSONPb{
 				MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
 				UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
-			},
+			}),
 		}),
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
