@@ -54,9 +54,9 @@ type flight struct {
 // that ask for key while it runs. Each caller stops waiting when its own ctx
 // ends, with one exception: the first caller's goroutine runs fn, so when its
 // ctx ends while others still wait, it returns when fn does (at the latest
-// when the last of those has left too, which cancels fn). shared reports
-// whether the answer was another caller's.
-func (fs *flights) do(ctx context.Context, key flightKey, fn func(context.Context) (*answer, error)) (a *answer, shared bool, err error) {
+// when the last of those has left too, which cancels fn). A caller whose ctx
+// ended gets ctx.Err().
+func (fs *flights) do(ctx context.Context, key flightKey, fn func(context.Context) (*answer, error)) (*answer, error) {
 	fs.mu.Lock()
 	if f := fs.calls[key]; f != nil {
 		f.waiters++
@@ -64,10 +64,10 @@ func (fs *flights) do(ctx context.Context, key flightKey, fn func(context.Contex
 		select {
 		case <-f.done:
 			fs.leave(key, f, false)
-			return f.ans, true, f.err
+			return f.ans, f.err
 		case <-ctx.Done():
 			fs.leave(key, f, true)
-			return nil, false, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 	if fs.calls == nil {
@@ -89,10 +89,10 @@ func (fs *flights) do(ctx context.Context, key flightKey, fn func(context.Contex
 	fs.mu.Unlock()
 	close(f.done)
 	if !stop() {
-		return nil, false, ctx.Err() // this caller left while fn ran
+		return nil, ctx.Err() // this caller left while fn ran
 	}
 	fs.leave(key, f, false)
-	return f.ans, false, f.err
+	return f.ans, f.err
 }
 
 // leave takes a caller off f; the last one to leave cancels f's exchange if it

@@ -91,18 +91,6 @@ func (g *guard) check(key credKey) *ThrottledError {
 	}
 }
 
-// remaining is how long the credential's window stays exhausted; zero when
-// it is not.
-func (g *guard) remaining(key credKey) time.Duration {
-	now := g.now()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if w, ok := g.exhausted[key]; ok && now.Before(w.until) {
-		return w.until.Sub(now)
-	}
-	return 0
-}
-
 // ThrottledError means the call was not sent: the upstream said that this
 // credential's rate-limit window is exhausted, and it has not reset yet.
 type ThrottledError struct {

@@ -79,6 +79,11 @@ func (c *Client) call(ctx context.Context, auth Authorization, route string, u *
 	}
 	key := credentialKey(auth)
 	fkey := newFlightKey(key, u.String())
+	// left is the error of a call whose caller's ctx ended: while it waited
+	// for a shared exchange, or between two attempts.
+	left := func() error {
+		return &TransportError{Method: http.MethodGet, Path: u.EscapedPath(), Err: ctx.Err(), ContextErr: ctx.Err()}
+	}
 	if a := c.cached(fkey); a != nil {
 		meta.describe(a)
 		meta.Cached = true
@@ -92,12 +97,11 @@ func (c *Client) call(ctx context.Context, auth Authorization, route string, u *
 			}
 		}
 		meta.Attempts++
-		a, _, err := c.flights.do(ctx, fkey, func(ctx context.Context) (*answer, error) {
+		a, err := c.flights.do(ctx, fkey, func(ctx context.Context) (*answer, error) {
 			return c.exchange(ctx, auth, route, u)
 		})
 		if err != nil && ctx.Err() != nil && !isTransportError(err) {
-			// This caller left while the shared exchange went on for others.
-			err = &TransportError{Method: http.MethodGet, Path: u.EscapedPath(), Err: err, ContextErr: ctx.Err()}
+			err = left() // the shared exchange went on for others
 		}
 		if a != nil {
 			meta.describe(a)
@@ -133,7 +137,9 @@ func (c *Client) call(ctx context.Context, auth Authorization, route string, u *
 			// the answer's own hint (a 429 whose reset is later than its
 			// Retry-After, or one without either); retrying before it ends
 			// would only meet the guard.
-			hint = max(hint, c.guard.remaining(key))
+			if t := c.guard.check(key); t != nil {
+				hint = max(hint, t.RetryAfter)
+			}
 		}
 		if hint > 0 {
 			if hint > c.retry.MaxWait {
@@ -154,7 +160,7 @@ func (c *Client) call(ctx context.Context, auth Authorization, route string, u *
 		case <-timer.C:
 		case <-ctx.Done():
 			timer.Stop()
-			return meta, &TransportError{Method: http.MethodGet, Path: u.EscapedPath(), Err: ctx.Err(), ContextErr: ctx.Err()}
+			return meta, left()
 		}
 	}
 }
