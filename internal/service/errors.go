@@ -115,7 +115,7 @@ func toStatus(err error, domain string, meta upstream.Meta) error {
 		return noAnswerStatus(code, reason, msg, domain, meta, 0).Err()
 	case errors.As(err, &te):
 		// Only the root cause ("connection refused", "no such host"): the
-		// layers above it name internal addresses. Service.fail logs it whole.
+		// layers above it name internal addresses. Service.answered logs it whole.
 		msg := "Confluent Cloud is unreachable, try again later: " + rootCause(te.Err)
 		if meta.Attempts > 1 {
 			msg += fmt.Sprintf(" (%d attempts)", meta.Attempts)
@@ -160,7 +160,7 @@ func noAnswerStatus(code codes.Code, reason, msg, domain string, meta upstream.M
 // throttledStatus is the answer of the rate-limit guard, given without calling
 // the upstream.
 func throttledStatus(th *upstream.ThrottledError, domain string) *status.Status {
-	secs := int((th.RetryAfter + time.Second - 1) / time.Second)
+	secs := seconds(th.RetryAfter)
 	st := status.New(codes.ResourceExhausted, fmt.Sprintf(
 		"the Confluent Cloud API rate limit for these credentials is exhausted; retry in %ds "+
 			"(answered by plugin-facade without calling Confluent Cloud)", secs))

@@ -209,12 +209,12 @@ func TestRateLimitGuardDoesNotHideTheUpstream(t *testing.T) {
 }
 
 // startSandboxService runs the service as production does: the default retry
-// policy and rate-limit guard, the sandbox's key.
-func startSandboxService(t *testing.T, url string) pluginv1.PluginServiceClient {
+// policy and rate-limit guard, the sandbox's key; opts come on top.
+func startSandboxService(t *testing.T, url string, opts ...Option) pluginv1.PluginServiceClient {
 	t.Helper()
 	uc, err := upstream.New(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startServiceOf(t, uc, WithDefaultCredentials(upstream.BasicAuth(sandbox.APIKey, sandbox.APISecret)))
+	return startServiceOf(t, uc, append([]Option{WithDefaultCredentials(sandboxAuth)}, opts...)...)
 }

@@ -37,6 +37,12 @@ func validate(fields ...field) error {
 	if len(violations) == 0 {
 		return nil
 	}
+	return invalidRequest(violations...)
+}
+
+// invalidRequest is the INVALID_ARGUMENT status of a request with the given
+// field violations: each named in the message and in a google.rpc.BadRequest.
+func invalidRequest(violations ...*errdetails.BadRequest_FieldViolation) error {
 	parts := make([]string, len(violations))
 	for i, v := range violations {
 		parts[i] = v.GetField() + ": " + v.GetDescription()

@@ -10,7 +10,6 @@ import (
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -83,7 +82,8 @@ func (s *Service) WatchPluginVersion(req *pluginv1.WatchPluginVersionRequest, st
 		return err
 	}
 	if d := req.GetPollInterval(); d != nil && (!d.IsValid() || d.AsDuration() < 0) {
-		return invalidArgument("poll_interval", "must be a valid, non-negative duration")
+		return invalidRequest(&errdetails.BadRequest_FieldViolation{
+			Field: "poll_interval", Description: "must be a valid, non-negative duration", Reason: "INVALID_DURATION"})
 	}
 	auth, err := s.credentials(ctx)
 	if err != nil {
@@ -382,11 +382,4 @@ func retryHint(err error) time.Duration {
 		return th.RetryAfter
 	}
 	return 0
-}
-
-// invalidArgument is the status of one invalid request field.
-func invalidArgument(fieldName, problem string) error {
-	return withDetails(status.New(codes.InvalidArgument, "invalid request: "+fieldName+": "+problem),
-		&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
-			{Field: fieldName, Description: problem, Reason: "INVALID_DURATION"}}}).Err()
 }

@@ -34,11 +34,7 @@ func startWatchSandbox(t *testing.T, processing time.Duration, opts ...Option) (
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sb.Close() })
-	uc, err := upstream.New(sb.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sb, startServiceOf(t, uc, append([]Option{WithDefaultCredentials(sandboxAuth), fastWatch}, opts...)...)
+	return sb, startSandboxService(t, sb.URL(), append([]Option{fastWatch}, opts...)...)
 }
 
 func watchReq(id string) *pluginv1.WatchPluginVersionRequest {
