@@ -48,23 +48,26 @@ func NewTracerProvider(ctx context.Context, version string) (*TracerProvider, er
 	if err != nil {
 		return nil, fmt.Errorf("OpenTelemetry resource: %w", err)
 	}
+	var exp sdktrace.SpanExporter
+	if exporting(getenv) {
+		if exp, err = autoexport.NewSpanExporter(ctx); err != nil {
+			return nil, fmt.Errorf("OpenTelemetry span exporter (OTEL_TRACES_EXPORTER=%q, OTEL_EXPORTER_OTLP_PROTOCOL=%q): %w",
+				getenv("OTEL_TRACES_EXPORTER"), getenv("OTEL_EXPORTER_OTLP_PROTOCOL"), err)
+		}
+		if autoexport.IsNoneSpanExporter(exp) {
+			exp = nil
+		}
+	}
 	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
-	if !exporting(getenv) {
+	if exp != nil {
+		opts = append(opts, sdktrace.WithBatcher(exp))
+	} else {
 		// Spans nobody will read are not recorded: they still carry the
 		// caller's trace id (to the logs and the upstream) and a span id of
 		// their own, but cost neither attributes nor events.
 		opts = append(opts, sdktrace.WithSampler(sdktrace.NeverSample()))
-	} else {
-		exp, err := autoexport.NewSpanExporter(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("OpenTelemetry span exporter (OTEL_TRACES_EXPORTER=%q, OTEL_EXPORTER_OTLP_PROTOCOL=%q): %w",
-				getenv("OTEL_TRACES_EXPORTER"), getenv("OTEL_EXPORTER_OTLP_PROTOCOL"), err)
-		}
-		if !autoexport.IsNoneSpanExporter(exp) {
-			opts = append(opts, sdktrace.WithBatcher(exp))
-		}
 	}
-	return &TracerProvider{TracerProvider: sdktrace.NewTracerProvider(opts...), exporting: exporting(getenv)}, nil
+	return &TracerProvider{TracerProvider: sdktrace.NewTracerProvider(opts...), exporting: exp != nil}, nil
 }
 
 // TracerProvider is the SDK's, knowing whether it exports: when it does not,
