@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/testutil"
 )
 
 // TestMain lets the tests run this very binary as the server process, so that
@@ -30,11 +31,11 @@ func TestMain(m *testing.M) {
 
 // command returns the server as a child process with args and extra
 // environment variables.
-func command(t *testing.T, env []string, args ...string) (*exec.Cmd, *syncBuffer) {
+func command(t *testing.T, env []string, args ...string) (*exec.Cmd, *testutil.Buffer) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(append(os.Environ(), "PLUGIN_FACADE_TEST_RUN_MAIN=1"), env...)
-	var out syncBuffer
+	var out testutil.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	return cmd, &out
 }
@@ -174,7 +175,7 @@ func TestSIGTERMDrainsThenExitsZero(t *testing.T) {
 }
 
 // servingAddrs waits for the JSON log lines that say where the server serves.
-func servingAddrs(t *testing.T, log *syncBuffer) (grpcAddr, httpAddr string) {
+func servingAddrs(t *testing.T, log *testutil.Buffer) (grpcAddr, httpAddr string) {
 	t.Helper()
 	addrs := map[string]string{}
 	for deadline := time.Now().Add(20 * time.Second); len(addrs) < 2; time.Sleep(20 * time.Millisecond) {

@@ -17,6 +17,7 @@ import (
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/sandbox"
+	"github.com/acme/plugin-facade/internal/testutil"
 )
 
 // TestNoSecretInOutput runs the server at debug level with its own Cloud API
@@ -44,7 +45,7 @@ func TestNoSecretInOutput(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"--upstream-url", sb.URL(), "--log-level", "debug", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"},

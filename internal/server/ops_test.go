@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -27,20 +26,14 @@ import (
 	"github.com/acme/plugin-facade/internal/sandbox"
 	"github.com/acme/plugin-facade/internal/service"
 	"github.com/acme/plugin-facade/internal/telemetry"
+	"github.com/acme/plugin-facade/internal/testutil"
 	"github.com/acme/plugin-facade/internal/upstream"
 	"github.com/acme/plugin-facade/internal/upstream/upstreamtest"
 )
 
 // logBuffer collects JSON log lines, safe for the server's goroutines.
 type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
+	testutil.Buffer
 }
 
 func (l *logBuffer) logger() *slog.Logger {
@@ -50,10 +43,8 @@ func (l *logBuffer) logger() *slog.Logger {
 // lines returns the decoded log lines whose msg is msg.
 func (l *logBuffer) lines(t *testing.T, msg string) []map[string]any {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(l.String()), "\n") {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("log line is not JSON: %v\n%s", err, line)

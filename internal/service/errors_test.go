@@ -1,7 +1,6 @@
 package service
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/testutil"
 	"github.com/acme/plugin-facade/internal/upstream"
 	"github.com/acme/plugin-facade/internal/upstream/upstreamtest"
 )
@@ -313,7 +312,7 @@ func TestUnreachableIsLoggedWhole(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	addr := srv.Listener.Addr().String()
 	srv.Close()
-	var logs syncBuffer
+	var logs testutil.Buffer
 	client := startService(t, "http://"+addr, WithDefaultCredentials(defaultKey),
 		WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	_, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
@@ -323,24 +322,6 @@ func TestUnreachableIsLoggedWhole(t *testing.T) {
 	if got := logs.String(); !strings.Contains(got, "upstream unreachable") || !strings.Contains(got, addr) {
 		t.Errorf("log = %q, want the unreachable upstream and its address %s", got, addr)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestCodeForHTTPStatus(t *testing.T) {
