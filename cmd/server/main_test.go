@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"github.com/acme/plugin-facade/internal/testutil"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/acme/plugin-facade/internal/testutil"
 )
 
 func env(kv ...string) func(string) string {
