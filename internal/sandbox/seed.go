@@ -124,7 +124,6 @@ func seedPlugins() []connectorPlugin {
 }
 
 func seedVersions() []versionSeed {
-	datagen := []connectorClass{{ClassName: "io.confluent.kafka.connect.datagen.DatagenConnector", Type: "SOURCE"}}
 	deleted := versionMeta(PluginID, DeletedVersionID, at(2024, 3, 4, 9, 15, 0), at(2024, 6, 11, 14, 2, 37))
 	deleted.DeletedAt = at(2024, 6, 11, 14, 2, 37)
 
@@ -134,32 +133,16 @@ func seedVersions() []versionSeed {
 			Kind:       versionKind,
 			ID:         VersionID,
 			Metadata:   versionMeta(PluginID, VersionID, at(2024, 6, 11, 13, 58, 2), at(2024, 6, 11, 14, 1, 19)),
-			Spec: versionSpec{
-				Version:                   "0.6.5",
-				SensitiveConfigProperties: []string{"passwords", "keys", "tokens"},
-				DocumentationLink:         "https://github.com/confluentinc/kafka-connect-datagen",
-				ContentFormat:             "ZIP",
-				ConnectorClasses:          datagen,
-				UploadSource:              uploadSource{Location: presignedURL},
-				Environment:               fullEnvRef(Environment),
-			},
-			Status: versionStatus{Phase: "READY"},
+			Spec:       datagenSpec("0.6.5"),
+			Status:     versionStatus{Phase: "READY"},
 		}},
 		{PluginID, pluginVersion{
 			APIVersion: versionAPI,
 			Kind:       versionKind,
 			ID:         DeletedVersionID,
 			Metadata:   deleted,
-			Spec: versionSpec{
-				Version:                   "0.6.4",
-				SensitiveConfigProperties: []string{"passwords", "keys", "tokens"},
-				DocumentationLink:         "https://github.com/confluentinc/kafka-connect-datagen",
-				ContentFormat:             "ZIP",
-				ConnectorClasses:          datagen,
-				UploadSource:              uploadSource{Location: presignedURL},
-				Environment:               fullEnvRef(Environment),
-			},
-			Status: versionStatus{Phase: "READY"},
+			Spec:       datagenSpec("0.6.4"),
+			Status:     versionStatus{Phase: "READY"},
 		}},
 		{FailedPluginID, pluginVersion{
 			APIVersion: versionAPI,
@@ -247,17 +230,23 @@ func changing(id, version string, created time.Time) versionSeed {
 		Kind:       versionKind,
 		ID:         id,
 		Metadata:   versionMeta(PluginID, id, created, created),
-		Spec: versionSpec{
-			Version:                   version,
-			SensitiveConfigProperties: []string{"passwords", "keys", "tokens"},
-			DocumentationLink:         "https://github.com/confluentinc/kafka-connect-datagen",
-			ContentFormat:             "ZIP",
-			ConnectorClasses:          []connectorClass{{ClassName: "io.confluent.kafka.connect.datagen.DatagenConnector", Type: "SOURCE"}},
-			UploadSource:              uploadSource{Location: presignedURL},
-			Environment:               fullEnvRef(Environment),
-		},
-		Status: versionStatus{Phase: "PROCESSING"},
+		Spec:       datagenSpec(version),
+		Status:     versionStatus{Phase: "PROCESSING"},
 	}}
+}
+
+// datagenSpec is the spec of PluginID's versions (the Datagen source
+// connector) at the given version.
+func datagenSpec(version string) versionSpec {
+	return versionSpec{
+		Version:                   version,
+		SensitiveConfigProperties: []string{"passwords", "keys", "tokens"},
+		DocumentationLink:         "https://github.com/confluentinc/kafka-connect-datagen",
+		ContentFormat:             "ZIP",
+		ConnectorClasses:          []connectorClass{{ClassName: "io.confluent.kafka.connect.datagen.DatagenConnector", Type: "SOURCE"}},
+		UploadSource:              uploadSource{Location: presignedURL},
+		Environment:               fullEnvRef(Environment),
+	}
 }
 
 func envCRN(env string) string {
