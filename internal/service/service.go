@@ -114,6 +114,13 @@ func (s *Service) answered(ctx context.Context, meta upstream.Meta, err error) e
 	if err == nil {
 		return nil
 	}
+	return s.failure(ctx, meta, err)
+}
+
+// failure turns an upstream error into the caller's status, and logs for the
+// operator what the status leaves out: the whole network error behind an
+// unreachable upstream, or an answer that broke the upstream's contract.
+func (s *Service) failure(ctx context.Context, meta upstream.Meta, err error) error {
 	var (
 		te *upstream.TransportError
 		de *upstream.DecodeError

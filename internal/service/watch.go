@@ -291,6 +291,7 @@ func (s *Service) poll(ctx context.Context, k watchKey, l *pollLoop, t watchTarg
 		if base == 0 {
 			return // every watcher left between two polls
 		}
+		longest := max(s.watchIntervals.Cap, base)
 		pctx, cancel := s.pollContext(ctx)
 		v, meta, err := s.client.GetPluginVersion(pctx, t.auth, t.pluginID, t.id, t.environment)
 		cancel()
@@ -308,23 +309,20 @@ func (s *Service) poll(ctx context.Context, k watchKey, l *pollLoop, t watchTarg
 				last, backoff = pv, base
 				s.watches.broadcast(k, l, &watchEvent{version: pv, final: final, meta: meta, polls: polls})
 			} else {
-				backoff = min(2*backoff, max(s.watchIntervals.Cap, base))
+				backoff = min(2*backoff, longest)
 			}
 			if final {
 				return
 			}
 			wait = backoff
 		case permanent(err) || failures+1 >= s.watchIntervals.MaxFailures:
-			if errors.As(err, new(*upstream.TransportError)) || errors.As(err, new(*upstream.DecodeError)) {
-				s.log.WarnContext(ctx, "watch ended by an upstream failure", "error", err.Error())
-			}
-			s.watches.broadcast(k, l, &watchEvent{err: toStatus(err, s.client.Host(), meta), final: true, meta: meta, polls: polls})
+			s.watches.broadcast(k, l, &watchEvent{err: s.failure(ctx, meta, err), final: true, meta: meta, polls: polls})
 			return
 		default:
 			// Transient: the client has retried already; wait longer and
 			// poll again, as the upstream asked if it said when.
 			failures++
-			backoff = min(2*max(backoff, base), max(s.watchIntervals.Cap, base))
+			backoff = min(2*max(backoff, base), longest)
 			wait = max(backoff, retryHint(err))
 		}
 		// Polite: never poll into a rate-limit window the upstream said is
