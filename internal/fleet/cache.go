@@ -1,0 +1,106 @@
+package fleet
+
+import (
+	"context"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// MaxSharedValueBytes is the largest answer the fleet's cache puts in Redis;
+// a larger one is kept by the replica that fetched it only. The resources are
+// a few KiB; this bounds what one entry can cost Redis.
+const MaxSharedValueBytes = 64 << 10
+
+func cacheKey(key string) string { return prefix + "cache:" + key }
+func claimKey(key string) string { return prefix + "claim:" + key }
+
+// Cache keeps successful upstream answers, encoded by the client, for the
+// whole fleet: an answer one replica fetched serves every replica until its
+// TTL ends. It implements upstream.CacheStore and upstream.CacheClaimer.
+//
+// Entries are keyed by what the client gives, a hash of the credential's hash
+// and the exact request, so that they are isolated per credential and hold
+// neither in clear. They expire in Redis itself (PX), and each is at most
+// MaxSharedValueBytes: Redis holds at most one entry per distinct request
+// made within one TTL. Each replica also keeps, in a bounded LRU, the entries
+// it has read or written, until the same instant as in Redis: a hit there
+// costs no round trip, and while Redis is unreachable it is the cache.
+type Cache struct {
+	f     *Fleet
+	local *lru.Cache[string, cacheEntry]
+}
+
+type cacheEntry struct {
+	value   []byte
+	expires time.Time
+}
+
+// Cache returns the fleet's cache, keeping up to localEntries entries in this
+// replica's memory.
+func (f *Fleet) Cache(localEntries int) *Cache {
+	local, _ := lru.New[string, cacheEntry](max(localEntries, 1)) // fails only for a size below 1
+	return &Cache{f: f, local: local}
+}
+
+// Get returns the entry of key, from this replica's memory or from Redis.
+func (c *Cache) Get(ctx context.Context, key string) ([]byte, bool) {
+	now := time.Now()
+	if e, ok := c.local.Get(key); ok {
+		if now.Before(e.expires) {
+			return e.value, true
+		}
+		c.local.Remove(key)
+	}
+	var (
+		value *redis.StringCmd
+		left  *redis.DurationCmd
+	)
+	if !c.f.do(ctx, "cache_get", func(ctx context.Context) error {
+		pipe := c.f.rdb.Pipeline()
+		value, left = pipe.Get(ctx, cacheKey(key)), pipe.PTTL(ctx, cacheKey(key))
+		_, err := pipe.Exec(ctx)
+		return err
+	}) {
+		return nil, false
+	}
+	b, err1 := value.Bytes()
+	d, err2 := left.Result()
+	if err1 != nil || err2 != nil || d <= 0 {
+		return nil, false // missing (redis.Nil), or expiring as we read it
+	}
+	c.local.Add(key, cacheEntry{value: b, expires: now.Add(d)})
+	return b, true
+}
+
+// Set keeps value under key for ttl, here and, unless it is larger than
+// MaxSharedValueBytes, in Redis.
+func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Duration) {
+	if ttl <= 0 {
+		return
+	}
+	c.local.Add(key, cacheEntry{value: value, expires: time.Now().Add(ttl)})
+	if len(value) > MaxSharedValueBytes {
+		c.f.metrics.skipped.WithLabelValues("cache_set_too_large").Inc()
+		return
+	}
+	c.f.do(ctx, "cache_set", func(ctx context.Context) error {
+		return c.f.rdb.Set(ctx, cacheKey(key), value, ttl).Err()
+	})
+}
+
+// Claim reports whether this caller should fill key's missing entry: true for
+// the first caller fleet-wide within ttl, false while another holds the claim.
+// When Redis does not answer it is true: each replica then fills its own.
+func (c *Cache) Claim(ctx context.Context, key string, ttl time.Duration) bool {
+	claimed := true
+	c.f.do(ctx, "cache_claim", func(ctx context.Context) (err error) {
+		claimed, err = c.f.rdb.SetNX(ctx, claimKey(key), c.f.id, ttl).Result()
+		if err != nil {
+			claimed = true
+		}
+		return err
+	})
+	return claimed
+}

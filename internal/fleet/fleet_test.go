@@ -1,0 +1,430 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/acme/plugin-facade/internal/fleet/fleettest"
+	tu "github.com/acme/plugin-facade/internal/testutil"
+)
+
+// testTimeout bounds Redis operations in tests: generous, so that a loaded
+// machine running the tests under -race does not degrade the fleet.
+const testTimeout = time.Second
+
+func open(t *testing.T, url string, o Options) *Fleet {
+	t.Helper()
+	if o.Timeout == 0 {
+		o.Timeout = testTimeout
+	}
+	f, err := Open(url, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	return f
+}
+
+// eventually polls cond every 10ms until it holds or within passes.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// direct is a plain client of r, to look at what the fleet wrote.
+func direct(t *testing.T, r *fleettest.Redis) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func TestGuardSharesWindows(t *testing.T) {
+	r := fleettest.Start(t)
+	a, b := open(t, r.URL(), Options{}), open(t, r.URL(), Options{})
+	ctx := context.Background()
+	const cred = "3f2a" // a credential id, as the client makes them
+
+	if _, _, ok := b.Guard().Exhausted(ctx, cred); ok {
+		t.Fatal("exhausted before anyone said so")
+	}
+	until := time.Now().Add(3 * time.Second)
+	a.Guard().SetExhausted(ctx, cred, until, 1000)
+	if _, _, ok := a.Guard().Exhausted(ctx, cred); !ok {
+		t.Fatal("the replica that learned the window does not know it at once")
+	}
+	eventually(t, time.Second, "the other replica learns the window", func() bool {
+		_, _, ok := b.Guard().Exhausted(ctx, cred)
+		return ok
+	})
+	got, limit, _ := b.Guard().Exhausted(ctx, cred)
+	if d := got.Sub(until).Abs(); d > 100*time.Millisecond || limit != 1000 {
+		t.Errorf("the other replica has the window until %v (off by %v), limit %d; want %v, 1000", got, d, limit, until)
+	}
+
+	// A replica that starts later reads the windows that still run.
+	c := open(t, r.URL(), Options{})
+	eventually(t, time.Second, "a replica started later loads the window", func() bool {
+		_, _, ok := c.Guard().Exhausted(ctx, cred)
+		return ok
+	})
+
+	// The key expires with the window, and names the credential id only.
+	ttl, err := direct(t, r).PTTL(ctx, "plugin-facade:guard:"+cred).Result()
+	if err != nil || ttl <= 0 || ttl > 3*time.Second {
+		t.Errorf("PTTL of the window's key = %v, %v; want within (0, 3s]", ttl, err)
+	}
+
+	// The upstream says requests remain: every replica forgets the window.
+	b.Guard().ClearExhausted(ctx, cred)
+	eventually(t, time.Second, "the others forget a cleared window", func() bool {
+		_, _, okA := a.Guard().Exhausted(ctx, cred)
+		_, _, okC := c.Guard().Exhausted(ctx, cred)
+		return !okA && !okC
+	})
+	if n, _ := direct(t, r).Exists(ctx, "plugin-facade:guard:"+cred).Result(); n != 0 {
+		t.Error("the cleared window's key is still in Redis")
+	}
+}
+
+func TestGuardWindowEnds(t *testing.T) {
+	r := fleettest.Start(t)
+	a, b := open(t, r.URL(), Options{}), open(t, r.URL(), Options{})
+	ctx := context.Background()
+	a.Guard().SetExhausted(ctx, "c1", time.Now().Add(300*time.Millisecond), 10)
+	eventually(t, time.Second, "the other replica learns the window", func() bool {
+		_, _, ok := b.Guard().Exhausted(ctx, "c1")
+		return ok
+	})
+	eventually(t, 2*time.Second, "the window ends on both replicas and in Redis", func() bool {
+		_, _, okA := a.Guard().Exhausted(ctx, "c1")
+		_, _, okB := b.Guard().Exhausted(ctx, "c1")
+		n, _ := direct(t, r).Exists(ctx, "plugin-facade:guard:c1").Result()
+		return !okA && !okB && n == 0
+	})
+	// A window already over is not shared.
+	a.Guard().SetExhausted(ctx, "c2", time.Now().Add(-time.Second), 10)
+	if _, _, ok := a.Guard().Exhausted(ctx, "c2"); ok {
+		t.Error("a window that ended is exhausted")
+	}
+}
+
+func TestCacheShared(t *testing.T) {
+	r := fleettest.Start(t)
+	a, b := open(t, r.URL(), Options{}).Cache(16), open(t, r.URL(), Options{}).Cache(16)
+	ctx := context.Background()
+
+	if _, ok := b.Get(ctx, "k1"); ok {
+		t.Fatal("a hit in an empty cache")
+	}
+	a.Set(ctx, "k1", []byte("answer"), 400*time.Millisecond)
+	if v, ok := b.Get(ctx, "k1"); !ok || string(v) != "answer" {
+		t.Fatalf("the other replica gets %q, %v; want the answer", v, ok)
+	}
+	if _, ok := b.Get(ctx, "k2"); ok {
+		t.Error("a hit for another key (another credential or request)")
+	}
+	ttl, err := direct(t, r).PTTL(ctx, "plugin-facade:cache:k1").Result()
+	if err != nil || ttl <= 0 || ttl > 400*time.Millisecond {
+		t.Errorf("PTTL of the entry = %v, %v; want within (0, 400ms]", ttl, err)
+	}
+	// The entry expires in Redis and in each replica's copy at the same time.
+	eventually(t, 2*time.Second, "the entry expires everywhere", func() bool {
+		_, okA := a.Get(ctx, "k1")
+		_, okB := b.Get(ctx, "k1")
+		n, _ := direct(t, r).Exists(ctx, "plugin-facade:cache:k1").Result()
+		return !okA && !okB && n == 0
+	})
+
+	// An answer too large to share stays with the replica that fetched it.
+	big := bytes.Repeat([]byte("x"), MaxSharedValueBytes+1)
+	a.Set(ctx, "big", big, time.Minute)
+	if _, ok := a.Get(ctx, "big"); !ok {
+		t.Error("the replica that fetched a large answer lost it")
+	}
+	if _, ok := b.Get(ctx, "big"); ok {
+		t.Error("an answer over MaxSharedValueBytes was shared")
+	}
+}
+
+func TestCacheClaim(t *testing.T) {
+	r := fleettest.Start(t)
+	a, b := open(t, r.URL(), Options{}).Cache(16), open(t, r.URL(), Options{}).Cache(16)
+	ctx := context.Background()
+	if !a.Claim(ctx, "k", 300*time.Millisecond) {
+		t.Fatal("the first claim is refused")
+	}
+	if b.Claim(ctx, "k", 300*time.Millisecond) || a.Claim(ctx, "k", 300*time.Millisecond) {
+		t.Fatal("a second claim is granted while the first holds")
+	}
+	if !b.Claim(ctx, "other", 300*time.Millisecond) {
+		t.Error("a claim of another key is refused")
+	}
+	eventually(t, 2*time.Second, "the claim expires", func() bool { return b.Claim(ctx, "k", time.Minute) })
+}
+
+func TestWatchLease(t *testing.T) {
+	r := fleettest.Start(t)
+	a, b := open(t, r.URL(), Options{}).Watches(), open(t, r.URL(), Options{}).Watches()
+	ctx := context.Background()
+	if !a.Lead(ctx, "w", 300*time.Millisecond) {
+		t.Fatal("the first replica does not get a free lease")
+	}
+	if b.Lead(ctx, "w", 300*time.Millisecond) {
+		t.Fatal("two replicas hold one lease")
+	}
+	// Renewed by its holder, the lease outlives its ttl.
+	for range 4 {
+		time.Sleep(100 * time.Millisecond)
+		if !a.Lead(ctx, "w", 300*time.Millisecond) {
+			t.Fatal("the holder lost the lease while renewing it")
+		}
+		if b.Lead(ctx, "w", 300*time.Millisecond) {
+			t.Fatal("another replica took a renewed lease")
+		}
+	}
+	// Given up, it goes to the next at once.
+	b.Resign(ctx, "w") // not its lease: no effect
+	if b.Lead(ctx, "w", 300*time.Millisecond) {
+		t.Fatal("a replica resigned a lease it did not hold")
+	}
+	a.Resign(ctx, "w")
+	if !b.Lead(ctx, "w", 300*time.Millisecond) {
+		t.Fatal("a resigned lease is not free")
+	}
+	// Not renewed (its holder died), it expires.
+	eventually(t, 2*time.Second, "the lease of a dead holder expires", func() bool {
+		return a.Lead(ctx, "w", time.Minute)
+	})
+}
+
+func TestWatchRelay(t *testing.T) {
+	r := fleettest.Start(t)
+	a, b := open(t, r.URL(), Options{}).Watches(), open(t, r.URL(), Options{}).Watches()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	fromA := a.Subscribe(ctx, "w")
+	fromB := b.Subscribe(ctx, "w")
+	time.Sleep(100 * time.Millisecond) // the subscriptions are confirmed
+	a.Publish(ctx, "w", []byte("PROCESSING"), time.Minute)
+	if got := receive(t, fromB); got != "PROCESSING" {
+		t.Fatalf("the other replica got %q", got)
+	}
+	select {
+	case m := <-fromA:
+		t.Fatalf("the publisher got its own message back: %q", m)
+	case <-time.After(100 * time.Millisecond):
+	}
+	// A replica whose watchers join later gets the latest state at once.
+	c := open(t, r.URL(), Options{}).Watches()
+	if got := receive(t, c.Subscribe(ctx, "w")); got != "PROCESSING" {
+		t.Fatalf("a later subscriber got %q first; want the latest state", got)
+	}
+	// A slow reader gets the newest message, not a backlog.
+	a.Publish(ctx, "w", []byte("one"), time.Minute)
+	a.Publish(ctx, "w", []byte("READY"), time.Minute)
+	time.Sleep(200 * time.Millisecond)
+	if got := receive(t, fromB); got != "READY" {
+		t.Errorf("a slow reader got %q; want the newest, READY", got)
+	}
+}
+
+func receive(t *testing.T, ch <-chan []byte) string {
+	t.Helper()
+	select {
+	case m := <-ch:
+		return string(m)
+	case <-time.After(2 * time.Second):
+		t.Fatal("no message within 2s")
+		return ""
+	}
+}
+
+// TestDegradesAndRecovers stops Redis under the fleet: every operation falls
+// back to local state within the timeout, the fleet says it is degraded, and
+// once Redis is back the replicas share again.
+func TestDegradesAndRecovers(t *testing.T) {
+	r := fleettest.Start(t)
+	reg := prometheus.NewRegistry()
+	var logs tu.Buffer
+	a := open(t, r.URL(), Options{Timeout: 50 * time.Millisecond, Registerer: reg, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	b := open(t, r.URL(), Options{Timeout: 50 * time.Millisecond})
+	ctx := context.Background()
+	if a.Degraded() || a.Status() != "shared" {
+		t.Fatalf("degraded with Redis up")
+	}
+
+	r.Stop()
+	cache := a.Cache(16)
+	start := time.Now()
+	cache.Set(ctx, "k", []byte("v"), time.Minute)
+	v, ok := cache.Get(ctx, "k")
+	claimed := cache.Claim(ctx, "k2", time.Second)
+	led := a.Watches().Lead(ctx, "w", time.Second)
+	a.Guard().SetExhausted(ctx, "c", time.Now().Add(time.Minute), 5)
+	_, _, exhausted := a.Guard().Exhausted(ctx, "c")
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("operations against a stopped Redis took %v", took)
+	}
+	if !ok || string(v) != "v" || !claimed || !led || !exhausted {
+		t.Errorf("local fallbacks: get %q %v, claim %v, lead %v, exhausted %v; want the local entry and true for all",
+			v, ok, claimed, led, exhausted)
+	}
+	eventually(t, 2*time.Second, "the fleet says it is degraded", func() bool { return a.Degraded() && b.Degraded() })
+	if a.Status() != "degraded" || testutil.ToFloat64(a.metrics.degraded) != 1 {
+		t.Errorf("status %q, gauge %v; want degraded, 1", a.Status(), testutil.ToFloat64(a.metrics.degraded))
+	}
+	if !strings.Contains(logs.String(), "redis unreachable") {
+		t.Errorf("no log line says Redis is unreachable:\n%s", logs.String())
+	}
+
+	r.Restart()
+	eventually(t, 5*time.Second, "the fleet shares again", func() bool { return !a.Degraded() && !b.Degraded() })
+	if testutil.ToFloat64(a.metrics.degraded) != 0 {
+		t.Error("the gauge still says degraded")
+	}
+	// Pub/sub is subscribed again: a window one learns reaches the other.
+	eventually(t, 5*time.Second, "a window is shared after Redis came back", func() bool {
+		a.Guard().SetExhausted(ctx, "after", time.Now().Add(time.Minute), 5)
+		time.Sleep(50 * time.Millisecond)
+		_, _, ok := b.Guard().Exhausted(ctx, "after")
+		return ok
+	})
+	a.Cache(16).Set(ctx, "k3", []byte("v3"), time.Minute)
+	if v, ok := b.Cache(16).Get(ctx, "k3"); !ok || string(v) != "v3" {
+		t.Error("the cache is not shared after Redis came back")
+	}
+}
+
+func TestOpenWithoutRedis(t *testing.T) {
+	// A port nothing listens on: the fleet starts, degraded.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	f := open(t, "redis://"+addr, Options{Timeout: 50 * time.Millisecond})
+	if !f.Degraded() {
+		t.Error("not degraded without a Redis")
+	}
+}
+
+func TestPasswordNeverShown(t *testing.T) {
+	const password = "s3cret-Pa55word"
+	r := fleettest.StartWith(t, fleettest.Options{User: "facade", Password: password})
+	var logs tu.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+
+	f := open(t, r.URL(), Options{Logger: log})
+	if f.Degraded() {
+		t.Fatal("degraded with the right user and password")
+	}
+	f.Cache(4).Set(context.Background(), "k", []byte("v"), time.Minute)
+	if v, ok := open(t, r.URL(), Options{}).Cache(4).Get(context.Background(), "k"); !ok || string(v) != "v" {
+		t.Error("nothing shared through an authenticated connection")
+	}
+
+	wrong := strings.Replace(r.URL(), password, password+"-wrong", 1)
+	g := open(t, wrong, Options{Logger: log})
+	if !g.Degraded() {
+		t.Error("not degraded with a wrong password")
+	}
+	for _, bad := range []string{
+		"redis://facade:" + password + "@127.0.0.1:notaport/0",
+		"redis://facade:" + password + "@127.0.0.1:6379/notadb",
+		"http://facade:" + password + "@127.0.0.1:6379",
+		"redis://facade:" + password + "@%zz",
+	} {
+		_, err := Open(bad, Options{})
+		if err == nil {
+			t.Errorf("Open(%q) accepted", bad)
+			continue
+		}
+		if strings.Contains(err.Error(), password) {
+			t.Errorf("the error of an invalid URL shows the password: %v", err)
+		}
+	}
+	if out := logs.String(); strings.Contains(out, password) || !strings.Contains(out, "redis unreachable") {
+		t.Errorf("logs show the password or miss the failure:\n%s", out)
+	}
+}
+
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	roots := selfSigned(t, dir)
+	r := fleettest.StartWith(t, fleettest.Options{TLSCert: filepath.Join(dir, "cert.pem"), TLSKey: filepath.Join(dir, "key.pem")})
+	if !strings.HasPrefix(r.URL(), "rediss://") {
+		t.Fatalf("URL %q", r.URL())
+	}
+	f := open(t, r.URL(), Options{TLS: &tls.Config{RootCAs: roots}})
+	if f.Degraded() {
+		t.Fatal("degraded over TLS with a trusted certificate")
+	}
+	// Without trusting the certificate, the connection is refused.
+	g := open(t, r.URL(), Options{Timeout: 200 * time.Millisecond})
+	if !g.Degraded() {
+		t.Error("connected to a server whose certificate no root vouches for")
+	}
+}
+
+// selfSigned writes a self-signed certificate for 127.0.0.1 and its key into
+// dir, and returns a pool trusting it.
+func selfSigned(t *testing.T, dir string) *x509.CertPool {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "redis-test"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := os.WriteFile(filepath.Join(dir, "cert.pem"), certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	return pool
+}

@@ -1,0 +1,255 @@
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// maxWindows bounds how many credentials' windows a replica remembers, as
+// the upstream client's own guard does: past it, windows that have reset are
+// forgotten, and a window that finds no room is only not guarded.
+const maxWindows = 10000
+
+// guardChannel carries the windows replicas learn, to every replica.
+const guardChannel = prefix + "guard"
+
+// guardKey holds a credential's exhausted window (its limit) until the window
+// resets, for replicas that start or reconnect while it lasts.
+func guardKey(cred string) string { return prefix + "guard:" + cred }
+
+// Guard is the fleet's rate-limit guard: it remembers, per credential id (a
+// hash of the credential, never the credential), until when the upstream
+// said that the credential's window is exhausted. It implements
+// upstream.GuardStore.
+//
+// It answers from a local copy, never waiting for Redis: the guard is asked
+// on every upstream call. What one replica learns goes to the others through
+// a queue written in the background: a key that expires when the window
+// resets, for replicas that start later, and a message on guardChannel that
+// each replica applies to its copy as it arrives (within a round trip to
+// Redis). A replica that reconnects to Redis reloads the keys.
+type Guard struct {
+	f      *Fleet
+	writes chan guardWrite
+
+	mu      sync.Mutex
+	windows map[string]window
+}
+
+type window struct {
+	until time.Time
+	limit int
+}
+
+// guardWrite is a window to share (clear false) or to forget (clear true).
+type guardWrite struct {
+	cred  string
+	until time.Time
+	limit int
+	clear bool
+}
+
+func newGuard(f *Fleet) *Guard {
+	return &Guard{f: f, writes: make(chan guardWrite, 256), windows: make(map[string]window)}
+}
+
+// Exhausted returns until when cred's window is exhausted and its limit (-1
+// when unknown); ok is false when it is not known to be exhausted.
+func (g *Guard) Exhausted(_ context.Context, cred string) (until time.Time, limit int, ok bool) {
+	now := time.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	w, ok := g.windows[cred]
+	if !ok {
+		return time.Time{}, 0, false
+	}
+	if !now.Before(w.until) {
+		delete(g.windows, cred)
+		return time.Time{}, 0, false
+	}
+	return w.until, w.limit, true
+}
+
+// SetExhausted records that cred's window is exhausted until until, here at
+// once and on the other replicas shortly.
+func (g *Guard) SetExhausted(_ context.Context, cred string, until time.Time, limit int) {
+	g.put(cred, until, limit)
+	g.queue(guardWrite{cred: cred, until: until, limit: limit})
+}
+
+// ClearExhausted forgets cred's window, here and on the other replicas: the
+// upstream said requests remain. When this replica knows of no window (the
+// usual case: the answer of every call says how many requests remain), it
+// costs a map lookup.
+func (g *Guard) ClearExhausted(_ context.Context, cred string) {
+	g.mu.Lock()
+	_, ok := g.windows[cred]
+	delete(g.windows, cred)
+	g.mu.Unlock()
+	if ok {
+		g.queue(guardWrite{cred: cred, clear: true})
+	}
+}
+
+// put records a window in the local copy.
+func (g *Guard) put(cred string, until time.Time, limit int) {
+	now := time.Now()
+	if !now.Before(until) {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.windows[cred]; !ok && len(g.windows) >= maxWindows {
+		for k, w := range g.windows {
+			if !now.Before(w.until) {
+				delete(g.windows, k)
+			}
+		}
+		if len(g.windows) >= maxWindows {
+			return
+		}
+	}
+	g.windows[cred] = window{until: until, limit: limit}
+}
+
+// queue hands w to the writer. When the queue is full (Redis is slower than
+// the windows come), w is not shared: the others learn it from the upstream.
+func (g *Guard) queue(w guardWrite) {
+	select {
+	case g.writes <- w:
+	default:
+		g.f.metrics.skipped.WithLabelValues("guard_write").Inc()
+	}
+}
+
+// write shares the queued windows, a batch in one round trip.
+func (g *Guard) write() {
+	defer g.f.done.Done()
+	batch := make([]guardWrite, 0, 64)
+	for {
+		select {
+		case <-g.f.stop:
+			return
+		case w := <-g.writes:
+			batch = append(batch[:0], w)
+		}
+	drain:
+		for len(batch) < cap(batch) {
+			select {
+			case w := <-g.writes:
+				batch = append(batch, w)
+			default:
+				break drain
+			}
+		}
+		g.f.do(context.Background(), "guard_write", func(ctx context.Context) error {
+			pipe := g.f.rdb.Pipeline()
+			for _, w := range batch {
+				if w.clear {
+					pipe.Del(ctx, guardKey(w.cred))
+					pipe.Publish(ctx, guardChannel, "c "+g.f.id+" "+w.cred)
+					continue
+				}
+				// The time left rather than the instant, so that replicas
+				// whose clocks disagree still agree on the window.
+				left := time.Until(w.until).Round(time.Millisecond)
+				if left <= 0 {
+					continue
+				}
+				pipe.Set(ctx, guardKey(w.cred), w.limit, left)
+				pipe.Publish(ctx, guardChannel, fmt.Sprintf("s %s %s %d %d", g.f.id, w.cred, left.Milliseconds(), w.limit))
+			}
+			_, err := pipe.Exec(ctx)
+			return err
+		})
+	}
+}
+
+// subscribe receives the other replicas' windows.
+func (g *Guard) subscribe() {
+	g.f.subscribe(guardChannel, &handler{deliver: g.receive, resync: g.reload})
+}
+
+// receive applies a window another replica shared: "s <replica> <cred>
+// <milliseconds left> <limit>" or "c <replica> <cred>".
+func (g *Guard) receive(payload string) {
+	f := strings.Fields(payload)
+	if len(f) < 3 || f[1] == g.f.id {
+		return
+	}
+	switch {
+	case f[0] == "c":
+		g.mu.Lock()
+		delete(g.windows, f[2])
+		g.mu.Unlock()
+	case f[0] == "s" && len(f) == 5:
+		ms, err1 := strconv.ParseInt(f[3], 10, 64)
+		limit, err2 := strconv.Atoi(f[4])
+		if err1 == nil && err2 == nil {
+			g.put(f[2], time.Now().Add(time.Duration(ms)*time.Millisecond), limit)
+		}
+	}
+}
+
+// reload reads the windows that are exhausted now from their keys: when this
+// replica subscribes, at start and after a reconnection, it may have missed
+// their messages.
+func (g *Guard) reload() {
+	var cursor uint64
+	for loaded := 0; loaded < maxWindows; {
+		var keys []string
+		if !g.f.do(context.Background(), "guard_reload", func(ctx context.Context) (err error) {
+			keys, cursor, err = g.f.rdb.Scan(ctx, cursor, guardKey("*"), 500).Result()
+			return err
+		}) {
+			return
+		}
+		if len(keys) > 0 {
+			g.load(keys)
+			loaded += len(keys)
+		}
+		if cursor == 0 {
+			return
+		}
+	}
+}
+
+// load reads the windows of keys (their limit and time left) into the local
+// copy.
+func (g *Guard) load(keys []string) {
+	type got struct {
+		cred  string
+		left  time.Duration
+		limit int
+	}
+	var windows []got
+	g.f.do(context.Background(), "guard_reload", func(ctx context.Context) error {
+		pipe := g.f.rdb.Pipeline()
+		ttls := make([]*redis.DurationCmd, len(keys))
+		limits := make([]*redis.StringCmd, len(keys))
+		for i, k := range keys {
+			ttls[i], limits[i] = pipe.PTTL(ctx, k), pipe.Get(ctx, k)
+		}
+		// A key that expired since the scan answers redis.Nil, which do
+		// takes for a success.
+		_, err := pipe.Exec(ctx)
+		for i, k := range keys {
+			left, err1 := ttls[i].Result()
+			limit, err2 := limits[i].Int()
+			if err1 == nil && err2 == nil && left > 0 {
+				windows = append(windows, got{strings.TrimPrefix(k, guardKey("")), left, limit})
+			}
+		}
+		return err
+	})
+	now := time.Now()
+	for _, w := range windows {
+		g.put(w.cred, now.Add(w.left), w.limit)
+	}
+}
