@@ -29,6 +29,7 @@ type Service struct {
 
 	watchIntervals WatchIntervals
 	watches        watches
+	relay          WatchRelay // nil: every replica polls for its own watchers
 }
 
 // Option configures a Service.

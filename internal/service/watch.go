@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"sync"
@@ -278,66 +279,159 @@ func (ws *watches) interval(l *pollLoop) time.Duration {
 // poll is the loop of one watched version: poll, tell the watchers what
 // changed, wait, and again, until the phase is terminal, a permanent error
 // ends the watch, or ctx ends (every watcher has left).
+//
+// With a relay, the replicas of a fleet share the loop: only the replica that
+// holds the version's lease polls, and publishes what it tells its watchers;
+// the others tell theirs what it publishes, and ask for the lease every
+// renewEvery, so that one of them polls on at once (without a duplicate:
+// every replica remembers the last version its watchers got) when the holder
+// leaves, and within two poll intervals when it dies.
 func (s *Service) poll(ctx context.Context, k watchKey, l *pollLoop, t watchTarget) {
 	defer l.cancel()
 	var (
-		last     *pluginv1.CustomConnectPluginVersion
-		backoff  time.Duration // the wait grows while nothing changes
-		failures int
-		polls    int
+		st      pollState
+		due     time.Time        // of the next poll; zero: at once
+		leading = s.relay == nil // whether this replica polls
+		relayed <-chan []byte    // what the others publish; nil without a relay
+		rk      = hex.EncodeToString(k[:])
 	)
+	if s.relay != nil {
+		relayed = s.relay.Subscribe(ctx, rk)
+		defer s.relay.Resign(context.WithoutCancel(ctx), rk)
+	}
 	for {
 		base := s.watches.interval(l)
 		if base == 0 {
 			return // every watcher left between two polls
 		}
-		longest := max(s.watchIntervals.Cap, base)
-		pctx, cancel := s.pollContext(ctx)
-		v, meta, err := s.client.GetPluginVersion(pctx, t.auth, t.pluginID, t.id, t.environment)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
-		polls += meta.Attempts
-		var wait time.Duration
-		switch {
-		case err == nil:
-			failures = 0
-			pv := pluginVersionToProto(v)
-			final := terminal(pv)
-			if last == nil || !proto.Equal(last, pv) {
-				last, backoff = pv, base
-				s.watches.broadcast(k, l, &watchEvent{version: pv, final: final, meta: meta, polls: polls})
-			} else {
-				backoff = min(2*backoff, longest)
+		if s.relay != nil {
+			lead := s.relay.Lead(ctx, rk, leaseTTL(base))
+			if lead && !leading {
+				due = time.Time{} // taking over: poll now
 			}
-			if final {
+			leading = lead
+		}
+		if leading && !time.Now().Before(due) {
+			ev, wait, done := s.pollOnce(ctx, t, &st, base)
+			if ctx.Err() != nil {
 				return
 			}
-			wait = backoff
-		case permanent(err) || failures+1 >= s.watchIntervals.MaxFailures:
-			s.watches.broadcast(k, l, &watchEvent{err: s.failure(ctx, meta, err), final: true, meta: meta, polls: polls})
-			return
+			if ev != nil {
+				s.watches.broadcast(k, l, ev)
+				if s.relay != nil {
+					if msg, err := encodeRelayed(ev); err == nil {
+						s.relay.Publish(ctx, rk, msg, leaseTTL(base))
+					}
+				}
+			}
+			if done {
+				return
+			}
+			due = time.Now().Add(wait)
+		}
+		var sleep time.Duration
+		switch {
+		case s.relay == nil:
+			sleep = time.Until(due)
+		case leading:
+			sleep = min(time.Until(due), renewEvery(base))
 		default:
-			// Transient: the client has retried already; wait longer and
-			// poll again, as the upstream asked if it said when.
-			failures++
-			backoff = min(2*max(backoff, base), longest)
-			wait = max(backoff, retryHint(err))
+			sleep = renewEvery(base)
 		}
-		// Polite: never poll into a rate-limit window the upstream said is
-		// exhausted.
-		if rl := meta.RateLimit; rl.Remaining == 0 && rl.Reset > wait {
-			wait = rl.Reset
-		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-timer.C:
-		case <-ctx.Done():
-			timer.Stop()
+		if s.sleep(ctx, sleep, relayed, func(msg []byte) bool { return s.relayed(k, l, &st, msg, base) }) {
 			return
 		}
 	}
+}
+
+// sleep waits for d, handing what another replica publishes meanwhile to
+// relay. It reports whether the loop is over: ctx ended, or relay said so.
+func (s *Service) sleep(ctx context.Context, d time.Duration, relayed <-chan []byte, relay func([]byte) bool) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		select {
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return true
+		case msg := <-relayed:
+			if relay(msg) {
+				return true
+			}
+		}
+	}
+}
+
+// relayed tells l's watchers a state another replica published, unless they
+// have it already, and reports whether it ends the watch.
+func (s *Service) relayed(k watchKey, l *pollLoop, st *pollState, msg []byte, base time.Duration) bool {
+	ev, err := decodeRelayed(msg, st.polls)
+	if err != nil {
+		s.log.Warn("ignoring an undecodable watch state from another replica", "error", err.Error())
+		return false
+	}
+	if ev.err == nil {
+		if st.last != nil && proto.Equal(st.last, ev.version) {
+			return false
+		}
+		ev.final = ev.final || terminal(ev.version)
+		st.last, st.backoff = ev.version, base
+	}
+	s.watches.broadcast(k, l, ev)
+	return ev.final
+}
+
+// pollState is what a poll loop remembers from one poll to the next.
+type pollState struct {
+	last     *pluginv1.CustomConnectPluginVersion // the last version the watchers got
+	backoff  time.Duration                        // the wait grows while nothing changes
+	failures int                                  // transient failures in a row
+	polls    int                                  // upstream requests made so far
+}
+
+// pollOnce polls the upstream once. It returns the event for the watchers
+// when there is news (a changed version, or the error that ends the watch),
+// the wait before the next poll, and whether the loop is over.
+func (s *Service) pollOnce(ctx context.Context, t watchTarget, st *pollState, base time.Duration) (ev *watchEvent, wait time.Duration, done bool) {
+	longest := max(s.watchIntervals.Cap, base)
+	pctx, cancel := s.pollContext(ctx)
+	v, meta, err := s.client.GetPluginVersion(pctx, t.auth, t.pluginID, t.id, t.environment)
+	cancel()
+	if ctx.Err() != nil {
+		return nil, 0, true
+	}
+	st.polls += meta.Attempts
+	switch {
+	case err == nil:
+		st.failures = 0
+		pv := pluginVersionToProto(v)
+		final := terminal(pv)
+		if st.last == nil || !proto.Equal(st.last, pv) {
+			st.last, st.backoff = pv, base
+			ev = &watchEvent{version: pv, final: final, meta: meta, polls: st.polls}
+		} else {
+			st.backoff = min(2*st.backoff, longest)
+		}
+		if final {
+			return ev, 0, true
+		}
+		wait = st.backoff
+	case permanent(err) || st.failures+1 >= s.watchIntervals.MaxFailures:
+		return &watchEvent{err: s.failure(ctx, meta, err), final: true, meta: meta, polls: st.polls}, 0, true
+	default:
+		// Transient: the client has retried already; wait longer and
+		// poll again, as the upstream asked if it said when.
+		st.failures++
+		st.backoff = min(2*max(st.backoff, base), longest)
+		wait = max(st.backoff, retryHint(err))
+	}
+	// Polite: never poll into a rate-limit window the upstream said is
+	// exhausted.
+	if rl := meta.RateLimit; rl.Remaining == 0 && rl.Reset > wait {
+		wait = rl.Reset
+	}
+	return ev, wait, false
 }
 
 // pollContext bounds one poll by the upstream timeout (30s without one).

@@ -1,0 +1,122 @@
+package service
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/upstream"
+)
+
+// WatchRelay shares WatchPluginVersion's poll loops between the replicas of a
+// fleet, so that a version watched on several replicas is polled by one: the
+// replica that holds a watch key's lease polls and publishes each state; the
+// others relay what it publishes to their own watchers, and one of them takes
+// the lease over when its holder leaves or dies. Keys are hashes of the
+// credential and the version, never either in clear.
+//
+// Implementations must be safe for concurrent use and never fail: when their
+// backing store is unavailable, Lead answers true, so that each replica polls
+// for its own watchers.
+type WatchRelay interface {
+	// Lead takes key's lease for ttl, or renews it when this replica holds it
+	// already, and reports whether this replica holds it.
+	Lead(ctx context.Context, key string, ttl time.Duration) bool
+	// Resign gives key's lease up if this replica holds it.
+	Resign(ctx context.Context, key string)
+	// Publish sends msg to key's subscribers on the other replicas and keeps
+	// it as key's latest state, for ttl and while the lease is renewed.
+	Publish(ctx context.Context, key string, msg []byte, ttl time.Duration)
+	// Subscribe delivers the messages other replicas publish for key until
+	// ctx ends, starting with the latest state kept, if any. A reader that
+	// falls behind gets the newest message rather than a backlog.
+	Subscribe(ctx context.Context, key string) <-chan []byte
+}
+
+// WithWatchRelay shares the watches' poll loops with the other replicas of a
+// fleet through r. Without it each replica polls for its own watchers.
+func WithWatchRelay(r WatchRelay) Option {
+	return func(s *Service) { s.relay = r }
+}
+
+// leaseTTL is how long a watch's lease outlives its holder's last renewal,
+// and renewEvery how often the holder renews it and the others ask for it:
+// the lease of a replica that died passes on within two poll intervals.
+func leaseTTL(base time.Duration) time.Duration   { return base * 3 / 2 }
+func renewEvery(base time.Duration) time.Duration { return base / 2 }
+
+// relayed is a watch event as replicas tell each other: the version (or the
+// status that ends the watch), and what the upstream's answer said, for the
+// response metadata.
+type relayed struct {
+	Version    []byte        `json:"version,omitempty"` // a CustomConnectPluginVersion, binary proto
+	Status     []byte        `json:"status,omitempty"`  // a google.rpc.Status, binary proto
+	Final      bool          `json:"final,omitempty"`
+	HTTPStatus int           `json:"http_status,omitempty"`
+	RequestID  string        `json:"request_id,omitempty"`
+	RateLimit  [3]int64      `json:"rate_limit"` // limit, remaining, reset (ns); -1 when absent
+	RetryAfter time.Duration `json:"retry_after,omitempty"`
+}
+
+// encodeRelayed serializes ev for the other replicas.
+func encodeRelayed(ev *watchEvent) ([]byte, error) {
+	rl := ev.meta.RateLimit
+	r := relayed{
+		Final:      ev.final,
+		HTTPStatus: ev.meta.StatusCode,
+		RequestID:  ev.meta.RequestID,
+		RateLimit:  [3]int64{int64(rl.Limit), int64(rl.Remaining), int64(rl.Reset)},
+		RetryAfter: ev.meta.RetryAfter,
+	}
+	var err error
+	if ev.err != nil {
+		r.Status, err = proto.Marshal(status.Convert(ev.err).Proto())
+	} else {
+		r.Version, err = proto.Marshal(ev.version)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(r)
+}
+
+// decodeRelayed reads what another replica published. Its polls are this
+// replica's own: a relayed state cost it no upstream request.
+func decodeRelayed(msg []byte, polls int) (*watchEvent, error) {
+	var r relayed
+	if err := json.Unmarshal(msg, &r); err != nil {
+		return nil, err
+	}
+	ev := &watchEvent{
+		final: r.Final,
+		polls: polls,
+		meta: upstream.Meta{
+			StatusCode: r.HTTPStatus,
+			RequestID:  r.RequestID,
+			RateLimit:  upstream.RateLimit{Limit: int(r.RateLimit[0]), Remaining: int(r.RateLimit[1]), Reset: time.Duration(r.RateLimit[2])},
+			RetryAfter: r.RetryAfter,
+		},
+	}
+	if r.Status != nil {
+		st := &spb.Status{}
+		if err := proto.Unmarshal(r.Status, st); err != nil {
+			return nil, err
+		}
+		ev.err, ev.final = status.ErrorProto(st), true
+		if ev.err == nil {
+			return nil, errors.New("a relayed failure with status OK")
+		}
+		return ev, nil
+	}
+	ev.version = &pluginv1.CustomConnectPluginVersion{}
+	if err := proto.Unmarshal(r.Version, ev.version); err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
