@@ -3,8 +3,6 @@ package service
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
-	"net/http"
 	"sync"
 	"time"
 
@@ -315,15 +313,16 @@ func (s *Service) poll(ctx context.Context, k watchKey, l *pollLoop, t watchTarg
 				return
 			}
 			wait = backoff
-		case permanent(err) || failures+1 >= s.watchIntervals.MaxFailures:
+		case !upstream.IsTemporary(err) || failures+1 >= s.watchIntervals.MaxFailures:
 			s.watches.broadcast(k, l, &watchEvent{err: s.failure(ctx, meta, err), final: true, meta: meta, polls: polls})
 			return
 		default:
-			// Transient: the client has retried already; wait longer and
-			// poll again, as the upstream asked if it said when.
+			// Temporary: the client has retried already; wait longer and
+			// poll again, no sooner than the failure's hint.
 			failures++
 			backoff = min(2*max(backoff, base), longest)
-			wait = max(backoff, retryHint(err))
+			hint, _ := upstream.RetryHint(err)
+			wait = max(backoff, hint)
 		}
 		// Polite: never poll into a rate-limit window the upstream said is
 		// exhausted.
@@ -358,26 +357,3 @@ func terminal(v *pluginv1.CustomConnectPluginVersion) bool {
 	return false
 }
 
-// permanent reports whether an upstream failure will not go away by polling
-// again: a 4xx answer other than 408 and 429 (the version or its plugin does
-// not exist, the credential is refused, the request is wrong).
-func permanent(err error) bool {
-	var e *upstream.Error
-	return errors.As(err, &e) && e.StatusCode >= 400 && e.StatusCode < 500 &&
-		e.StatusCode != http.StatusRequestTimeout && e.StatusCode != http.StatusTooManyRequests
-}
-
-// retryHint is how long the upstream (or the rate-limit guard) asked to wait.
-func retryHint(err error) time.Duration {
-	var (
-		e  *upstream.Error
-		th *upstream.ThrottledError
-	)
-	switch {
-	case errors.As(err, &e):
-		return e.RetryAfter
-	case errors.As(err, &th):
-		return th.RetryAfter
-	}
-	return 0
-}
