@@ -356,4 +356,3 @@ func terminal(v *pluginv1.CustomConnectPluginVersion) bool {
 	}
 	return false
 }
-

@@ -17,7 +17,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
 )
 
 // DefaultBaseURL is the Confluent Cloud API.
