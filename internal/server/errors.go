@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/acme/plugin-facade/internal/service"
+	"github.com/acme/plugin-facade/internal/upstream"
 )
 
 // defaultChallenge is the WWW-Authenticate challenge of a 401 the upstream did
@@ -39,13 +40,13 @@ func errorHeaders(h http.Header, st *status.Status) {
 	for _, d := range st.Details() {
 		switch d := d.(type) {
 		case *errdetails.ErrorInfo:
-			if c := d.GetMetadata()["wwwAuthenticate"]; c != "" {
+			if c := d.GetMetadata()[service.ErrorInfoWWWAuthenticate]; c != "" {
 				challenge = c
 			}
 		case *errdetails.RetryInfo:
-			secs := d.GetRetryDelay().AsDuration().Seconds()
-			if secs > 0 && (st.Code() == codes.ResourceExhausted || st.Code() == codes.Unavailable) {
-				h.Set("Retry-After", strconv.Itoa(int(secs+0.999)))
+			delay := d.GetRetryDelay().AsDuration()
+			if delay > 0 && (st.Code() == codes.ResourceExhausted || st.Code() == codes.Unavailable) {
+				h.Set("Retry-After", strconv.Itoa(upstream.Seconds(delay)))
 			}
 		}
 	}

@@ -31,9 +31,10 @@ const (
 	reasonUnclassified = "UPSTREAM_ERROR"
 )
 
-// defaultRetryDelay is the RetryInfo of an UNAVAILABLE or RESOURCE_EXHAUSTED
-// answer for which the upstream gave no hint of its own.
-const defaultRetryDelay = time.Second
+// ErrorInfoWWWAuthenticate is the ErrorInfo metadata key of the upstream's
+// WWW-Authenticate challenge on a 401, which the REST gateway sends on as
+// that header.
+const ErrorInfoWWWAuthenticate = "wwwAuthenticate"
 
 // codeForHTTPStatus maps an upstream HTTP status to the gRPC code the service
 // answers with. upstreamCode, the upstream's application error code, only matters
@@ -85,13 +86,15 @@ func toStatus(err error, domain string, meta upstream.Meta) error {
 		te *upstream.TransportError
 		th *upstream.ThrottledError
 	)
+	retry, _ := upstream.RetryHint(err) // zero for a failure that is not temporary
+	answers := meta.Attempts + meta.Shared
 	switch {
 	case errors.As(err, &ue):
-		return upstreamErrorStatus(ue, domain, meta.Attempts, 0).Err()
+		return upstreamErrorStatus(ue, domain, answers, retry).Err()
 	case errors.As(err, &th) && meta.LastError != nil:
 		// The guard stopped a retry: what the caller needs is the upstream's
 		// own answer, with the guard's (longer) wait as its hint.
-		return upstreamErrorStatus(meta.LastError, domain, meta.Attempts, th.RetryAfter).Err()
+		return upstreamErrorStatus(meta.LastError, domain, answers, retry).Err()
 	case errors.As(err, &th):
 		return throttledStatus(th, domain).Err()
 	case errors.As(err, &de):
@@ -115,12 +118,12 @@ func toStatus(err error, domain string, meta upstream.Meta) error {
 		return noAnswerStatus(code, reason, msg, domain, meta, 0).Err()
 	case errors.As(err, &te):
 		// Only the root cause ("connection refused", "no such host"): the
-		// layers above it name internal addresses. Service.answered logs it whole.
+		// layers above it name internal addresses. Service.failure logs it whole.
 		msg := "Confluent Cloud is unreachable, try again later: " + rootCause(te.Err)
-		if meta.Attempts > 1 {
-			msg += fmt.Sprintf(" (%d attempts)", meta.Attempts)
+		if answers > 1 {
+			msg += fmt.Sprintf(" (%d attempts)", answers)
 		}
-		return noAnswerStatus(codes.Unavailable, reasonUnreachable, msg, domain, meta, defaultRetryDelay).Err()
+		return noAnswerStatus(codes.Unavailable, reasonUnreachable, msg, domain, meta, retry).Err()
 	default:
 		return status.Error(codes.Internal, err.Error())
 	}
@@ -160,7 +163,7 @@ func noAnswerStatus(code codes.Code, reason, msg, domain string, meta upstream.M
 // throttledStatus is the answer of the rate-limit guard, given without calling
 // the upstream.
 func throttledStatus(th *upstream.ThrottledError, domain string) *status.Status {
-	secs := seconds(th.RetryAfter)
+	secs := upstream.Seconds(th.RetryAfter)
 	st := status.New(codes.ResourceExhausted, fmt.Sprintf(
 		"the Confluent Cloud API rate limit for these credentials is exhausted; retry in %ds "+
 			"(answered by plugin-facade without calling Confluent Cloud)", secs))
@@ -191,7 +194,7 @@ func addRateLimit(md map[string]string, rl upstream.RateLimit) {
 		md["rateLimitRemaining"] = strconv.Itoa(rl.Remaining)
 	}
 	if rl.Reset >= 0 {
-		md["rateLimitResetSeconds"] = strconv.Itoa(int(rl.Reset.Seconds()))
+		md["rateLimitResetSeconds"] = strconv.Itoa(upstream.Seconds(rl.Reset))
 	}
 }
 
@@ -220,11 +223,9 @@ func rootCause(err error) string {
 
 // upstreamErrorStatus is the status of an upstream error answer. attempts, when
 // more than one, is said in the message: the caller learns that retrying at once
-// is not worth it.
-//
-// minRetry, when longer than the answer's own hint, is the retry hint instead
-// (the rate-limit guard's window, say).
-func upstreamErrorStatus(e *upstream.Error, domain string, attempts int, minRetry time.Duration) *status.Status {
+// is not worth it. retry is the failure's retry hint (upstream.RetryHint),
+// given as RetryInfo; zero for a failure that is not temporary.
+func upstreamErrorStatus(e *upstream.Error, domain string, attempts int, retry time.Duration) *status.Status {
 	code := codeForHTTPStatus(e.StatusCode, e.Code())
 
 	summary := e.Summary()
@@ -273,7 +274,7 @@ func upstreamErrorStatus(e *upstream.Error, domain string, attempts int, minRetr
 		info.Metadata["errorCount"] = strconv.Itoa(len(e.Items))
 	}
 	if e.Authenticate != "" {
-		info.Metadata["wwwAuthenticate"] = e.Authenticate
+		info.Metadata[ErrorInfoWWWAuthenticate] = e.Authenticate
 	}
 	addRateLimit(info.Metadata, e.RateLimit)
 	details := []protoadapt.MessageV1{info}
@@ -297,12 +298,8 @@ func upstreamErrorStatus(e *upstream.Error, domain string, attempts int, minRetr
 	if len(violations) > 0 {
 		details = append(details, &errdetails.BadRequest{FieldViolations: violations})
 	}
-	if code == codes.ResourceExhausted || code == codes.Unavailable {
-		delay := max(e.RetryAfter, minRetry)
-		if delay <= 0 {
-			delay = defaultRetryDelay
-		}
-		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(delay)})
+	if retry > 0 {
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(retry)})
 	}
 	if e.StatusCode == http.StatusTooManyRequests {
 		details = append(details, quotaFailure(e.RateLimit))

@@ -96,7 +96,7 @@ func assertStatus(t *testing.T, err error, want wantStatus) {
 	if strings.Join(fields, ",") != strings.Join(want.badRequestFields, ",") {
 		t.Errorf("BadRequest fields = %v, want %v", fields, want.badRequestFields)
 	}
-	if retry != want.retryDelay {
+	if !retryMatches(retry, want.retryDelay) {
 		t.Errorf("RetryInfo.retry_delay = %v, want %v", retry, want.retryDelay)
 	}
 	if quota != want.quotaFailure {
@@ -158,23 +158,27 @@ func TestUpstreamFailures(t *testing.T) {
 			code: codes.Unimplemented, reason: "NOT_IMPLEMENTED", msg: msg("Not Implemented"),
 		}},
 		{"502 from a proxy, not JSON", 502, nil, "<html><head><title>502</title></head><body><h1>Bad Gateway</h1>\x00\x1b[31m</body></html>", wantStatus{
-			code: codes.Unavailable, reason: "BAD_GATEWAY", retryDelay: time.Second,
+			code: codes.Unavailable, reason: "BAD_GATEWAY", retryDelay: aBackoff,
 			msg: msg("Bad Gateway, with a body that is not a Confluent Cloud error: 502 Bad Gateway [31m (HTTP 502)"),
 		}},
 		{"500 with an empty body", 500, rid, "", wantStatus{
 			code: codes.Internal, reason: "INTERNAL_SERVER_ERROR", requestID: "req-1",
 			msg: msg("Internal Server Error, with an empty body (HTTP 500, request id req-1)"),
 		}},
-		{"503 without Retry-After: the rate-limit reset is the hint", 503, http.Header{"X-Ratelimit-Reset": {"7"}}, "", wantStatus{
+		{"503 with the window exhausted: its reset is the hint", 503, http.Header{"X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Reset": {"7"}}, "", wantStatus{
 			code: codes.Unavailable, reason: "SERVICE_UNAVAILABLE", retryDelay: 7 * time.Second, msg: msg("Service Unavailable"),
 		}},
+		{"503 with requests remaining: the reset is no hint, the backoff is", 503,
+			http.Header{"X-Ratelimit-Limit": {"80"}, "X-Ratelimit-Remaining": {"79"}, "X-Ratelimit-Reset": {"42"}}, "", wantStatus{
+				code: codes.Unavailable, reason: "SERVICE_UNAVAILABLE", retryDelay: aBackoff, msg: msg("Service Unavailable"),
+			}},
 		{"503 without any hint", 503, nil, "", wantStatus{
-			code: codes.Unavailable, reason: "SERVICE_UNAVAILABLE", retryDelay: time.Second, msg: msg("Service Unavailable"),
+			code: codes.Unavailable, reason: "SERVICE_UNAVAILABLE", retryDelay: aBackoff, msg: msg("Service Unavailable"),
 		}},
 		{"503 with a retry hint", 503, http.Header{"Retry-After": {"5"}}, `{"errors":[{"status":"503","code":"maintenance","title":"Down for maintenance"}]}`, wantStatus{
 			code: codes.Unavailable, reason: "MAINTENANCE", retryDelay: 5 * time.Second, msg: msg("Down for maintenance"),
 		}},
-		{"504", 504, nil, "", wantStatus{code: codes.DeadlineExceeded, reason: "GATEWAY_TIMEOUT", msg: msg("Gateway Timeout")}},
+		{"504", 504, nil, "", wantStatus{code: codes.DeadlineExceeded, reason: "GATEWAY_TIMEOUT", retryDelay: aBackoff, msg: msg("Gateway Timeout")}},
 		{"other 4xx: 418", 418, nil, `{"errors":[{"title":"Teapot"}]}`, wantStatus{
 			code: codes.FailedPrecondition, reason: "I_M_A_TEAPOT", msg: msg("Teapot"),
 		}},
@@ -201,13 +205,28 @@ func TestUpstreamFailures(t *testing.T) {
 	}
 }
 
+// aBackoff, as a wanted retry delay, stands for the client's backoff: a
+// temporary failure without a hint of the upstream's own gets the wait the
+// client would have made before its next attempt. It is jittered, so only
+// its bounds are checked here; the upstream package checks its exact value.
+const aBackoff time.Duration = -1
+
+// retryMatches reports whether a RetryInfo delay is the one wanted.
+func retryMatches(got, want time.Duration) bool {
+	if want == aBackoff {
+		p := upstream.DefaultRetryPolicy
+		return got >= p.BaseDelay/2 && got <= p.MaxDelay
+	}
+	return got == want
+}
+
 func TestUpstreamUnreachable(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close()
 	client := startService(t, url, WithDefaultCredentials(defaultKey))
 	_, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
-	assertStatus(t, err, wantStatus{code: codes.Unavailable, reason: reasonUnreachable, retryDelay: time.Second,
+	assertStatus(t, err, wantStatus{code: codes.Unavailable, reason: reasonUnreachable, retryDelay: aBackoff,
 		msg: msg("Confluent Cloud is unreachable", "connection refused")})
 	if strings.Contains(err.Error(), "127.0.0.1") {
 		t.Errorf("message names the upstream's address: %v", err)

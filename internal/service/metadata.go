@@ -3,7 +3,6 @@ package service
 import (
 	"errors"
 	"strconv"
-	"time"
 
 	"google.golang.org/grpc/metadata"
 
@@ -40,7 +39,7 @@ func responseMetadata(meta upstream.Meta, err error) metadata.MD {
 		md.Set(MDRateLimitRemaining, strconv.Itoa(rl.Remaining))
 	}
 	if rl.Reset >= 0 {
-		md.Set(MDRateLimitReset, strconv.Itoa(seconds(rl.Reset)))
+		md.Set(MDRateLimitReset, strconv.Itoa(upstream.Seconds(rl.Reset)))
 	}
 	retryAfter := meta.RetryAfter
 	var th *upstream.ThrottledError
@@ -48,12 +47,7 @@ func responseMetadata(meta upstream.Meta, err error) metadata.MD {
 		retryAfter = th.RetryAfter
 	}
 	if retryAfter > 0 {
-		md.Set(MDRetryAfter, strconv.Itoa(seconds(retryAfter)))
+		md.Set(MDRetryAfter, strconv.Itoa(upstream.Seconds(retryAfter)))
 	}
 	return md
-}
-
-// seconds rounds d up to whole seconds, as the HTTP headers count.
-func seconds(d time.Duration) int {
-	return int((d + time.Second - 1) / time.Second)
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
-	"net/http"
 	"sync"
 	"time"
 
@@ -417,14 +415,15 @@ func (s *Service) pollOnce(ctx context.Context, t watchTarget, st *pollState, ba
 			return ev, 0, true
 		}
 		wait = st.backoff
-	case permanent(err) || st.failures+1 >= s.watchIntervals.MaxFailures:
+	case !upstream.IsTemporary(err) || st.failures+1 >= s.watchIntervals.MaxFailures:
 		return &watchEvent{err: s.failure(ctx, meta, err), final: true, meta: meta, polls: st.polls}, 0, true
 	default:
-		// Transient: the client has retried already; wait longer and
-		// poll again, as the upstream asked if it said when.
+		// Temporary: the client has retried already; wait longer and
+		// poll again, no sooner than the failure's hint.
 		st.failures++
 		st.backoff = min(2*max(st.backoff, base), longest)
-		wait = max(st.backoff, retryHint(err))
+		hint, _ := upstream.RetryHint(err)
+		wait = max(st.backoff, hint)
 	}
 	// Polite: never poll into a rate-limit window the upstream said is
 	// exhausted.
@@ -450,28 +449,4 @@ func terminal(v *pluginv1.CustomConnectPluginVersion) bool {
 		return true
 	}
 	return false
-}
-
-// permanent reports whether an upstream failure will not go away by polling
-// again: a 4xx answer other than 408 and 429 (the version or its plugin does
-// not exist, the credential is refused, the request is wrong).
-func permanent(err error) bool {
-	var e *upstream.Error
-	return errors.As(err, &e) && e.StatusCode >= 400 && e.StatusCode < 500 &&
-		e.StatusCode != http.StatusRequestTimeout && e.StatusCode != http.StatusTooManyRequests
-}
-
-// retryHint is how long the upstream (or the rate-limit guard) asked to wait.
-func retryHint(err error) time.Duration {
-	var (
-		e  *upstream.Error
-		th *upstream.ThrottledError
-	)
-	switch {
-	case errors.As(err, &e):
-		return e.RetryAfter
-	case errors.As(err, &th):
-		return th.RetryAfter
-	}
-	return 0
 }

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"log/slog"
@@ -90,5 +91,5 @@ func (a Authorization) headerValue() string { return a.scheme + " " + a.token }
 // the header value. Use it to keep per-credential state, such as a shared poll
 // loop, apart.
 func (a Authorization) Fingerprint() [32]byte {
-	return credentialKey(a)
+	return sha256.Sum256([]byte(a.headerValue()))
 }

@@ -17,8 +17,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // DefaultBaseURL is the Confluent Cloud API.
@@ -43,14 +41,18 @@ type Client struct {
 	wrap      func(http.RoundTripper) http.RoundTripper
 	retry     RetryPolicy
 	guard     *guard // nil when the rate-limit guard is off
-	guardOff  bool
 	maxBody   int64
 	insecure  bool
 	jitter    func(n int64) int64 // a random number in [0, n)
 	flights   flights
-	cache     *lru.Cache[flightKey, cached] // nil when caching is off
-	cacheTTL  time.Duration
-	cacheSize int
+	cache     answerCache // nil when caching is off
+
+	// Settings of the options, read by New.
+	guardOff   bool
+	guardStore GuardStore
+	cacheTTL   time.Duration
+	cacheSize  int
+	cacheStore CacheStore
 }
 
 // Routes name the two upstream endpoints in Hooks, metrics and logs: the path
@@ -73,9 +75,14 @@ type Meta struct {
 	RateLimit RateLimit
 	// RetryAfter is the Retry-After of the last answer; zero when absent.
 	RetryAfter time.Duration
-	// Attempts is how many HTTP exchanges the call made (0 when it was answered
-	// without reaching the upstream: by the rate-limit guard, or the cache).
+	// Attempts is how many HTTP exchanges the call sent itself (0 when it was
+	// answered without reaching the upstream: by the rate-limit guard, or the
+	// cache).
 	Attempts int
+	// Shared is how many answers the call took from an exchange an identical
+	// concurrent call had sent (coalescing). Attempts + Shared is how many
+	// upstream answers, or connection failures, the call met.
+	Shared int
 	// Cached means the answer came from the cache (see WithCache); the other
 	// fields then describe the answer as it was cached.
 	Cached bool
@@ -146,6 +153,19 @@ func WithCache(ttl time.Duration, size int) Option {
 	return func(cl *Client) { cl.cacheTTL, cl.cacheSize = ttl, size }
 }
 
+// WithCacheStore keeps the cache's answers in store instead of this process's
+// memory (for a fleet of replicas to share them); size, of WithCache, then
+// does not apply. It has no effect without a WithCache ttl.
+func WithCacheStore(store CacheStore) Option {
+	return func(cl *Client) { cl.cacheStore = store }
+}
+
+// WithGuardStore keeps the rate-limit guard's windows in store instead of
+// this process's memory (for a fleet of replicas to learn from one 429).
+func WithGuardStore(store GuardStore) Option {
+	return func(cl *Client) { cl.guardStore = store }
+}
+
 // WithMaxBodyBytes caps how much of a response body is read (default
 // DefaultMaxBodyBytes). A larger body is not read further; it is an error.
 func WithMaxBodyBytes(n int64) Option {
@@ -187,11 +207,18 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	c.base = u
 	c.retry = c.retry.withDefaults()
 	if !c.guardOff {
-		c.guard = newGuard(time.Now)
+		store := c.guardStore
+		if store == nil {
+			store = newMemoryGuardStore(time.Now)
+		}
+		c.guard = &guard{store: store, now: time.Now}
 	}
-	if c.cacheTTL > 0 {
-		// lru.New fails only for a size below 1.
-		c.cache, _ = lru.New[flightKey, cached](max(c.cacheSize, 1))
+	switch {
+	case c.cacheTTL <= 0:
+	case c.cacheStore != nil:
+		c.cache = &storeCache{store: c.cacheStore, ttl: c.cacheTTL}
+	default:
+		c.cache = newMemoryCache(c.cacheTTL, c.cacheSize, time.Now)
 	}
 	if c.wrap != nil {
 		c.http.Transport = c.wrap(c.http.Transport)
@@ -231,7 +258,7 @@ func ParseBaseURL(baseURL string, allowInsecure bool) (*url.URL, error) {
 		return nil, fmt.Errorf("upstream URL %q: must not contain credentials", shown.String())
 	case u.RawQuery != "" || u.Fragment != "":
 		return nil, fmt.Errorf("upstream URL %q: must not have a query or fragment", shown.String())
-	case u.Scheme == "http" && !allowInsecure && !isLoopback(u.Hostname()):
+	case u.Scheme == "http" && !allowInsecure && !IsLoopbackHost(u.Hostname()):
 		return nil, fmt.Errorf("upstream URL %q: plain HTTP would send credentials in clear; use https "+
 			"(plain HTTP is only accepted for a loopback host, or with the insecure option)", shown.String())
 	}
@@ -240,9 +267,9 @@ func ParseBaseURL(baseURL string, allowInsecure bool) (*url.URL, error) {
 	return u, nil
 }
 
-// isLoopback reports whether host names this machine: "localhost" or a
-// loopback IP address.
-func isLoopback(host string) bool {
+// IsLoopbackHost reports whether host (a name or an IP address, without port)
+// names this machine: "localhost" or a loopback IP address.
+func IsLoopbackHost(host string) bool {
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}
@@ -294,16 +321,20 @@ type answer struct {
 	tooLarge bool
 }
 
+// ok reports whether a is a success (2xx).
+func (a *answer) ok() bool { return a.status >= 200 && a.status <= 299 }
+
 // exchange sends one GET of u with auth and reads the answer. Its error is a
 // *TransportError: no answer, or an answer whose body could not be read.
-func (c *Client) exchange(ctx context.Context, auth Authorization, route string, u *url.URL) (*answer, error) {
+func (c *Client) exchange(ctx context.Context, r *request) (*answer, error) {
+	route, u := r.route, r.url
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.userAgent)
-	req.Header.Set("Authorization", auth.headerValue())
+	req.Header.Set("Authorization", r.auth.headerValue())
 
 	start := time.Now()
 	transportErr := func(err error) error {

@@ -251,10 +251,17 @@ func TestFailures(t *testing.T) {
 			wantRateLimit: RateLimit{100, 0, 9 * time.Second},
 		},
 		{
-			name: "503 without Retry-After falls back to the relative reset", status: 503,
-			header:         http.Header{"X-Ratelimit-Reset": {"4"}},
+			name: "503 with the window exhausted falls back to the relative reset", status: 503,
+			header:         http.Header{"X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Reset": {"4"}},
 			wantRetryAfter: 4 * time.Second,
-			wantRateLimit:  RateLimit{-1, -1, 4 * time.Second},
+			wantRateLimit:  RateLimit{-1, 0, 4 * time.Second},
+		},
+		{
+			// Confluent Cloud sends X-RateLimit-* on every answer: a reset
+			// with requests remaining says nothing about this failure.
+			name: "503 with requests remaining: the reset is no hint", status: 503,
+			header:        http.Header{"X-Ratelimit-Limit": {"80"}, "X-Ratelimit-Remaining": {"79"}, "X-Ratelimit-Reset": {"42"}},
+			wantRateLimit: RateLimit{80, 79, 42 * time.Second},
 		},
 		{
 			name: "429 without Retry-After falls back to the relative reset", status: 429,

@@ -41,9 +41,11 @@ type Error struct {
 	RequestID string
 	// RateLimit holds the X-RateLimit-* headers, when sent.
 	RateLimit RateLimit
-	// RetryAfter is how long the upstream asked us to wait: Retry-After (for a
-	// 429, or the X-RateLimit-Reset if later; for a 503 without it, the
-	// reset); zero when it gave no hint.
+	// RetryAfter is how long the upstream asked us to wait: Retry-After, or
+	// the X-RateLimit-Reset of an exhausted window (a 429, or Remaining 0),
+	// whichever is later; zero when it gave no hint. The upstream sends the
+	// X-RateLimit-* headers on every answer: a reset is a hint only when the
+	// window is exhausted, never for a 5xx with requests remaining.
 	RetryAfter time.Duration
 	// Authenticate is the WWW-Authenticate challenge of a 401, which says why the
 	// credentials were refused (for example error="invalid_key").
@@ -110,17 +112,14 @@ func newError(a *answer) *Error {
 		RateLimit:    parseRateLimit(a.header),
 		Authenticate: headerText(a.header, headerWWWAuthenticate),
 	}
-	// The retry hint: Retry-After, else, for the answers that mean "not now",
-	// the time until the rate-limit window resets. A 429 is about that
-	// window, so its hint is never shorter than the reset.
+	// A 429 is about the rate-limit window, so its hint is never shorter than
+	// the reset; neither is that of any answer saying the window is exhausted.
 	ra, hasRA := parseSeconds(a.header.Get(headerRetryAfter))
 	switch {
-	case a.status == http.StatusTooManyRequests:
+	case a.status == http.StatusTooManyRequests || e.RateLimit.exhausted():
 		e.RetryAfter = max(ra, e.RateLimit.Reset, 0)
 	case hasRA:
 		e.RetryAfter = ra
-	case a.status == http.StatusServiceUnavailable && e.RateLimit.Reset > 0:
-		e.RetryAfter = e.RateLimit.Reset
 	}
 	var f failure
 	switch {
@@ -190,6 +189,10 @@ func (it ErrorItem) Summary() string {
 		return detail
 	}
 }
+
+// exhausted reports whether the window has no request left and says when it
+// resets.
+func (rl RateLimit) exhausted() bool { return rl.Remaining == 0 && rl.Reset > 0 }
 
 // noRateLimit is a RateLimit of which no header was sent.
 var noRateLimit = RateLimit{Limit: -1, Remaining: -1, Reset: -1}

@@ -2,22 +2,8 @@ package upstream
 
 import (
 	"context"
-	"crypto/sha256"
 	"sync"
 )
-
-// flightKey identifies one exact upstream request with one credential: a
-// hash of both, so that neither is kept in memory in clear.
-type flightKey [sha256.Size]byte
-
-func newFlightKey(cred credKey, url string) flightKey {
-	h := sha256.New()
-	h.Write(cred[:])
-	h.Write([]byte(url))
-	var k flightKey
-	h.Sum(k[:0])
-	return k
-}
 
 // flights coalesces identical concurrent exchanges: callers that want the same
 // request with the same credential while one is in flight wait for its answer
@@ -31,18 +17,17 @@ func newFlightKey(cred credKey, url string) flightKey {
 //     fails the others;
 //   - it is canceled once every caller waiting for it has left, so that an
 //     abandoned exchange stops at once, as a lone caller's would;
-//   - the first caller runs the exchange on its own goroutine. (singleflight's
-//     DoChan, the only form that lets a waiting caller leave at its deadline,
-//     starts a goroutine per exchange, whose stack then grows through the HTTP
-//     call: a tenth of the facade's CPU under load, see docs/benchmarks.md.)
+//   - the first caller runs the exchange on its own goroutine, where
+//     singleflight's DoChan (the only form that lets a waiting caller leave
+//     at its deadline) starts a goroutine per exchange whose stack then grows
+//     through the HTTP call (docs/benchmarks.md has the cost).
 type flights struct {
 	mu    sync.Mutex
-	calls map[flightKey]*flight
+	calls map[requestID]*flight
 }
 
 // flight is one shared exchange and the callers waiting for it.
 type flight struct {
-	ctx     context.Context
 	cancel  context.CancelFunc
 	waiters int           // guarded by flights.mu
 	done    chan struct{} // closed once ans and err are set
@@ -55,8 +40,9 @@ type flight struct {
 // ends, with one exception: the first caller's goroutine runs fn, so when its
 // ctx ends while others still wait, it returns when fn does (at the latest
 // when the last of those has left too, which cancels fn). A caller whose ctx
-// ended gets ctx.Err().
-func (fs *flights) do(ctx context.Context, key flightKey, fn func(context.Context) (*answer, error)) (*answer, error) {
+// ended gets ctx.Err(). shared reports whether the answer came from an
+// exchange another caller had started.
+func (fs *flights) do(ctx context.Context, key requestID, fn func(context.Context) (*answer, error)) (a *answer, shared bool, err error) {
 	fs.mu.Lock()
 	if f := fs.calls[key]; f != nil {
 		f.waiters++
@@ -64,17 +50,17 @@ func (fs *flights) do(ctx context.Context, key flightKey, fn func(context.Contex
 		select {
 		case <-f.done:
 			fs.leave(key, f, false)
-			return f.ans, f.err
+			return f.ans, true, f.err
 		case <-ctx.Done():
 			fs.leave(key, f, true)
-			return nil, ctx.Err()
+			return nil, true, ctx.Err()
 		}
 	}
 	if fs.calls == nil {
-		fs.calls = make(map[flightKey]*flight)
+		fs.calls = make(map[requestID]*flight)
 	}
 	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	f := &flight{ctx: fctx, cancel: cancel, waiters: 1, done: make(chan struct{})}
+	f := &flight{cancel: cancel, waiters: 1, done: make(chan struct{})}
 	fs.calls[key] = f
 	fs.mu.Unlock()
 
@@ -89,10 +75,10 @@ func (fs *flights) do(ctx context.Context, key flightKey, fn func(context.Contex
 	fs.mu.Unlock()
 	close(f.done)
 	if !stop() {
-		return nil, ctx.Err() // this caller left while fn ran
+		return nil, false, ctx.Err() // this caller left while fn ran
 	}
 	fs.leave(key, f, false)
-	return f.ans, f.err
+	return f.ans, false, f.err
 }
 
 // leave takes a caller off f; the last one to leave cancels f's exchange if it
@@ -100,7 +86,7 @@ func (fs *flights) do(ctx context.Context, key flightKey, fn func(context.Contex
 // canceled) also closes f to newcomers: an exchange that outlasted one
 // caller's patience may be stuck, and later callers send one of their own
 // rather than join it, while those already waiting keep waiting.
-func (fs *flights) leave(key flightKey, f *flight, gaveUp bool) {
+func (fs *flights) leave(key requestID, f *flight, gaveUp bool) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	f.waiters--

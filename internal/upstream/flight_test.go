@@ -210,8 +210,8 @@ func TestCache(t *testing.T) {
 		for _, id := range []string{"a", "b", "c", "a"} {
 			_, _, _ = c.GetConnectorPlugin(t.Context(), testAuth, id)
 		}
-		if c.cache.Len() != 2 || up.Count() != 4 {
-			t.Errorf("cache holds %d entries after %d requests, want 2 after 4 (a was evicted by c)", c.cache.Len(), up.Count())
+		if c.cache.(*memoryCache).lru.Len() != 2 || up.Count() != 4 {
+			t.Errorf("cache holds %d entries after %d requests, want 2 after 4 (a was evicted by c)", c.cache.(*memoryCache).lru.Len(), up.Count())
 		}
 	})
 	t.Run("failures are not cached", func(t *testing.T) {

@@ -1,93 +1,58 @@
 package upstream
 
 import (
+	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 )
 
-// maxGuarded bounds how many credentials the guard remembers. Past it,
-// windows that have reset are forgotten; a process serving more credentials
-// than this at once only loses some guarding, never correctness.
-const maxGuarded = 10000
-
-// credentialKey identifies a credential without holding it: a hash of the
-// Authorization header value.
-type credKey [sha256.Size]byte
-
-func credentialKey(a Authorization) credKey {
-	return sha256.Sum256([]byte(a.headerValue()))
-}
-
-// guard remembers, per credential, until when the upstream's rate-limit window
-// is exhausted, as the upstream's own headers said: X-RateLimit-Remaining 0
-// with X-RateLimit-Reset, or a 429 with Retry-After.
+// guard answers for the upstream while a credential's rate-limit window is
+// exhausted, as the upstream's own headers said: a 429, or
+// X-RateLimit-Remaining 0 with X-RateLimit-Reset. Until the window resets,
+// calls with that credential get a *ThrottledError without an upstream request,
+// which would only be refused. Its windows live in a GuardStore.
 type guard struct {
-	now func() time.Time
-
-	mu        sync.Mutex
-	exhausted map[credKey]exhaustedWindow
+	store GuardStore
+	now   func() time.Time
 }
 
-type exhaustedWindow struct {
-	until time.Time
-	limit int
-}
-
-func newGuard(now func() time.Time) *guard {
-	return &guard{now: now, exhausted: make(map[credKey]exhaustedWindow)}
+// credentialID identifies a credential without holding it: a hex SHA-256 of
+// its Authorization header value.
+func credentialID(a Authorization) string {
+	sum := sha256.Sum256([]byte(a.headerValue()))
+	return hex.EncodeToString(sum[:])
 }
 
 // observe updates the credential's window from an answer.
-func (g *guard) observe(key credKey, status int, rl RateLimit, retryAfter time.Duration) {
-	var wait time.Duration
+func (g *guard) observe(ctx context.Context, cred string, status int, rl RateLimit, retryAfter time.Duration) {
 	switch {
-	case status == 429:
-		wait = max(retryAfter, rl.Reset, time.Second)
-	case rl.Remaining == 0 && rl.Reset > 0:
-		wait = rl.Reset
+	case status == http.StatusTooManyRequests:
+		g.store.SetExhausted(ctx, cred, g.now().Add(max(retryAfter, rl.Reset, time.Second)), rl.Limit)
+	case rl.exhausted():
+		g.store.SetExhausted(ctx, cred, g.now().Add(rl.Reset), rl.Limit)
 	case rl.Remaining > 0:
-		g.mu.Lock()
-		delete(g.exhausted, key)
-		g.mu.Unlock()
-		return
-	default:
-		return
-	}
-	now := g.now()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if len(g.exhausted) >= maxGuarded {
-		for k, w := range g.exhausted {
-			if !now.Before(w.until) {
-				delete(g.exhausted, k)
-			}
-		}
-	}
-	if len(g.exhausted) < maxGuarded {
-		g.exhausted[key] = exhaustedWindow{until: now.Add(wait), limit: rl.Limit}
+		g.store.ClearExhausted(ctx, cred)
 	}
 }
 
 // check returns a *ThrottledError while the credential's window is exhausted,
 // and nil otherwise.
-func (g *guard) check(key credKey) *ThrottledError {
-	now := g.now()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	w, ok := g.exhausted[key]
+func (g *guard) check(ctx context.Context, cred string) *ThrottledError {
+	until, limit, ok := g.store.Exhausted(ctx, cred)
 	if !ok {
 		return nil
 	}
-	if !now.Before(w.until) {
-		delete(g.exhausted, key)
+	left := until.Sub(g.now())
+	if left <= 0 {
 		return nil
 	}
-	left := w.until.Sub(now)
 	return &ThrottledError{
 		RetryAfter: left,
-		RateLimit:  RateLimit{Limit: w.limit, Remaining: 0, Reset: left.Round(time.Second)},
+		RateLimit:  RateLimit{Limit: limit, Remaining: 0, Reset: left.Round(time.Second)},
 	}
 }
 
@@ -101,5 +66,67 @@ type ThrottledError struct {
 }
 
 func (e *ThrottledError) Error() string {
-	return fmt.Sprintf("the Confluent Cloud rate limit for these credentials is exhausted; it resets in %s", e.RetryAfter.Round(time.Second))
+	return fmt.Sprintf("the Confluent Cloud rate limit for these credentials is exhausted; it resets in %ds", Seconds(e.RetryAfter))
+}
+
+// maxGuarded bounds how many credentials memoryGuardStore remembers. Past it,
+// windows that have reset are forgotten; a process serving more credentials
+// than this at once only loses some guarding, never correctness.
+const maxGuarded = 10000
+
+// memoryGuardStore is the GuardStore of one process.
+type memoryGuardStore struct {
+	now func() time.Time
+
+	mu        sync.Mutex
+	exhausted map[string]exhaustedWindow
+}
+
+type exhaustedWindow struct {
+	until time.Time
+	limit int
+}
+
+// NewMemoryGuardStore returns the GuardStore of one process, which a client
+// uses unless given another. Shared stores use it as their local state.
+func NewMemoryGuardStore() GuardStore { return newMemoryGuardStore(time.Now) }
+
+func newMemoryGuardStore(now func() time.Time) *memoryGuardStore {
+	return &memoryGuardStore{now: now, exhausted: make(map[string]exhaustedWindow)}
+}
+
+func (s *memoryGuardStore) Exhausted(_ context.Context, cred string) (time.Time, int, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w, ok := s.exhausted[cred]
+	if !ok {
+		return time.Time{}, 0, false
+	}
+	if !s.now().Before(w.until) {
+		delete(s.exhausted, cred)
+		return time.Time{}, 0, false
+	}
+	return w.until, w.limit, true
+}
+
+func (s *memoryGuardStore) SetExhausted(_ context.Context, cred string, until time.Time, limit int) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.exhausted) >= maxGuarded {
+		for k, w := range s.exhausted {
+			if !now.Before(w.until) {
+				delete(s.exhausted, k)
+			}
+		}
+	}
+	if len(s.exhausted) < maxGuarded {
+		s.exhausted[cred] = exhaustedWindow{until: until, limit: limit}
+	}
+}
+
+func (s *memoryGuardStore) ClearExhausted(_ context.Context, cred string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.exhausted, cred)
 }

@@ -64,18 +64,20 @@ func TestRateLimitGuard(t *testing.T) {
 
 func TestRateLimitGuardWindowEnds(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	g := newGuard(func() time.Time { return now })
-	k := credentialKey(testAuth)
-	g.observe(k, 200, RateLimit{Limit: 10, Remaining: 0, Reset: 5 * time.Second}, 0)
-	if th := g.check(k); th == nil || th.RetryAfter != 5*time.Second || th.RateLimit.Limit != 10 {
+	clock := func() time.Time { return now }
+	g := &guard{store: newMemoryGuardStore(clock), now: clock}
+	k := credentialID(testAuth)
+	ctx := t.Context()
+	g.observe(ctx, k, 200, RateLimit{Limit: 10, Remaining: 0, Reset: 5 * time.Second}, 0)
+	if th := g.check(ctx, k); th == nil || th.RetryAfter != 5*time.Second || th.RateLimit.Limit != 10 {
 		t.Fatalf("check = %+v, want throttled for 5s with the limit of 10", th)
 	}
 	now = now.Add(5 * time.Second)
-	if th := g.check(k); th != nil {
+	if th := g.check(ctx, k); th != nil {
 		t.Fatalf("check after the reset = %+v, want nil", th)
 	}
-	g.observe(k, 429, RateLimit{-1, -1, -1}, 0)
-	if th := g.check(k); th == nil || th.RetryAfter != time.Second {
+	g.observe(ctx, k, 429, RateLimit{-1, -1, -1}, 0)
+	if th := g.check(ctx, k); th == nil || th.RetryAfter != time.Second {
 		t.Fatalf("check after a 429 without hints = %+v, want throttled for 1s", th)
 	}
 }

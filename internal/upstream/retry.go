@@ -1,11 +1,11 @@
 package upstream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"syscall"
 	"time"
@@ -13,13 +13,11 @@ import (
 
 // RetryPolicy says which failed calls are tried again and how long to wait in
 // between. Only what is safe is retried: these are idempotent GETs, and only
-// answers that say "not now" (429, 502, 503, 504) or a connection that failed
-// before a whole answer arrived (refused, reset, cut short). Other 4xx and 5xx
-// answers would fail the same way again.
+// temporary failures (see Temporary) would succeed if tried again.
 //
 // A wait never runs past the caller's deadline: when the next wait does not fit
 // in what is left of it, the call ends at once with the last failure, whose
-// retry hint tells the caller when to come back.
+// retry hint (RetryHint) tells the caller when to come back.
 type RetryPolicy struct {
 	// MaxAttempts is the most HTTP exchanges one call makes, the first
 	// included; 1 turns retries off. Default 3.
@@ -32,9 +30,9 @@ type RetryPolicy struct {
 	// MaxDelay caps the backoff. Default 2s.
 	MaxDelay time.Duration
 	// MaxWait is the longest wait the upstream may ask for (Retry-After, or
-	// the X-RateLimit-Reset of a 429) that is honoured in-process. A longer
-	// one is not waited for: the call ends with the failure and its hint.
-	// Default 10s.
+	// the reset of an exhausted rate-limit window) that is honoured
+	// in-process. A longer one is not waited for: the call ends with the
+	// failure and its hint. Default 10s.
 	MaxWait time.Duration
 }
 
@@ -69,125 +67,119 @@ func (c *Client) backoff(n int) time.Duration {
 	return half + time.Duration(c.jitter(int64(d-half)+1))
 }
 
-// call makes the GET of u with auth, retrying what is safe to retry, and
-// decodes the resource into out. Meta describes the last answer, whatever the
-// outcome.
-func (c *Client) call(ctx context.Context, auth Authorization, route string, u *url.URL, out resource) (Meta, error) {
-	meta := Meta{RateLimit: noRateLimit}
-	if auth.IsZero() {
-		return meta, errors.New("upstream: no credentials to send")
+// retryWait decides whether r's call tries again after err, its answers-th
+// failure, and how long it waits first: the upstream's own hint when it gave
+// one (or the guard's window for the credential, when longer), plus a little
+// jitter so that the callers it turned away do not come back in the same
+// instant; the backoff otherwise. A temporary failure that is not retried
+// (attempts spent, a hint longer than MaxWait, a wait that would outlast the
+// caller's deadline) gets the hint, or else the backoff, as the caller's.
+func (c *Client) retryWait(ctx context.Context, r *request, answers int, err error) (time.Duration, bool) {
+	if !IsTemporary(err) {
+		return 0, false
 	}
-	key := credentialKey(auth)
-	fkey := newFlightKey(key, u.String())
-	// left is the error of a call whose caller's ctx ended: while it waited
-	// for a shared exchange, or between two attempts.
-	left := func() error {
-		return &TransportError{Method: http.MethodGet, Path: u.EscapedPath(), Err: ctx.Err(), ContextErr: ctx.Err()}
+	backoff := c.backoff(answers)
+	hint := time.Duration(0)
+	if e, ok := errors.AsType[*Error](err); ok {
+		hint = e.RetryAfter
 	}
-	if a := c.cached(fkey); a != nil {
-		meta.describe(a)
-		meta.Cached = true
-		return meta, c.decode(a, out)
+	if t := c.admit(ctx, r); t != nil {
+		hint = max(hint, t.RetryAfter)
 	}
-	for {
-		if c.guard != nil {
-			if t := c.guard.check(key); t != nil {
-				meta.RateLimit = t.RateLimit
-				return meta, t
-			}
-		}
-		meta.Attempts++
-		a, err := c.flights.do(ctx, fkey, func(ctx context.Context) (*answer, error) {
-			return c.exchange(ctx, auth, route, u)
-		})
-		if err != nil && ctx.Err() != nil && !isTransportError(err) {
-			err = left() // the shared exchange went on for others
-		}
-		if a != nil {
-			meta.describe(a)
-			if c.hooks.RateLimit != nil && meta.RateLimit != noRateLimit {
-				c.hooks.RateLimit(route, meta.RateLimit)
-			}
-			if c.guard != nil {
-				c.guard.observe(key, a.status, meta.RateLimit, meta.RetryAfter)
-			}
-			if a.status >= 200 && a.status <= 299 {
-				err := c.decode(a, out)
-				if err == nil && c.cache != nil {
-					c.cache.Add(fkey, cached{a, time.Now().Add(c.cacheTTL)})
-				}
-				return meta, err
-			}
-			e := newError(a)
-			meta.LastError = e
-			err = e
-		}
-
-		reason, retryable := retryReason(err)
-		if !retryable || meta.Attempts >= c.retry.MaxAttempts {
-			return meta, err
-		}
-		wait := c.backoff(meta.Attempts)
-		hint := time.Duration(0)
-		if e, ok := err.(*Error); ok {
-			hint = e.RetryAfter
-		}
-		if c.guard != nil {
-			// The window the guard keeps for this credential may outlast
-			// the answer's own hint (a 429 whose reset is later than its
-			// Retry-After, or one without either); retrying before it ends
-			// would only meet the guard.
-			if t := c.guard.check(key); t != nil {
-				hint = max(hint, t.RetryAfter)
-			}
-		}
-		if hint > 0 {
-			if hint > c.retry.MaxWait {
-				return meta, err
-			}
-			// The upstream said when; a little jitter keeps the callers it
-			// turned away from coming back in the same instant.
-			wait = hint + time.Duration(c.jitter(int64(c.retry.BaseDelay)+1))
-		}
-		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= wait {
-			return meta, err
-		}
-		if c.hooks.Retry != nil {
-			c.hooks.Retry(route, reason)
-		}
-		timer := time.NewTimer(wait)
-		select {
-		case <-timer.C:
-		case <-ctx.Done():
-			timer.Stop()
-			return meta, left()
-		}
+	if answers >= c.retry.MaxAttempts || hint > c.retry.MaxWait {
+		return cmp.Or(hint, backoff), false
 	}
+	wait := backoff
+	if hint > 0 {
+		wait = hint + time.Duration(c.jitter(int64(c.retry.BaseDelay)+1))
+	}
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) <= wait {
+		return cmp.Or(hint, backoff), false
+	}
+	return wait, true
 }
 
-// retryReason says whether a failed exchange may be tried again, and names the
-// reason for metrics: the HTTP status, or "connection".
-func retryReason(err error) (string, bool) {
-	var (
-		e  *Error
-		te *TransportError
-	)
-	switch {
-	case errors.As(err, &e):
-		switch e.StatusCode {
-		case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-			return strconv.Itoa(e.StatusCode), true
-		}
-	case errors.As(err, &te) && te.ContextErr == nil && connectionFailed(te.Err):
-		return "connection", true
+// retryReason names why a temporary failure is retried, for metrics: the HTTP
+// status, or "connection".
+func retryReason(err error) string {
+	if e, ok := errors.AsType[*Error](err); ok {
+		return strconv.Itoa(e.StatusCode)
 	}
-	return "", false
+	return "connection"
+}
+
+// Temporary reports whether the upstream's answer means "not now" (429, 502,
+// 503, 504): the same call may succeed later. Any other answer would fail the
+// same way again.
+func (e *Error) Temporary() bool {
+	switch e.StatusCode {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// Temporary reports whether the connection failed before a whole answer
+// arrived: refused, reset, or closed early. Such a GET had no effect and can
+// be sent again. Neither the caller's deadline or cancellation nor a network
+// timeout is temporary: the caller's deadline is what ends a slow upstream.
+func (e *TransportError) Temporary() bool {
+	return e.ContextErr == nil && connectionFailed(e.Err)
+}
+
+// Temporary is true: the window resets (RetryAfter).
+func (e *ThrottledError) Temporary() bool { return true }
+
+// Temporary is false: the upstream broke its contract, and would again.
+func (e *DecodeError) Temporary() bool { return false }
+
+// IsTemporary reports whether err is a failure of a call that may succeed if
+// made again later. It is the one rule the client's retries, the watch's
+// polling and the caller's status (its retry hint) all follow.
+func IsTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// RetryHint returns how long to wait before making a failed call again; ok is
+// false when err is not temporary. It is the upstream's hint when it gave one
+// (Retry-After, or the reset of an exhausted rate-limit window), the guard's
+// window when the guard answered, and otherwise the backoff the client would
+// have waited before its next attempt.
+func RetryHint(err error) (time.Duration, bool) {
+	if !IsTemporary(err) {
+		return 0, false
+	}
+	if h, ok := errors.AsType[*hintedError](err); ok && h.after > 0 {
+		return h.after, true
+	}
+	if t, ok := errors.AsType[*ThrottledError](err); ok {
+		return t.RetryAfter, true
+	}
+	if e, ok := errors.AsType[*Error](err); ok && e.RetryAfter > 0 {
+		return e.RetryAfter, true
+	}
+	return DefaultRetryPolicy.BaseDelay, true
+}
+
+// hintedError is a temporary failure the client gave up on, with the wait it
+// would have made before trying again.
+type hintedError struct {
+	error
+	after time.Duration
+}
+
+func (h *hintedError) Unwrap() error { return h.error }
+
+func withRetryHint(err error, after time.Duration) error {
+	if after <= 0 || !IsTemporary(err) {
+		return err
+	}
+	return &hintedError{error: err, after: after}
 }
 
 // connectionFailed reports whether err is a connection that failed before a
-// whole answer arrived: refused, reset, or closed early. Such a GET had no
-// effect and can be sent again. (A timeout is not among them: the caller's
-// deadline is what ends a slow upstream.)
+// whole answer arrived: refused, reset, or closed early.
 func connectionFailed(err error) bool {
 	return errors.Is(err, syscall.ECONNREFUSED) ||
 		errors.Is(err, syscall.ECONNRESET) ||
@@ -197,37 +189,12 @@ func connectionFailed(err error) bool {
 }
 
 func isTransportError(err error) bool {
-	var te *TransportError
-	return errors.As(err, &te)
+	_, ok := errors.AsType[*TransportError](err)
+	return ok
 }
 
-// describe sets what m says of the last answer from a.
-func (m *Meta) describe(a *answer) {
-	m.StatusCode = a.status
-	m.RequestID = headerText(a.header, headerRequestID)
-	m.RateLimit = parseRateLimit(a.header)
-	m.RetryAfter, _ = parseSeconds(a.header.Get(headerRetryAfter))
-}
-
-// cached is a cache entry: a successful answer, and until when it may be used.
-// (Expiry is checked on use, so the cache needs no goroutine of its own.)
-type cached struct {
-	answer *answer
-	until  time.Time
-}
-
-// cached returns the cached answer for key, or nil.
-func (c *Client) cached(key flightKey) *answer {
-	if c.cache == nil {
-		return nil
-	}
-	e, ok := c.cache.Get(key)
-	if !ok {
-		return nil
-	}
-	if time.Now().After(e.until) {
-		c.cache.Remove(key)
-		return nil
-	}
-	return e.answer
+// Seconds rounds d up to whole seconds, as Retry-After and X-RateLimit-Reset
+// count: a wait is never announced shorter than it is.
+func Seconds(d time.Duration) int {
+	return int((d + time.Second - 1) / time.Second)
 }

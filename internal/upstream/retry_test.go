@@ -293,3 +293,42 @@ func TestPlainHTTPOnlyOnLoopback(t *testing.T) {
 		}
 	}
 }
+
+// rateLimitHeaders are the X-RateLimit-* headers Confluent Cloud sends on every
+// answer, here with requests remaining in the window.
+var rateLimitHeaders = http.Header{"X-Ratelimit-Limit": {"80"}, "X-Ratelimit-Remaining": {"79"}, "X-Ratelimit-Reset": {"42"}}
+
+// TestWindowResetIsNoHintWhileRequestsRemain: a transient 503 whose headers
+// describe a window with requests left is retried after the backoff, not
+// held to the window's reset (which, longer than MaxWait, would end the call
+// at once); and a 503 that is not retried hints the backoff.
+func TestWindowResetIsNoHintWhileRequestsRemain(t *testing.T) {
+	policy := RetryPolicy{MaxAttempts: 3, BaseDelay: 10 * time.Millisecond, MaxWait: 10 * time.Second}
+	t.Run("a transient 503 then 200 is OK after 2 requests", func(t *testing.T) {
+		up := upstreamtest.StartScript(t, answerFailure(503, rateLimitHeaders), ok200)
+		c := newClient(t, up.URL, WithRetry(policy))
+		_, meta, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
+		if err != nil || up.Count() != 2 || meta.Attempts != 2 {
+			t.Fatalf("err %v after %d requests (Attempts %d), want OK after 2", err, up.Count(), meta.Attempts)
+		}
+	})
+	t.Run("a 503 that is not retried hints the backoff, not the reset", func(t *testing.T) {
+		up := upstreamtest.Start(t, answerFailure(503, rateLimitHeaders))
+		c := newClient(t, up.URL, WithRetry(policy))
+		c.jitter = func(n int64) int64 { return n - 1 } // the whole backoff, no less
+		_, _, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
+		hint, ok := RetryHint(err)
+		// Third answer: the backoff has doubled twice from 10ms.
+		if want := 40 * time.Millisecond; !ok || hint != want || up.Count() != 3 {
+			t.Errorf("RetryHint = %v, %v after %d requests; want %v (the backoff) after 3", hint, ok, up.Count(), want)
+		}
+	})
+	t.Run("a 503 with the window exhausted hints the reset", func(t *testing.T) {
+		up := upstreamtest.Start(t, answerFailure(503, http.Header{"X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Reset": {"42"}}))
+		c := newClient(t, up.URL, WithRetry(policy))
+		_, _, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
+		if hint, ok := RetryHint(err); !ok || hint != 42*time.Second || up.Count() != 1 {
+			t.Errorf("RetryHint = %v, %v after %d requests; want 42s after 1", hint, ok, up.Count())
+		}
+	})
+}
