@@ -86,7 +86,13 @@ func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 		return
 	}
 	c.f.do(ctx, "cache_set", func(ctx context.Context) error {
-		return c.f.rdb.Set(ctx, cacheKey(key), value, ttl).Err()
+		pipe := c.f.rdb.Pipeline()
+		pipe.Set(ctx, cacheKey(key), value, ttl)
+		// The entry is filled: the next miss, once it expires, claims anew
+		// rather than waiting for a claim nobody holds any more.
+		pipe.Del(ctx, claimKey(key))
+		_, err := pipe.Exec(ctx)
+		return err
 	})
 }
 

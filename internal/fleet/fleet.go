@@ -76,7 +76,6 @@ type Fleet struct {
 	mu   sync.Mutex
 	subs map[string]map[*handler]struct{} // channel → its handlers on this replica
 
-	guard   *Guard
 	watches *Watches
 
 	stop chan struct{}
@@ -143,7 +142,6 @@ func Open(rawURL string, o Options) (*Fleet, error) {
 	}
 	f.metrics = newMetrics(o.Registerer)
 	f.ps = f.rdb.Subscribe(context.Background())
-	f.guard = newGuard(f)
 	f.watches = &Watches{f: f}
 
 	// Whether Redis answers now decides how the fleet starts; the first
@@ -153,11 +151,9 @@ func Open(rawURL string, o Options) (*Fleet, error) {
 	cancel()
 	f.setDegraded(err)
 
-	f.done.Add(3)
+	f.done.Add(2)
 	go f.check()
 	go f.receive()
-	go f.guard.write()
-	f.guard.subscribe()
 	return f, nil
 }
 
@@ -169,9 +165,6 @@ func (f *Fleet) Close() error {
 	f.done.Wait()
 	return err
 }
-
-// Guard is the fleet's shared rate-limit guard.
-func (f *Fleet) Guard() *Guard { return f.guard }
 
 // Watches is the fleet's relay of watch poll loops.
 func (f *Fleet) Watches() *Watches { return f.watches }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/acme/plugin-facade/internal/fleet/fleettest"
 	tu "github.com/acme/plugin-facade/internal/testutil"
+	"github.com/acme/plugin-facade/internal/upstream"
 )
 
 // testTimeout bounds Redis operations in tests: generous, so that a loaded
@@ -63,33 +64,39 @@ func direct(t *testing.T, r *fleettest.Redis) *redis.Client {
 	return c
 }
 
+// guard opens a fleet on url and returns its guard, with the client's own
+// in-process store as its local copy.
+func guard(t *testing.T, url string) *Guard {
+	return open(t, url, Options{}).Guard(upstream.NewMemoryGuardStore())
+}
+
 func TestGuardSharesWindows(t *testing.T) {
 	r := fleettest.Start(t)
-	a, b := open(t, r.URL(), Options{}), open(t, r.URL(), Options{})
+	a, b := guard(t, r.URL()), guard(t, r.URL())
 	ctx := context.Background()
 	const cred = "3f2a" // a credential id, as the client makes them
 
-	if _, _, ok := b.Guard().Exhausted(ctx, cred); ok {
+	if _, _, ok := b.Exhausted(ctx, cred); ok {
 		t.Fatal("exhausted before anyone said so")
 	}
 	until := time.Now().Add(3 * time.Second)
-	a.Guard().SetExhausted(ctx, cred, until, 1000)
-	if _, _, ok := a.Guard().Exhausted(ctx, cred); !ok {
+	a.SetExhausted(ctx, cred, until, 1000)
+	if _, _, ok := a.Exhausted(ctx, cred); !ok {
 		t.Fatal("the replica that learned the window does not know it at once")
 	}
 	eventually(t, time.Second, "the other replica learns the window", func() bool {
-		_, _, ok := b.Guard().Exhausted(ctx, cred)
+		_, _, ok := b.Exhausted(ctx, cred)
 		return ok
 	})
-	got, limit, _ := b.Guard().Exhausted(ctx, cred)
+	got, limit, _ := b.Exhausted(ctx, cred)
 	if d := got.Sub(until).Abs(); d > 100*time.Millisecond || limit != 1000 {
 		t.Errorf("the other replica has the window until %v (off by %v), limit %d; want %v, 1000", got, d, limit, until)
 	}
 
 	// A replica that starts later reads the windows that still run.
-	c := open(t, r.URL(), Options{})
+	c := guard(t, r.URL())
 	eventually(t, time.Second, "a replica started later loads the window", func() bool {
-		_, _, ok := c.Guard().Exhausted(ctx, cred)
+		_, _, ok := c.Exhausted(ctx, cred)
 		return ok
 	})
 
@@ -100,10 +107,10 @@ func TestGuardSharesWindows(t *testing.T) {
 	}
 
 	// The upstream says requests remain: every replica forgets the window.
-	b.Guard().ClearExhausted(ctx, cred)
+	b.ClearExhausted(ctx, cred)
 	eventually(t, time.Second, "the others forget a cleared window", func() bool {
-		_, _, okA := a.Guard().Exhausted(ctx, cred)
-		_, _, okC := c.Guard().Exhausted(ctx, cred)
+		_, _, okA := a.Exhausted(ctx, cred)
+		_, _, okC := c.Exhausted(ctx, cred)
 		return !okA && !okC
 	})
 	if n, _ := direct(t, r).Exists(ctx, "plugin-facade:guard:"+cred).Result(); n != 0 {
@@ -113,22 +120,22 @@ func TestGuardSharesWindows(t *testing.T) {
 
 func TestGuardWindowEnds(t *testing.T) {
 	r := fleettest.Start(t)
-	a, b := open(t, r.URL(), Options{}), open(t, r.URL(), Options{})
+	a, b := guard(t, r.URL()), guard(t, r.URL())
 	ctx := context.Background()
-	a.Guard().SetExhausted(ctx, "c1", time.Now().Add(300*time.Millisecond), 10)
+	a.SetExhausted(ctx, "c1", time.Now().Add(300*time.Millisecond), 10)
 	eventually(t, time.Second, "the other replica learns the window", func() bool {
-		_, _, ok := b.Guard().Exhausted(ctx, "c1")
+		_, _, ok := b.Exhausted(ctx, "c1")
 		return ok
 	})
 	eventually(t, 2*time.Second, "the window ends on both replicas and in Redis", func() bool {
-		_, _, okA := a.Guard().Exhausted(ctx, "c1")
-		_, _, okB := b.Guard().Exhausted(ctx, "c1")
+		_, _, okA := a.Exhausted(ctx, "c1")
+		_, _, okB := b.Exhausted(ctx, "c1")
 		n, _ := direct(t, r).Exists(ctx, "plugin-facade:guard:c1").Result()
 		return !okA && !okB && n == 0
 	})
 	// A window already over is not shared.
-	a.Guard().SetExhausted(ctx, "c2", time.Now().Add(-time.Second), 10)
-	if _, _, ok := a.Guard().Exhausted(ctx, "c2"); ok {
+	a.SetExhausted(ctx, "c2", time.Now().Add(-time.Second), 10)
+	if _, _, ok := a.Exhausted(ctx, "c2"); ok {
 		t.Error("a window that ended is exhausted")
 	}
 }
@@ -185,6 +192,20 @@ func TestCacheClaim(t *testing.T) {
 		t.Error("a claim of another key is refused")
 	}
 	eventually(t, 2*time.Second, "the claim expires", func() bool { return b.Claim(ctx, "k", time.Minute) })
+
+	// Filling the entry releases the claim: once the entry expires, the next
+	// miss claims at once rather than waiting for the claim's ttl.
+	if !a.Claim(ctx, "filled", time.Minute) {
+		t.Fatal("the first claim is refused")
+	}
+	a.Set(ctx, "filled", []byte("v"), 200*time.Millisecond)
+	time.Sleep(250 * time.Millisecond)
+	if _, ok := b.Get(ctx, "filled"); ok {
+		t.Fatal("the entry outlived its ttl")
+	}
+	if !b.Claim(ctx, "filled", time.Minute) {
+		t.Error("the claim of a filled entry still holds after the entry expired")
+	}
 }
 
 func TestWatchLease(t *testing.T) {
@@ -274,6 +295,7 @@ func TestDegradesAndRecovers(t *testing.T) {
 	var logs tu.Buffer
 	a := open(t, r.URL(), Options{Timeout: 50 * time.Millisecond, Registerer: reg, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	b := open(t, r.URL(), Options{Timeout: 50 * time.Millisecond})
+	ga, gb := a.Guard(upstream.NewMemoryGuardStore()), b.Guard(upstream.NewMemoryGuardStore())
 	ctx := context.Background()
 	if a.Degraded() || a.Status() != "shared" {
 		t.Fatalf("degraded with Redis up")
@@ -286,8 +308,8 @@ func TestDegradesAndRecovers(t *testing.T) {
 	v, ok := cache.Get(ctx, "k")
 	claimed := cache.Claim(ctx, "k2", time.Second)
 	led := a.Watches().Lead(ctx, "w", time.Second)
-	a.Guard().SetExhausted(ctx, "c", time.Now().Add(time.Minute), 5)
-	_, _, exhausted := a.Guard().Exhausted(ctx, "c")
+	ga.SetExhausted(ctx, "c", time.Now().Add(time.Minute), 5)
+	_, _, exhausted := ga.Exhausted(ctx, "c")
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("operations against a stopped Redis took %v", took)
 	}
@@ -310,9 +332,9 @@ func TestDegradesAndRecovers(t *testing.T) {
 	}
 	// Pub/sub is subscribed again: a window one learns reaches the other.
 	eventually(t, 5*time.Second, "a window is shared after Redis came back", func() bool {
-		a.Guard().SetExhausted(ctx, "after", time.Now().Add(time.Minute), 5)
+		ga.SetExhausted(ctx, "after", time.Now().Add(time.Minute), 5)
 		time.Sleep(50 * time.Millisecond)
-		_, _, ok := b.Guard().Exhausted(ctx, "after")
+		_, _, ok := gb.Exhausted(ctx, "after")
 		return ok
 	})
 	a.Cache(16).Set(ctx, "k3", []byte("v3"), time.Minute)

@@ -5,16 +5,14 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// maxWindows bounds how many credentials' windows a replica remembers, as
-// the upstream client's own guard does: past it, windows that have reset are
-// forgotten, and a window that finds no room is only not guarded.
-const maxWindows = 10000
+// maxReload bounds how many windows a replica reads from Redis when it
+// subscribes; the local store bounds how many it keeps.
+const maxReload = 10000
 
 // guardChannel carries the windows replicas learn, to every replica.
 const guardChannel = prefix + "guard"
@@ -28,23 +26,26 @@ func guardKey(cred string) string { return prefix + "guard:" + cred }
 // said that the credential's window is exhausted. It implements
 // upstream.GuardStore.
 //
-// It answers from a local copy, never waiting for Redis: the guard is asked
-// on every upstream call. What one replica learns goes to the others through
-// a queue written in the background: a key that expires when the window
-// resets, for replicas that start later, and a message on guardChannel that
-// each replica applies to its copy as it arrives (within a round trip to
-// Redis). A replica that reconnects to Redis reloads the keys.
+// It answers from a local store, never waiting for Redis: the guard is asked
+// before every upstream request. What one replica learns goes to the others
+// through a queue written in the background: a key that expires when the
+// window resets, for replicas that start later, and a message on guardChannel
+// that each replica applies to its local store as it arrives (within a round
+// trip to Redis). A replica that (re)subscribes, at start and after a
+// reconnection to Redis, reloads the keys.
 type Guard struct {
 	f      *Fleet
+	local  Windows
 	writes chan guardWrite
-
-	mu      sync.Mutex
-	windows map[string]window
 }
 
-type window struct {
-	until time.Time
-	limit int
+// Windows is the local store of a Guard, with the methods of
+// upstream.GuardStore: upstream.NewMemoryGuardStore, the client's own
+// in-process store, is one.
+type Windows interface {
+	Exhausted(ctx context.Context, cred string) (until time.Time, limit int, ok bool)
+	SetExhausted(ctx context.Context, cred string, until time.Time, limit int)
+	ClearExhausted(ctx context.Context, cred string)
 }
 
 // guardWrite is a window to share (clear false) or to forget (clear true).
@@ -55,67 +56,41 @@ type guardWrite struct {
 	clear bool
 }
 
-func newGuard(f *Fleet) *Guard {
-	return &Guard{f: f, writes: make(chan guardWrite, 256), windows: make(map[string]window)}
+// Guard returns the fleet's rate-limit guard, keeping its local copy in
+// local. Call it once.
+func (f *Fleet) Guard(local Windows) *Guard {
+	g := &Guard{f: f, local: local, writes: make(chan guardWrite, 256)}
+	f.done.Add(1)
+	go g.write()
+	f.subscribe(guardChannel, &handler{deliver: g.receive, resync: g.reload})
+	return g
 }
 
 // Exhausted returns until when cred's window is exhausted and its limit (-1
 // when unknown); ok is false when it is not known to be exhausted.
-func (g *Guard) Exhausted(_ context.Context, cred string) (until time.Time, limit int, ok bool) {
-	now := time.Now()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	w, ok := g.windows[cred]
-	if !ok {
-		return time.Time{}, 0, false
-	}
-	if !now.Before(w.until) {
-		delete(g.windows, cred)
-		return time.Time{}, 0, false
-	}
-	return w.until, w.limit, true
+func (g *Guard) Exhausted(ctx context.Context, cred string) (until time.Time, limit int, ok bool) {
+	return g.local.Exhausted(ctx, cred)
 }
 
 // SetExhausted records that cred's window is exhausted until until, here at
 // once and on the other replicas shortly.
-func (g *Guard) SetExhausted(_ context.Context, cred string, until time.Time, limit int) {
-	g.put(cred, until, limit)
+func (g *Guard) SetExhausted(ctx context.Context, cred string, until time.Time, limit int) {
+	if !time.Now().Before(until) {
+		return
+	}
+	g.local.SetExhausted(ctx, cred, until, limit)
 	g.queue(guardWrite{cred: cred, until: until, limit: limit})
 }
 
 // ClearExhausted forgets cred's window, here and on the other replicas: the
 // upstream said requests remain. When this replica knows of no window (the
-// usual case: the answer of every call says how many requests remain), it
-// costs a map lookup.
-func (g *Guard) ClearExhausted(_ context.Context, cred string) {
-	g.mu.Lock()
-	_, ok := g.windows[cred]
-	delete(g.windows, cred)
-	g.mu.Unlock()
-	if ok {
+// usual case: most answers say how many requests remain), it costs a lookup
+// in the local store.
+func (g *Guard) ClearExhausted(ctx context.Context, cred string) {
+	if _, _, ok := g.local.Exhausted(ctx, cred); ok {
+		g.local.ClearExhausted(ctx, cred)
 		g.queue(guardWrite{cred: cred, clear: true})
 	}
-}
-
-// put records a window in the local copy.
-func (g *Guard) put(cred string, until time.Time, limit int) {
-	now := time.Now()
-	if !now.Before(until) {
-		return
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if _, ok := g.windows[cred]; !ok && len(g.windows) >= maxWindows {
-		for k, w := range g.windows {
-			if !now.Before(w.until) {
-				delete(g.windows, k)
-			}
-		}
-		if len(g.windows) >= maxWindows {
-			return
-		}
-	}
-	g.windows[cred] = window{until: until, limit: limit}
 }
 
 // queue hands w to the writer. When the queue is full (Redis is slower than
@@ -171,11 +146,6 @@ func (g *Guard) write() {
 	}
 }
 
-// subscribe receives the other replicas' windows.
-func (g *Guard) subscribe() {
-	g.f.subscribe(guardChannel, &handler{deliver: g.receive, resync: g.reload})
-}
-
 // receive applies a window another replica shared: "s <replica> <cred>
 // <milliseconds left> <limit>" or "c <replica> <cred>".
 func (g *Guard) receive(payload string) {
@@ -183,16 +153,15 @@ func (g *Guard) receive(payload string) {
 	if len(f) < 3 || f[1] == g.f.id {
 		return
 	}
+	ctx := context.Background()
 	switch {
 	case f[0] == "c":
-		g.mu.Lock()
-		delete(g.windows, f[2])
-		g.mu.Unlock()
+		g.local.ClearExhausted(ctx, f[2])
 	case f[0] == "s" && len(f) == 5:
 		ms, err1 := strconv.ParseInt(f[3], 10, 64)
 		limit, err2 := strconv.Atoi(f[4])
-		if err1 == nil && err2 == nil {
-			g.put(f[2], time.Now().Add(time.Duration(ms)*time.Millisecond), limit)
+		if err1 == nil && err2 == nil && ms > 0 {
+			g.local.SetExhausted(ctx, f[2], time.Now().Add(time.Duration(ms)*time.Millisecond), limit)
 		}
 	}
 }
@@ -202,7 +171,7 @@ func (g *Guard) receive(payload string) {
 // their messages.
 func (g *Guard) reload() {
 	var cursor uint64
-	for loaded := 0; loaded < maxWindows; {
+	for loaded := 0; loaded < maxReload; {
 		var keys []string
 		if !g.f.do(context.Background(), "guard_reload", func(ctx context.Context) (err error) {
 			keys, cursor, err = g.f.rdb.Scan(ctx, cursor, guardKey("*"), 500).Result()
@@ -250,6 +219,6 @@ func (g *Guard) load(keys []string) {
 	})
 	now := time.Now()
 	for _, w := range windows {
-		g.put(w.cred, now.Add(w.left), w.limit)
+		g.local.SetExhausted(context.Background(), w.cred, now.Add(w.left), w.limit)
 	}
 }
