@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/acme/plugin-facade/internal/fleet"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -47,6 +48,11 @@ type config struct {
 	// CONFLUENT_CLOUD_API_KEY and CONFLUENT_CLOUD_API_SECRET only: a secret on
 	// the command line would show in every process listing.
 	Credentials upstream.Authorization
+
+	// RedisURL, when set, is the Redis through which the replicas of a fleet
+	// share their state (see internal/fleet); it may hold a password.
+	RedisURL     string
+	RedisTimeout time.Duration
 }
 
 const envPrefix = "PLUGIN_FACADE_"
@@ -74,6 +80,8 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	fs.BoolVar(&c.RateLimitGuard, "rate-limit-guard", true, "while the upstream says a credential's rate-limit window is exhausted, answer RESOURCE_EXHAUSTED without calling it")
 	fs.DurationVar(&c.CacheTTL, "cache-ttl", 0, "keep successful upstream answers this long, per credential, and answer identical calls from them (0: no cache); answers may be this stale")
 	fs.IntVar(&c.CacheMaxEntries, "cache-max-entries", 1024, "most answers the cache keeps (least recently used out first)")
+	fs.StringVar(&c.RedisURL, "redis-url", "", "redis:// or rediss:// URL (user:password@host:port/db) of a Redis through which the replicas of a fleet share the rate-limit guard, the cache and watch polling (default: none, state in this process); give a password through "+envName("redis-url")+", not this flag")
+	fs.DurationVar(&c.RedisTimeout, "redis-timeout", fleet.DefaultTimeout, "longest wait for one Redis operation, after which the replica uses its local state")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long calls in flight may finish after SIGINT/SIGTERM")
 	fs.BoolVar(&c.Sandbox, "sandbox", false, "serve against a built-in simulated Confluent Cloud on loopback, with its own credentials")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
@@ -134,6 +142,14 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	}
 	if c.CacheTTL < 0 {
 		problems = append(problems, "--cache-ttl must not be negative")
+	}
+	if c.RedisURL != "" {
+		if err := fleet.CheckURL(c.RedisURL); err != nil {
+			problems = append(problems, "--redis-url: "+err.Error())
+		}
+	}
+	if c.RedisTimeout <= 0 {
+		problems = append(problems, "--redis-timeout must be positive")
 	}
 	if c.CacheMaxEntries < 1 {
 		problems = append(problems, "--cache-max-entries must be at least 1")

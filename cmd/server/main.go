@@ -23,6 +23,7 @@ import (
 	"time"
 
 	pluginfacade "github.com/acme/plugin-facade"
+	"github.com/acme/plugin-facade/internal/fleet"
 	"github.com/acme/plugin-facade/internal/sandbox"
 	"github.com/acme/plugin-facade/internal/server"
 	"github.com/acme/plugin-facade/internal/service"
@@ -119,8 +120,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		upstreamURL, creds = sb.URL(), upstream.BasicAuth(sandbox.APIKey, sandbox.APISecret)
 	}
 
-	client, err := upstream.New(upstreamURL,
-		upstream.WithUserAgent("plugin-facade/"+buildVersion()),
+	clientOpts := []upstream.Option{
+		upstream.WithUserAgent("plugin-facade/" + buildVersion()),
 		upstream.WithInsecure(cfg.UpstreamInsecure),
 		upstream.WithRetry(upstream.RetryPolicy{MaxAttempts: cfg.UpstreamMaxAttempts, MaxWait: cfg.UpstreamMaxWait}),
 		upstream.WithMaxBodyBytes(cfg.UpstreamMaxBody),
@@ -128,15 +129,43 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		upstream.WithCache(cfg.CacheTTL, cfg.CacheMaxEntries),
 		upstream.WithHooks(upstreamMetrics.Hooks()),
 		upstream.WithTransport(telemetry.Transport(tp)),
-	)
-	if err != nil {
-		return err
 	}
-	svc := service.New(client,
+	svcOpts := []service.Option{
 		service.WithDefaultCredentials(creds),
 		service.WithUpstreamTimeout(cfg.UpstreamTimeout),
 		service.WithLogger(log),
-	)
+	}
+	srvOpts := []server.Option{
+		server.WithLogger(log),
+		server.WithOpenAPI(pluginfacade.OpenAPI()),
+		server.WithShutdownTimeout(cfg.ShutdownTimeout),
+		server.WithRegistry(registry),
+		server.WithTracerProvider(tp),
+	}
+	if cfg.RedisURL != "" {
+		// The replicas of a fleet share the guard's windows, the cache and
+		// the watches' polling through Redis; while it does not answer, each
+		// runs on its local state.
+		fl, err := fleet.Open(cfg.RedisURL, fleet.Options{Timeout: cfg.RedisTimeout, Logger: log, Registerer: registry})
+		if err != nil {
+			return configError{fmt.Errorf("--redis-url: %w", err)}
+		}
+		defer fl.Close()
+		if cfg.RateLimitGuard {
+			clientOpts = append(clientOpts, upstream.WithGuardStore(fl.Guard(upstream.NewMemoryGuardStore())))
+		}
+		if cfg.CacheTTL > 0 {
+			clientOpts = append(clientOpts, upstream.WithCacheStore(fl.Cache(cfg.CacheMaxEntries)))
+		}
+		svcOpts = append(svcOpts, service.WithWatchRelay(fl.Watches()))
+		srvOpts = append(srvOpts, server.WithReadyDetail("fleet", fl.Status))
+	}
+
+	client, err := upstream.New(upstreamURL, clientOpts...)
+	if err != nil {
+		return err
+	}
+	svc := service.New(client, svcOpts...)
 
 	grpcLis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
@@ -149,7 +178,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("starting plugin-facade", "version", buildVersion(), "upstream", upstreamURL,
 		"sandbox", cfg.Sandbox, "default_credentials", creds, "tls", cfg.TLS != nil,
-		"mutual_tls", cfg.TLS != nil && cfg.TLS.ClientCAs != nil)
+		"mutual_tls", cfg.TLS != nil && cfg.TLS.ClientCAs != nil, "redis", fleet.Redacted(cfg.RedisURL))
 	if cfg.Sandbox {
 		printSandboxHelp(stdout, grpcLis.Addr(), httpLis.Addr(), cfg.TLS != nil)
 	}
@@ -164,17 +193,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		defer stopDebug()
 	}
 
-	opts := []server.Option{
-		server.WithLogger(log),
-		server.WithOpenAPI(pluginfacade.OpenAPI()),
-		server.WithShutdownTimeout(cfg.ShutdownTimeout),
-		server.WithRegistry(registry),
-		server.WithTracerProvider(tp),
-	}
 	if cfg.TLS != nil {
-		opts = append(opts, server.WithTLS(cfg.TLS))
+		srvOpts = append(srvOpts, server.WithTLS(cfg.TLS))
 	}
-	srv := server.New(svc, opts...)
+	srv := server.New(svc, srvOpts...)
 	defer client.Close()
 	if err := srv.Serve(ctx, grpcLis, httpLis); err != nil {
 		return err

@@ -95,15 +95,9 @@ type handler struct {
 // an unreachable Redis is not, the fleet starts degraded and shares once
 // Redis answers. Errors never show the URL's password.
 func Open(rawURL string, o Options) (*Fleet, error) {
-	u, err := url.Parse(rawURL)
+	opt, shown, password, err := parseURL(rawURL)
 	if err != nil {
-		return nil, errors.New("not a valid URL") // url.Error repeats the input, password included
-	}
-	shown := u.Redacted()
-	password, _ := u.User.Password()
-	opt, err := redis.ParseURL(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("%q: %s", shown, scrub(err.Error(), password, rawURL, shown))
+		return nil, err
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
@@ -155,6 +149,45 @@ func Open(rawURL string, o Options) (*Fleet, error) {
 	go f.check()
 	go f.receive()
 	return f, nil
+}
+
+// CheckURL reports what is wrong with a Redis URL, as Open would, without
+// connecting; its error never shows the URL's password.
+func CheckURL(rawURL string) error {
+	_, _, _, err := parseURL(rawURL)
+	return err
+}
+
+// Redacted is a Redis URL as logs may show it: without its password ("" for
+// "", "invalid" for what is not a URL).
+func Redacted(rawURL string) string {
+	if rawURL == "" {
+		return ""
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "invalid"
+	}
+	return u.Redacted()
+}
+
+// parseURL parses a Redis URL with redis.ParseURL, and returns it as logs
+// may show it (without its password), and its password.
+func parseURL(rawURL string) (opt *redis.Options, shown, password string, err error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, "", "", errors.New("not a valid URL") // url.Error repeats the input, password included
+	}
+	shown = Redacted(rawURL)
+	password, _ = u.User.Password()
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return nil, "", "", fmt.Errorf("%q: the scheme must be redis or rediss (TLS)", shown)
+	}
+	opt, err = redis.ParseURL(rawURL)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("%q: %s", shown, scrub(err.Error(), password, rawURL, shown))
+	}
+	return opt, shown, password, nil
 }
 
 // Close stops the fleet's goroutines and closes its connections. The

@@ -91,7 +91,14 @@ type Server struct {
 	registry        *prometheus.Registry
 	tracer          trace.TracerProvider
 	tls             *tls.Config
+	readyDetails    []readyDetail
 	extra           []extraService // tests only
+}
+
+// readyDetail is a field of /readyz's body (WithReadyDetail).
+type readyDetail struct {
+	name   string
+	detail func() string
 }
 
 // extraService is a gRPC service registered beside PluginService.
@@ -141,6 +148,13 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // use and for deployments where a proxy or mesh terminates TLS.
 func WithTLS(cfg *tls.Config) Option {
 	return func(s *Server) { s.tls = cfg }
+}
+
+// WithReadyDetail adds the field name to the JSON body of /readyz, with what
+// detail says at each probe (such as "fleet": "degraded"). It informs
+// operators; it never fails the probe.
+func WithReadyDetail(name string, detail func() string) Option {
+	return func(s *Server) { s.readyDetails = append(s.readyDetails, readyDetail{name, detail}) }
 }
 
 // New returns a Server for svc.
@@ -396,10 +410,10 @@ func (s *Server) httpHandler(ctx context.Context, gateway gateway, healthSrv *he
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		resp, err := healthSrv.Check(r.Context(), &healthpb.HealthCheckRequest{})
 		if st := resp.GetStatus(); err == nil && st == healthpb.HealthCheckResponse_SERVING {
-			writeStatus(w, http.StatusOK, st.String())
+			writeStatus(w, http.StatusOK, st.String(), s.readyDetails...)
 			return
 		}
-		writeStatus(w, http.StatusServiceUnavailable, healthpb.HealthCheckResponse_NOT_SERVING.String())
+		writeStatus(w, http.StatusServiceUnavailable, healthpb.HealthCheckResponse_NOT_SERVING.String(), s.readyDetails...)
 	})
 	if s.openAPI != nil {
 		mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
@@ -410,12 +424,16 @@ func (s *Server) httpHandler(ctx context.Context, gateway gateway, healthSrv *he
 	return mux, nil
 }
 
-// writeStatus answers a probe with {"status": status}.
-func writeStatus(w http.ResponseWriter, code int, status string) {
+// writeStatus answers a probe with {"status": status} and the details.
+func writeStatus(w http.ResponseWriter, code int, status string, details ...readyDetail) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
-	fmt.Fprintf(w, "{\"status\":%q}\n", status)
+	fmt.Fprintf(w, "{\"status\":%q", status)
+	for _, d := range details {
+		fmt.Fprintf(w, ",%q:%q", d.name, d.detail())
+	}
+	fmt.Fprint(w, "}\n")
 }
 
 // recoverPanic turns a panic in a handler into INTERNAL for the caller and an
