@@ -96,16 +96,28 @@ func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	})
 }
 
+// claim claims the entry (KEYS[1]) by its claim key (KEYS[2]) for this
+// replica (ARGV[1]) for ARGV[2] milliseconds, unless the entry exists (it was
+// filled since the caller missed it, and filling released the claim) or
+// another caller holds the claim; 1 when claimed.
+var claim = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return 1
+end
+return 0`)
+
 // Claim reports whether this caller should fill key's missing entry: true for
-// the first caller fleet-wide within ttl, false while another holds the claim.
-// When Redis does not answer it is true: each replica then fills its own.
+// the first caller fleet-wide within ttl, false while another holds the claim
+// or once the entry is there (the caller's next Get finds it). When Redis does
+// not answer it is true: each replica then fills its own.
 func (c *Cache) Claim(ctx context.Context, key string, ttl time.Duration) bool {
 	claimed := true
-	c.f.do(ctx, "cache_claim", func(ctx context.Context) (err error) {
-		claimed, err = c.f.rdb.SetNX(ctx, claimKey(key), c.f.id, ttl).Result()
-		if err != nil {
-			claimed = true
-		}
+	c.f.do(ctx, "cache_claim", func(ctx context.Context) error {
+		n, err := claim.Run(ctx, c.f.rdb, []string{cacheKey(key), claimKey(key)}, c.f.id, ttl.Milliseconds()).Int()
+		claimed = err != nil || n == 1
 		return err
 	})
 	return claimed

@@ -199,6 +199,11 @@ func TestCacheClaim(t *testing.T) {
 		t.Fatal("the first claim is refused")
 	}
 	a.Set(ctx, "filled", []byte("v"), 200*time.Millisecond)
+	// A caller who missed the entry just before it was filled is told to
+	// wait for it, not to fill it again.
+	if b.Claim(ctx, "filled", time.Minute) {
+		t.Error("a claim is granted while the entry is there")
+	}
 	time.Sleep(250 * time.Millisecond)
 	if _, ok := b.Get(ctx, "filled"); ok {
 		t.Fatal("the entry outlived its ttl")
