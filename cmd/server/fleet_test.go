@@ -517,3 +517,37 @@ func TestFleetDegradesWithoutRedis(t *testing.T) {
 		t.Errorf("after Redis came back, 3 replicas made %d upstream calls for one id; want 1", n)
 	}
 }
+
+// TestRedisPasswordNeverShown: the Redis URL's password appears in no log
+// line and no error, whether it is right, wrong or the URL invalid.
+func TestRedisPasswordNeverShown(t *testing.T) {
+	const password = "fleet-Pa55word"
+	r := fleettest.StartWith(t, fleettest.Options{User: "facade", Password: password})
+	sb := startSandbox(t)
+	good := startReplica(t, sb, r.URL(), "--log-level", "info")
+	if _, body, _ := good.readyz(); !strings.Contains(body, `"fleet":"shared"`) {
+		t.Errorf("readiness with the right password: %s", body)
+	}
+	wrong := startReplica(t, sb, strings.Replace(r.URL(), password, password+"-wrong", 1), "--log-level", "info")
+	if _, body, _ := wrong.readyz(); !strings.Contains(body, `"fleet":"degraded"`) {
+		t.Errorf("readiness with a wrong password: %s", body)
+	}
+	// The wrong one still serves, on its own state.
+	if _, err := wrong.client.GetConnectorPlugin(context.Background(), &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID}); err != nil {
+		t.Errorf("a replica that cannot reach Redis failed a call: %v", err)
+	}
+	good.kill()
+	wrong.kill()
+	for _, out := range []string{good.out.String(), wrong.out.String()} {
+		if strings.Contains(out, password) || !strings.Contains(out, "facade:xxxxx@") {
+			t.Errorf("the log shows the password, or not the redacted URL:\n%s", out)
+		}
+	}
+
+	cmd, out := command(t, []string{"PLUGIN_FACADE_REDIS_URL=redis://facade:" + password + "@127.0.0.1:notaport/0"})
+	var exit *exec.ExitError
+	if err := cmd.Run(); !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(out.String(), "--redis-url") ||
+		strings.Contains(out.String(), password) {
+		t.Errorf("an invalid Redis URL: %v\n%s\nwant exit status 2 naming --redis-url, without the password", err, out.String())
+	}
+}
