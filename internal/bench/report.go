@@ -15,7 +15,20 @@ const (
 	PathProxy   = "proxy"   // the same GETs through passproxy
 	PathGRPC    = "gRPC"    // the facade over gRPC
 	PathGateway = "gateway" // the facade's REST gateway
+	// The facade sharing its state through Redis (--redis-url): with the
+	// cache off, and answering from the cache (every hit read from Redis).
+	PathGRPCRedis     = "gRPC, Redis"
+	PathGRPCRedisHits = "gRPC, Redis cache hits"
 )
+
+// facadePath reports whether path goes through the facade.
+func facadePath(path string) bool {
+	switch path {
+	case PathGRPC, PathGateway, PathGRPCRedis, PathGRPCRedisHits:
+		return true
+	}
+	return false
+}
 
 // Cell is one measured path at one concurrency.
 type Cell struct {
@@ -43,7 +56,7 @@ func Table(cells []Cell) string {
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range cells {
 		fmt.Fprintf(&b, "| %s | %d | %d | %d | %.0f | %s | %s |", c.Path, c.Concurrency, c.Calls, c.Errors, c.Throughput(), ms(c.P50), ms(c.P99))
-		if c.Path == PathGRPC || c.Path == PathGateway {
+		if facadePath(c.Path) {
 			proxy, _ := find(cells, PathProxy, c.Concurrency)
 			direct, _ := find(cells, PathDirect, c.Concurrency)
 			fmt.Fprintf(&b, " %s | %s | %s | %s |",
@@ -66,7 +79,7 @@ func ratio(a, b float64) string {
 	return fmt.Sprintf("%.2fx", a/b)
 }
 
-// Target is one of the targets of issue 5 and whether cells meet it.
+// Target is one of the issues' performance targets and whether cells meet it.
 type Target struct {
 	Name  string
 	Got   float64
@@ -74,9 +87,11 @@ type Target struct {
 	Met   bool
 }
 
-// Targets checks the issue's targets: gRPC throughput at concurrency 32 at
+// Targets checks the issues' targets: gRPC throughput at concurrency 32 at
 // least 0.85x the proxy's, the gateway's at least 0.75x, and gRPC p50 at
-// concurrency 1 at most 1.8x the proxy's.
+// concurrency 1 at most 1.8x the proxy's (issue 5); with the Redis cells,
+// gRPC throughput with --redis-url at least 0.85x without, and a cache hit
+// from Redis faster than a call to the upstream (issue 12).
 func Targets(cells []Cell) []Target {
 	div := func(path string, conc int, f func(Cell) float64) float64 {
 		c, ok1 := find(cells, path, conc)
@@ -91,11 +106,23 @@ func Targets(cells []Cell) []Target {
 	g := div(PathGRPC, 32, tput)
 	w := div(PathGateway, 32, tput)
 	l := div(PathGRPC, 1, p50)
-	return []Target{
+	ts := []Target{
 		{"gRPC throughput at c=32 ÷ proxy's ≥ 0.85", g, 0.85, g >= 0.85},
 		{"gateway throughput at c=32 ÷ proxy's ≥ 0.75", w, 0.75, w >= 0.75},
 		{"gRPC p50 at c=1 ÷ proxy's ≤ 1.8", l, 1.8, l > 0 && l <= 1.8},
 	}
+	// Issue 12: what sharing the state through Redis costs, when measured.
+	grpc32, _ := find(cells, PathGRPC, 32)
+	grpc1, _ := find(cells, PathGRPC, 1)
+	if r, ok := find(cells, PathGRPCRedis, 32); ok && grpc32.Throughput() > 0 {
+		x := r.Throughput() / grpc32.Throughput()
+		ts = append(ts, Target{"gRPC with Redis (cache off) throughput at c=32 ÷ gRPC's ≥ 0.85", x, 0.85, x >= 0.85})
+	}
+	if h, ok := find(cells, PathGRPCRedisHits, 1); ok && grpc1.P50 > 0 {
+		x := h.P50.Seconds() / grpc1.P50.Seconds()
+		ts = append(ts, Target{"gRPC Redis cache hit p50 at c=1 ÷ gRPC's (from the upstream) < 1", x, 1, x > 0 && x < 1})
+	}
+	return ts
 }
 
 // TargetsTable renders targets as a Markdown table.

@@ -82,28 +82,50 @@ func StartStack(bin Binaries, o StackOptions) (st *Stack, err error) {
 		}
 	}
 
+	f, err := StartFacade(bin, st.SandboxURL, o)
+	if err != nil {
+		return st, err
+	}
+	st.Facade, st.GRPCAddr, st.HTTPURL, st.DebugURL = f.Process, f.GRPCAddr, f.HTTPURL, f.DebugURL
+	return st, nil
+}
+
+// Facade is a facade process and its addresses.
+type Facade struct {
+	*Process
+	GRPCAddr string // 127.0.0.1:port
+	HTTPURL  string // the REST gateway
+	DebugURL string // --debug-addr (net/http/pprof)
+}
+
+// StartFacade starts a facade in front of upstreamURL with the sandbox's key
+// as its default credential, o's log level and o.FacadeArgs, and waits until
+// it answers.
+func StartFacade(bin Binaries, upstreamURL string, o StackOptions) (*Facade, error) {
 	var addrs [3]string
 	for i := range addrs {
+		var err error
 		if addrs[i], err = FreeAddr(); err != nil {
-			return st, err
+			return nil, err
 		}
 	}
-	st.GRPCAddr, st.HTTPURL, st.DebugURL = addrs[0], "http://"+addrs[1], "http://"+addrs[2]
 	level := o.LogLevel
 	if level == "" {
 		level = "warn"
 	}
-	st.Facade, err = StartProcess("facade", bin.Server,
+	p, err := StartProcess("facade", bin.Server,
 		append([]string{"--grpc-addr", addrs[0], "--http-addr", addrs[1], "--debug-addr", addrs[2],
-			"--upstream-url", st.SandboxURL, "--log-level", level, "--log-format", "json"}, o.FacadeArgs...),
+			"--upstream-url", upstreamURL, "--log-level", level, "--log-format", "json"}, o.FacadeArgs...),
 		"CONFLUENT_CLOUD_API_KEY="+sandbox.APIKey, "CONFLUENT_CLOUD_API_SECRET="+sandbox.APISecret)
 	if err != nil {
-		return st, err
+		return nil, err
 	}
-	if err := WaitOK(st.Facade, st.HTTPURL+"/healthz", 15*time.Second); err != nil {
-		return st, err
+	f := &Facade{Process: p, GRPCAddr: addrs[0], HTTPURL: "http://" + addrs[1], DebugURL: "http://" + addrs[2]}
+	if err := WaitOK(p, f.HTTPURL+"/healthz", 15*time.Second); err != nil {
+		_ = p.Stop()
+		return nil, err
 	}
-	return st, nil
+	return f, nil
 }
 
 // Stop stops every process of the stack, the facade first, and reports how

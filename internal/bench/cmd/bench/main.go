@@ -137,16 +137,20 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 	defer conn.Close()
 
 	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte(sandbox.APIKey+":"+sandbox.APISecret))
-	paths := []struct {
-		name string
-		call bench.Call
-	}{
+	paths := []path{
 		{bench.PathDirect, bench.HTTPCall(httpClient, st.SandboxURL, basic)},
 		{bench.PathProxy, bench.HTTPCall(httpClient, st.ProxyURL, basic)},
 		{bench.PathGRPC, bench.GRPCCall(pluginv1.NewPluginServiceClient(conn))},
 		// No Authorization: the facade sends its own key, as over gRPC.
 		{bench.PathGateway, bench.HTTPCall(httpClient, st.HTTPURL, "")},
 	}
+	redisPaths, stopRedis, err := startRedisFacades(o, st.SandboxURL, log)
+	if err != nil {
+		return nil, err
+	}
+	defer stopRedis()
+	paths = append(paths, redisPaths...)
+
 	var next atomic.Uint64
 	for _, conc := range []int{1, 32} {
 		for _, p := range paths {
@@ -175,6 +179,67 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 		return nil, fmt.Errorf("the facade exited during the benchmark: %v\n%s", werr, st.Facade.Stderr())
 	}
 	return cells, nil
+}
+
+// path is a way of making the benchmark's calls.
+type path struct {
+	name string
+	call bench.Call
+}
+
+// hitIDs is how many distinct resources the cache-hit cells read: after the
+// warm-up, every call is a hit.
+const hitIDs = 64
+
+// startRedisFacades starts redis-server and two more facades in front of
+// sandboxURL sharing their state through it: one with the cache off, to
+// measure what sharing costs each call (the guard), and one with the cache on
+// whose local copy keeps one entry, so that its hits are read from Redis. When
+// redis-server is not installed it says so and measures nothing.
+func startRedisFacades(o options, sandboxURL string, log io.Writer) (paths []path, stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	redis, err := bench.StartRedis()
+	if errors.Is(err, exec.ErrNotFound) {
+		fmt.Fprintln(log, "redis-server is not installed (apt-get install redis-server): not measuring the facade with --redis-url")
+		return nil, stop, nil
+	}
+	if err != nil {
+		return nil, stop, err
+	}
+	stops = append(stops, func() { _ = redis.Stop() })
+	for _, f := range []struct {
+		name string
+		args []string
+		ids  func(uint64) uint64
+	}{
+		{bench.PathGRPCRedis, []string{"--redis-url", redis.URL}, func(n uint64) uint64 { return n }},
+		{bench.PathGRPCRedisHits, []string{"--redis-url", redis.URL, "--cache-ttl", "1h", "--cache-max-entries", "1"},
+			func(n uint64) uint64 { return n % hitIDs }},
+	} {
+		facade, err := bench.StartFacade(bench.BinariesIn(o.bin), sandboxURL, bench.StackOptions{LogLevel: o.logLevel, FacadeArgs: f.args})
+		if err != nil {
+			return nil, stop, err
+		}
+		stops = append(stops, func() { _ = facade.Stop() })
+		conn, err := grpc.NewClient(facade.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, stop, err
+		}
+		stops = append(stops, func() { conn.Close() })
+		call, ids := bench.GRPCCall(pluginv1.NewPluginServiceClient(conn)), f.ids
+		paths = append(paths, path{f.name, func(ctx context.Context, n uint64) error { return call(ctx, ids(n)) }})
+	}
+	return paths, stop, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -230,9 +295,14 @@ sharing the cores with the load generator:
 - **gRPC**: the same reads through the facade (`+"`cmd/server --upstream-url <sandbox> --log-level %s`"+`, the sandbox's
   key in `+"`CONFLUENT_CLOUD_API_KEY`/`_SECRET`"+`) over one gRPC client connection;
 - **gateway**: the same paths through the facade's REST gateway, which calls the service in process through the
-  same interceptors as gRPC calls.
+  same interceptors as gRPC calls;
+- **gRPC, Redis**: gRPC through another facade started with `+"`--redis-url`"+` (a local `+"`redis-server`"+`, cache
+  off): the rate-limit guard is shared, and answers from its local copy, so each call costs what sharing adds;
+- **gRPC, Redis cache hits**: gRPC through a third facade with `+"`--redis-url --cache-ttl 1h --cache-max-entries 1`"+`,
+  reading %d resources over and over: after the warm-up every call is a cache hit, read from Redis (the replica's
+  local copy keeps one entry), against the upstream call of the **gRPC** row.
 
-Each request reads a resource no other request reads (`+"`ccp-load-<n>`"+`, `+"`ver-load-<n>`"+`: half connector
+Except in the cache-hit rows, each request reads a resource no other request reads (`+"`ccp-load-<n>`"+`, `+"`ver-load-<n>`"+`: half connector
 plugins, half plugin versions), so no cache or request coalescing can serve one from another. Each cell is
 %v of closed-loop load (each worker sends its next request when the last is answered) after %v of
 unmeasured warm-up. The HTTP paths share one `+"`http.Transport`"+` keeping 64 idle connections per host.
@@ -242,9 +312,9 @@ With `+"`--log-level %s`"+` the facade writes no per-call log line, as the proxy
 ## Results
 
 %s
-## Targets (issue 5)
+## Targets (issues 5 and 12)
 
-%s`, m.CPU, m.Cores, m.Go, m.OS, m.LoadAvg, m.Date, m.Commit, o.logLevel, o.duration, o.warmup, o.logLevel, table, targets)
+%s`, m.CPU, m.Cores, m.Go, m.OS, m.LoadAvg, m.Date, m.Commit, o.logLevel, hitIDs, o.duration, o.warmup, o.logLevel, table, targets)
 	if micro != "" {
 		fmt.Fprintf(&b, "\n## Microbenchmarks\n\n`go test -run '^$' -bench . -benchmem %s`:\n\n```\n%s```\n", o.micro, micro)
 	}
