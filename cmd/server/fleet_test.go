@@ -169,16 +169,6 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func startSandbox(t *testing.T, opts ...sandbox.Option) *sandbox.Server {
-	t.Helper()
-	sb, err := sandbox.Start(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sb.Close() })
-	return sb
-}
-
 // redisFor starts a Redis for a setup that shares its state, and returns its
 // URL ("" for one that does not). The replicas' Redis operations get a
 // generous timeout: a loaded machine running the tests under -race must not
@@ -196,7 +186,7 @@ func TestFleetSharesTheRateLimitWindow(t *testing.T) {
 	for _, s := range fleetSetups {
 		t.Run(s.name, func(t *testing.T) {
 			url, extra := redisFor(t, s)
-			sb := startSandbox(t, sandbox.WithRateLimit(3, time.Minute))
+			sb := testutil.StartSandbox(t, sandbox.WithRateLimit(3, time.Minute))
 			rs := startFleet(t, sb, s.replicas, url, extra...)
 
 			// Another client of the same key spends the window.
@@ -254,7 +244,7 @@ func TestFleetSharesTheCache(t *testing.T) {
 	for _, s := range fleetSetups {
 		t.Run(s.name, func(t *testing.T) {
 			url, extra := redisFor(t, s)
-			sb := startSandbox(t)
+			sb := testutil.StartSandbox(t)
 			rs := startFleet(t, sb, s.replicas, url, append(extra, "--cache-ttl", "30s")...)
 			before := sb.Requests()
 			var wg sync.WaitGroup
@@ -289,7 +279,7 @@ func TestFleetPollsAWatchOnce(t *testing.T) {
 	for _, s := range fleetSetups {
 		t.Run(s.name, func(t *testing.T) {
 			url, extra := redisFor(t, s)
-			sb := startSandbox(t, sandbox.WithLifecycle(2500*time.Millisecond))
+			sb := testutil.StartSandbox(t, sandbox.WithLifecycle(2500*time.Millisecond))
 			rs := startFleet(t, sb, s.replicas, url, extra...)
 			before := sb.Requests()
 			results := watchAll(t, rs, 30, nil)
@@ -365,7 +355,7 @@ func watchAll(t *testing.T, rs []*replica, n int, started chan<- struct{}) []wat
 // READY, with no error and no duplicate.
 func TestFleetWatchSurvivesThePollingReplica(t *testing.T) {
 	r := fleettest.Start(t)
-	sb := startSandbox(t, sandbox.WithLifecycle(5*time.Second))
+	sb := testutil.StartSandbox(t, sandbox.WithLifecycle(5*time.Second))
 	rs := startFleet(t, sb, 3, r.URL(), "--redis-timeout", "1s")
 
 	started := make(chan struct{})
@@ -435,7 +425,7 @@ func TestFleetWatchSurvivesThePollingReplica(t *testing.T) {
 // degraded; once Redis is back the replicas share their cache again.
 func TestFleetDegradesWithoutRedis(t *testing.T) {
 	r := fleettest.Start(t)
-	sb := startSandbox(t, sandbox.WithRateLimit(0, 0), sandbox.WithSyntheticIDs())
+	sb := testutil.StartSandbox(t, sandbox.WithRateLimit(0, 0), sandbox.WithSyntheticIDs())
 	rs := startFleet(t, sb, 3, r.URL(), "--cache-ttl", "30s") // the default --redis-timeout
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -452,6 +442,8 @@ func TestFleetDegradesWithoutRedis(t *testing.T) {
 			for n := 0; ; n++ {
 				select {
 				case <-stop:
+					return
+				case <-ctx.Done(): // the test failed early
 					return
 				default:
 				}
@@ -470,34 +462,12 @@ func TestFleetDegradesWithoutRedis(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	r.Stop()
-	deadline := time.Now().Add(5 * time.Second)
-	for _, rep := range rs {
-		for {
-			code, body, err := rep.readyz()
-			if err == nil && code == http.StatusOK && strings.Contains(body, `"fleet":"degraded"`) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("readiness without Redis: %d %q %v; want 200 saying the fleet is degraded", code, body, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	waitFleet(t, rs, "degraded", 5*time.Second)
 	time.Sleep(500 * time.Millisecond)
-	r.Restart()
-	deadline = time.Now().Add(10 * time.Second)
-	for _, rep := range rs {
-		for {
-			code, body, err := rep.readyz()
-			if err == nil && code == http.StatusOK && strings.Contains(body, `"fleet":"shared"`) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("readiness once Redis is back: %d %q %v; want 200 saying the fleet shares", code, body, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+	if err := r.Restart(); err != nil {
+		t.Fatal(err)
 	}
+	waitFleet(t, rs, "shared", 10*time.Second)
 	time.Sleep(300 * time.Millisecond)
 	close(stop)
 	wg.Wait()
@@ -518,12 +488,31 @@ func TestFleetDegradesWithoutRedis(t *testing.T) {
 	}
 }
 
+// waitFleet waits until every replica's readiness is 200 and says that the
+// fleet's state is want ("shared" or "degraded").
+func waitFleet(t *testing.T, rs []*replica, want string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for _, rep := range rs {
+		for {
+			code, body, err := rep.readyz()
+			if err == nil && code == http.StatusOK && strings.Contains(body, `"fleet":"`+want+`"`) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("readiness: %d %q %v; want 200 saying the fleet is %s", code, body, err, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
 // TestRedisPasswordNeverShown: the Redis URL's password appears in no log
 // line and no error, whether it is right, wrong or the URL invalid.
 func TestRedisPasswordNeverShown(t *testing.T) {
 	const password = "fleet-Pa55word"
 	r := fleettest.StartWith(t, fleettest.Options{User: "facade", Password: password})
-	sb := startSandbox(t)
+	sb := testutil.StartSandbox(t)
 	good := startReplica(t, sb, r.URL(), "--log-level", "info")
 	if _, body, _ := good.readyz(); !strings.Contains(body, `"fleet":"shared"`) {
 		t.Errorf("readiness with the right password: %s", body)

@@ -330,7 +330,9 @@ func TestDegradesAndRecovers(t *testing.T) {
 		t.Errorf("no log line says Redis is unreachable:\n%s", logs.String())
 	}
 
-	r.Restart()
+	if err := r.Restart(); err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, 5*time.Second, "the fleet shares again", func() bool { return !a.Degraded() && !b.Degraded() })
 	if testutil.ToFloat64(a.metrics.degraded) != 0 {
 		t.Error("the gauge still says degraded")

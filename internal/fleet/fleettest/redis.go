@@ -1,6 +1,7 @@
-// Package fleettest starts a real redis-server for the tests of the fleet's
-// shared state: on a free loopback port, in a temporary directory, with
-// nothing persisted. No fake or in-memory Redis stands in for it.
+// Package fleettest runs a real redis-server for the tests of the fleet's
+// shared state (and for `make bench`): on a free loopback port, in a
+// temporary directory, with nothing persisted. No fake or in-memory Redis
+// stands in for it.
 //
 // When redis-server is not installed, tests that need it skip, except in CI
 // (CI=true), where they fail: .ci/run installs it.
@@ -15,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,9 +30,8 @@ type Options struct {
 	TLSCert, TLSKey string
 }
 
-// Redis is a redis-server process started for a test.
+// Redis is a redis-server process.
 type Redis struct {
-	t    testing.TB
 	path string
 	dir  string
 	port int
@@ -49,28 +48,39 @@ func Start(t testing.TB) *Redis { return StartWith(t, Options{}) }
 // StartWith starts redis-server with opts for t and stops it when t ends.
 func StartWith(t testing.TB, opts Options) *Redis {
 	t.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err != nil {
+	dir := t.TempDir()
+	r, err := Launch(dir, opts)
+	if errors.Is(err, exec.ErrNotFound) {
 		if os.Getenv("CI") == "true" {
 			t.Fatal("redis-server is not installed; .ci/run installs it (apt-get install redis-server)")
 		}
 		t.Skip("redis-server is not installed (apt-get install redis-server); CI fails here instead of skipping")
 	}
-	r := &Redis{t: t, path: path, dir: t.TempDir(), opts: opts}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// Launch starts redis-server from PATH with opts, its files in dir, on a free
+// loopback port. Its error wraps exec.ErrNotFound when redis-server is not
+// installed. Stop it with Stop.
+func Launch(dir string, opts Options) (*Redis, error) {
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, err
+	}
+	r := &Redis{path: path, dir: dir, opts: opts}
 	for attempt := 0; ; attempt++ {
 		r.port, err = freePort()
 		if err == nil {
 			err = r.start()
 		}
-		if err == nil {
-			break
-		}
-		if attempt == 2 { // another process took the port each time
-			t.Fatal(err)
+		if err == nil || attempt == 2 { // another process took the port each time
+			return r, err
 		}
 	}
-	t.Cleanup(r.Stop)
-	return r
 }
 
 // Addr is the host:port Redis listens on.
@@ -104,23 +114,23 @@ func (r *Redis) Stop() {
 	<-done
 }
 
-// Restart starts the server again on the same port, after Stop.
-func (r *Redis) Restart() {
-	r.t.Helper()
+// Restart starts the server again, empty, on the same port, after Stop.
+func (r *Redis) Restart() error {
 	// The port was just released; retry a moment in case the kernel holds it.
 	var err error
 	for range 20 {
 		if err = r.start(); err == nil {
-			return
+			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	r.t.Fatal(err)
+	return err
 }
 
 func (r *Redis) start() error {
+	logFile := filepath.Join(r.dir, "redis.log")
 	args := []string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", r.dir,
-		"--databases", "4", "--loglevel", "warning"}
+		"--databases", "4", "--loglevel", "warning", "--logfile", logFile}
 	port := strconv.Itoa(r.port)
 	if r.opts.TLSCert != "" {
 		args = append(args, "--port", "0", "--tls-port", port, "--tls-cert-file", r.opts.TLSCert,
@@ -139,8 +149,6 @@ func (r *Redis) start() error {
 	}
 	cmd := exec.Command(r.path, args...)
 	cmd.Dir = r.dir
-	var out tail
-	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting redis-server: %w", err)
 	}
@@ -149,7 +157,8 @@ func (r *Redis) start() error {
 	if err := r.waitReady(done); err != nil {
 		_ = cmd.Process.Kill()
 		<-done
-		return fmt.Errorf("redis-server on port %d: %w\n%s", r.port, err, out.String())
+		log, _ := os.ReadFile(logFile)
+		return fmt.Errorf("redis-server on port %d: %w\n%s", r.port, err, log)
 	}
 	r.mu.Lock()
 	r.cmd, r.done = cmd, done
@@ -187,25 +196,4 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// tail keeps the first 8 KiB redis-server writes, for a failure's message.
-type tail struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.b.Len() < 8<<10 {
-		t.b.Write(p)
-	}
-	return len(p), nil
-}
-
-func (t *tail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.b.String()
 }

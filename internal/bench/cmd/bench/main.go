@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -32,6 +33,7 @@ import (
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/bench"
+	"github.com/acme/plugin-facade/internal/fleet/fleettest"
 	"github.com/acme/plugin-facade/internal/sandbox"
 )
 
@@ -149,7 +151,9 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 		return nil, err
 	}
 	defer stopRedis()
-	paths = append(paths, redisPaths...)
+	// Right after the plain gRPC cells, so that what each pair measures
+	// differs as little as possible in the machine's other load.
+	paths = slices.Insert(paths, 3, redisPaths...)
 
 	var next atomic.Uint64
 	for _, conc := range []int{1, 32} {
@@ -208,7 +212,12 @@ func startRedisFacades(o options, sandboxURL string, log io.Writer) (paths []pat
 			stop()
 		}
 	}()
-	redis, err := bench.StartRedis()
+	dir, err := os.MkdirTemp("", "bench-redis-")
+	if err != nil {
+		return nil, stop, err
+	}
+	stops = append(stops, func() { os.RemoveAll(dir) })
+	redis, err := fleettest.Launch(dir, fleettest.Options{})
 	if errors.Is(err, exec.ErrNotFound) {
 		fmt.Fprintln(log, "redis-server is not installed (apt-get install redis-server): not measuring the facade with --redis-url")
 		return nil, stop, nil
@@ -216,14 +225,14 @@ func startRedisFacades(o options, sandboxURL string, log io.Writer) (paths []pat
 	if err != nil {
 		return nil, stop, err
 	}
-	stops = append(stops, func() { _ = redis.Stop() })
+	stops = append(stops, redis.Stop)
 	for _, f := range []struct {
 		name string
 		args []string
 		ids  func(uint64) uint64
 	}{
-		{bench.PathGRPCRedis, []string{"--redis-url", redis.URL}, func(n uint64) uint64 { return n }},
-		{bench.PathGRPCRedisHits, []string{"--redis-url", redis.URL, "--cache-ttl", "1h", "--cache-max-entries", "1"},
+		{bench.PathGRPCRedis, []string{"--redis-url", redis.URL()}, func(n uint64) uint64 { return n }},
+		{bench.PathGRPCRedisHits, []string{"--redis-url", redis.URL(), "--cache-ttl", "1h", "--cache-max-entries", "1"},
 			func(n uint64) uint64 { return n % hitIDs }},
 	} {
 		facade, err := bench.StartFacade(bench.BinariesIn(o.bin), sandboxURL, bench.StackOptions{LogLevel: o.logLevel, FacadeArgs: f.args})
