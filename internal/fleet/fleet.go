@@ -220,6 +220,11 @@ func (f *Fleet) Status() string {
 // degraded it does not try: the checker finds out when Redis is back, and
 // callers meanwhile lose no time to a Redis that does not answer.
 func (f *Fleet) do(ctx context.Context, op string, fn func(ctx context.Context) error) bool {
+	select {
+	case <-f.stop:
+		return false // closed: what is left (a watch resigning at shutdown) uses local state
+	default:
+	}
 	if f.degraded.Load() {
 		f.metrics.skipped.WithLabelValues(op).Inc()
 		return false
