@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/acme/plugin-facade/internal/server"
+	"github.com/acme/plugin-facade/internal/service"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -66,7 +68,7 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", ":9090", "address the gRPC server listens on")
 	fs.StringVar(&c.HTTPAddr, "http-addr", ":8080", "address the HTTP server (REST gateway, /openapi.json, /healthz) listens on")
 	fs.StringVar(&c.UpstreamURL, "upstream-url", upstream.DefaultBaseURL, "base URL of the Confluent Cloud API")
-	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", 30*time.Second, "longest wait for one upstream call, whatever the caller's deadline (0: the caller's deadline only)")
+	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", service.DefaultUpstreamTimeout, "longest wait for one upstream call, whatever the caller's deadline (0: the caller's deadline only)")
 	fs.BoolVar(&c.UpstreamInsecure, "upstream-insecure", false, "allow a plain-HTTP --upstream-url whose host is not loopback (credentials then cross the network in clear)")
 	fs.IntVar(&c.UpstreamMaxAttempts, "upstream-max-attempts", upstream.DefaultRetryPolicy.MaxAttempts, "most upstream requests per call, retries included (1: no retries); only 429, 502, 503, 504 and connection failures are retried")
 	fs.DurationVar(&c.UpstreamMaxWait, "upstream-max-retry-wait", upstream.DefaultRetryPolicy.MaxWait, "longest Retry-After waited for before retrying; a longer one is returned to the caller as its retry hint")
@@ -74,7 +76,7 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	fs.BoolVar(&c.RateLimitGuard, "rate-limit-guard", true, "while the upstream says a credential's rate-limit window is exhausted, answer RESOURCE_EXHAUSTED without calling it")
 	fs.DurationVar(&c.CacheTTL, "cache-ttl", 0, "keep successful upstream answers this long, per credential, and answer identical calls from them (0: no cache); answers may be this stale")
 	fs.IntVar(&c.CacheMaxEntries, "cache-max-entries", 1024, "most answers the cache keeps (least recently used out first)")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long calls in flight may finish after SIGINT/SIGTERM")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "how long calls in flight may finish after SIGINT/SIGTERM")
 	fs.BoolVar(&c.Sandbox, "sandbox", false, "serve against a built-in simulated Confluent Cloud on loopback, with its own credentials")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
