@@ -54,6 +54,12 @@ bench: ## Measure direct, pass-through proxy, gRPC and gateway against the sandb
 	  go build -o "$$tmp/" $(BENCH_PKGS); \
 	  mkdir -p docs; "$$tmp/bench" -bin "$$tmp" -out docs/benchmarks.md $(BENCH_FLAGS)
 
+.PHONY: bench-realistic
+bench-realistic: ## make bench with the sandbox 40ms away behind TLS and HTTP/2, as Confluent Cloud is; writes docs/benchmarks-realistic.md.
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  go build -o "$$tmp/" $(BENCH_PKGS); \
+	  mkdir -p docs; "$$tmp/bench" -bin "$$tmp" -upstream-latency 40ms -upstream-tls -micro '' -out docs/benchmarks-realistic.md $(BENCH_FLAGS)
+
 .PHONY: soak
 soak: ## About a minute at concurrency 64 with injected upstream faults; fails on a malformed answer, a crash or growth.
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \

@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -38,6 +39,13 @@ type StackOptions struct {
 	LogLevel string
 	// FacadeArgs are more flags for the facade.
 	FacadeArgs []string
+	// UpstreamLatency holds each of the sandbox's answers back, as a distant
+	// upstream would; with UpstreamTLS the sandbox serves HTTPS (HTTP/2) with
+	// a certificate of its own, which the facade and the proxy are told to
+	// trust. Both together make the realistic run: Confluent Cloud is tens of
+	// milliseconds away, behind TLS and HTTP/2.
+	UpstreamLatency time.Duration
+	UpstreamTLS     bool
 }
 
 // Stack is the sandbox, optionally the pass-through proxy in front of it, and
@@ -50,6 +58,8 @@ type Stack struct {
 	GRPCAddr   string // 127.0.0.1:port
 	HTTPURL    string // the facade's REST gateway
 	DebugURL   string // the facade's --debug-addr (net/http/pprof)
+	// CertFile is the sandbox's certificate (PEM) with UpstreamTLS, else "".
+	CertFile string
 }
 
 // StartStack starts the processes: the sandbox without rate limit and with
@@ -67,6 +77,19 @@ func StartStack(bin Binaries, o StackOptions) (st *Stack, err error) {
 		sbArgs = append(sbArgs, "--fault-rate", strconv.FormatFloat(o.FaultRate, 'g', -1, 64),
 			"--fault-seed", strconv.FormatUint(o.FaultSeed, 10))
 	}
+	var env []string
+	if o.UpstreamLatency > 0 {
+		sbArgs = append(sbArgs, "--latency", o.UpstreamLatency.String())
+	}
+	if o.UpstreamTLS {
+		dir, err := os.MkdirTemp("", "bench-tls-")
+		if err != nil {
+			return st, err
+		}
+		st.CertFile = filepath.Join(dir, "sandbox.pem")
+		sbArgs = append(sbArgs, "--tls-cert-out", st.CertFile)
+		env = append(env, "SSL_CERT_FILE="+st.CertFile) // crypto/x509 reads it on Linux
+	}
 	if st.Sandbox, err = StartProcess("sandbox", bin.Sandbox, sbArgs); err != nil {
 		return st, err
 	}
@@ -74,7 +97,7 @@ func StartStack(bin Binaries, o StackOptions) (st *Stack, err error) {
 		return st, err
 	}
 	if o.Proxy {
-		if st.Proxy, err = StartProcess("passproxy", bin.PassProxy, []string{"--addr", "127.0.0.1:0", "--upstream", st.SandboxURL}); err != nil {
+		if st.Proxy, err = StartProcess("passproxy", bin.PassProxy, []string{"--addr", "127.0.0.1:0", "--upstream", st.SandboxURL}, env...); err != nil {
 			return st, err
 		}
 		if st.ProxyURL, err = st.Proxy.FirstLine(10 * time.Second); err != nil {
@@ -96,7 +119,7 @@ func StartStack(bin Binaries, o StackOptions) (st *Stack, err error) {
 	st.Facade, err = StartProcess("facade", bin.Server,
 		append([]string{"--grpc-addr", addrs[0], "--http-addr", addrs[1], "--debug-addr", addrs[2],
 			"--upstream-url", st.SandboxURL, "--log-level", level, "--log-format", "json"}, o.FacadeArgs...),
-		"CONFLUENT_CLOUD_API_KEY="+sandbox.APIKey, "CONFLUENT_CLOUD_API_SECRET="+sandbox.APISecret)
+		append(env, "CONFLUENT_CLOUD_API_KEY="+sandbox.APIKey, "CONFLUENT_CLOUD_API_SECRET="+sandbox.APISecret)...)
 	if err != nil {
 		return st, err
 	}
@@ -110,6 +133,9 @@ func StartStack(bin Binaries, o StackOptions) (st *Stack, err error) {
 // each ended.
 func (st *Stack) Stop() error {
 	var errs []error
+	if st.CertFile != "" {
+		defer os.RemoveAll(filepath.Dir(st.CertFile))
+	}
 	for _, p := range []*Process{st.Facade, st.Proxy, st.Sandbox} {
 		if p == nil {
 			continue

@@ -13,6 +13,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"flag"
@@ -22,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -52,7 +55,11 @@ type options struct {
 	out        string
 	micro      string
 	cpuProfile string
+	trace      string
 	logLevel   string
+	latency    time.Duration
+	tls        bool
+	conc       []int
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -64,12 +71,23 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.out, "out", "", "Markdown file to write the report to (default: none)")
 	fs.StringVar(&o.micro, "micro", "./internal/service/", "packages whose Go benchmarks to run after the load (empty: none)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the facade during the gRPC and gateway cells at concurrency 32 to this file prefix (PREFIX-gRPC.pprof, PREFIX-gateway.pprof)")
+	fs.StringVar(&o.trace, "trace", "", "write execution traces (go tool trace) of the facade during the gRPC and gateway cells at concurrency 1 to this file prefix (PREFIX-gRPC.trace, PREFIX-gateway.trace)")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "the facade's --log-level (info adds a log line per call)")
+	fs.DurationVar(&o.latency, "upstream-latency", 0, "hold each of the sandbox's answers back this long (the realistic run: 40ms)")
+	fs.BoolVar(&o.tls, "upstream-tls", false, "serve the sandbox over HTTPS and HTTP/2 (the realistic run)")
+	concurrency := fs.String("concurrency", "1,32", "comma-separated concurrencies to measure")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if o.bin == "" {
 		return errors.New("-bin is required")
+	}
+	for _, c := range strings.Split(*concurrency, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-concurrency: %q is not a positive number", c)
+		}
+		o.conc = append(o.conc, n)
 	}
 
 	machine := bench.ThisMachine()
@@ -113,7 +131,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 // measure starts the stack and runs every cell.
 func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell, err error) {
-	st, err := bench.StartStack(bench.BinariesIn(o.bin), bench.StackOptions{Proxy: true, LogLevel: o.logLevel})
+	st, err := bench.StartStack(bench.BinariesIn(o.bin), bench.StackOptions{Proxy: true, LogLevel: o.logLevel,
+		UpstreamLatency: o.latency, UpstreamTLS: o.tls})
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +144,16 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 
 	// One transport for the HTTP paths, with an idle connection for every
 	// worker at concurrency 32, as the facade's own upstream client has.
-	transport := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}
+	transport := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true}
+	if st.CertFile != "" {
+		pem, err := os.ReadFile(st.CertFile)
+		if err != nil {
+			return nil, err
+		}
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(pem)
+		transport.TLSClientConfig = &tls.Config{RootCAs: roots}
+	}
 	defer transport.CloseIdleConnections()
 	httpClient := &http.Client{Transport: transport, Timeout: 30 * time.Second}
 	// One gRPC connection (one HTTP/2 connection, multiplexed), as a typical
@@ -148,19 +176,27 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 		{bench.PathGateway, bench.HTTPCall(httpClient, st.HTTPURL, "")},
 	}
 	var next atomic.Uint64
-	for _, conc := range []int{1, 32} {
+	for _, conc := range o.conc {
 		for _, p := range paths {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
 			bench.Run(ctx, conc, o.warmup, &next, p.call)
 			var profile chan error
-			if o.cpuProfile != "" && (p.name == bench.PathGRPC || p.name == bench.PathGateway) && conc == 32 {
+			facade := p.name == bench.PathGRPC || p.name == bench.PathGateway
+			switch {
+			case o.cpuProfile != "" && facade && conc == 32:
 				profile = make(chan error, 1)
 				file := o.cpuProfile + "-" + p.name + ".pprof"
-				go func() { profile <- saveProfile(ctx, st.DebugURL, o.duration, file) }()
+				go func() { profile <- saveProfile(ctx, st.DebugURL, "profile", o.duration, file) }()
+			case o.trace != "" && facade && conc == 1:
+				profile = make(chan error, 1)
+				file := o.trace + "-" + p.name + ".trace"
+				go func() { profile <- saveProfile(ctx, st.DebugURL, "trace", time.Second, file) }()
 			}
+			cpuBefore, _ := bench.ProcCPU(st.Facade.Pid())
 			r := bench.Run(ctx, conc, o.duration, &next, p.call)
+			cpuAfter, _ := bench.ProcCPU(st.Facade.Pid())
 			if profile != nil {
 				if err := <-profile; err != nil {
 					return nil, fmt.Errorf("CPU profile: %w", err)
@@ -168,7 +204,11 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 			}
 			fmt.Fprintf(log, "%-8s c=%-3d %8.0f req/s  p50 %8.3f ms  p99 %8.3f ms  (%d calls, %d errors)\n",
 				p.name, conc, r.Throughput(), ms(r.P50), ms(r.P99), r.Calls, r.Errors)
-			cells = append(cells, bench.Cell{Path: p.name, Concurrency: conc, Result: r})
+			cell := bench.Cell{Path: p.name, Concurrency: conc, Result: r}
+			if p.name == bench.PathGRPC || p.name == bench.PathGateway {
+				cell.FacadeCPU = cpuAfter - cpuBefore
+			}
+			cells = append(cells, cell)
 		}
 	}
 	if exited, werr := st.Facade.Exited(); exited {
@@ -179,10 +219,11 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// saveProfile fetches a CPU profile of d from the facade's pprof endpoint.
-func saveProfile(ctx context.Context, debugURL string, d time.Duration, file string) error {
+// saveProfile fetches a profile of kind ("profile" for CPU, "trace" for an
+// execution trace) over d from the facade's pprof endpoint.
+func saveProfile(ctx context.Context, debugURL, kind string, d time.Duration, file string) error {
 	secs := max(int(d/time.Second), 1)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", debugURL, secs), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/%s?seconds=%d", debugURL, kind, secs), nil)
 	if err != nil {
 		return err
 	}
@@ -224,7 +265,7 @@ Generated by `+"`make bench`"+` (internal/bench/cmd/bench); do not edit by hand.
 Every process runs on this one machine, over loopback, each in a process of its own,
 sharing the cores with the load generator:
 
-- **direct**: HTTP GETs from the load generator to the sandbox (`+"`cmd/sandbox --rate-limit 0 --synthetic-ids`"+`);
+- **direct**: HTTP GETs from the load generator to the sandbox (`+"`cmd/sandbox --rate-limit 0 --synthetic-ids%s`"+`);
 - **proxy**: the same GETs through `+"`internal/bench/passproxy`"+`, a bare `+"`httputil.ReverseProxy`"+`: the
   cost of one extra hop with no translation, the floor any facade is judged against;
 - **gRPC**: the same reads through the facade (`+"`cmd/server --upstream-url <sandbox> --log-level %s`"+`, the sandbox's
@@ -236,7 +277,8 @@ Each request reads a resource no other request reads (`+"`ccp-load-<n>`"+`, `+"`
 plugins, half plugin versions), so no cache or request coalescing can serve one from another. Each cell is
 %v of closed-loop load (each worker sends its next request when the last is answered) after %v of
 unmeasured warm-up. The HTTP paths share one `+"`http.Transport`"+` keeping 64 idle connections per host.
-Throughput counts successful calls per second; p50 and p99 are nearest-rank latencies of every call.
+Throughput counts successful calls per second; p50 and p99 are nearest-rank latencies of every call; the
+facade's CPU per call is the CPU time (user and system) its process used during the cell, divided by the calls.
 With `+"`--log-level %s`"+` the facade writes no per-call log line, as the proxy writes none.
 
 ## Results
@@ -244,9 +286,22 @@ With `+"`--log-level %s`"+` the facade writes no per-call log line, as the proxy
 %s
 ## Targets (issue 5)
 
-%s`, m.CPU, m.Cores, m.Go, m.OS, m.LoadAvg, m.Date, m.Commit, o.logLevel, o.duration, o.warmup, o.logLevel, table, targets)
+%s`, m.CPU, m.Cores, m.Go, m.OS, m.LoadAvg, m.Date, m.Commit, upstreamArgs(o), o.logLevel, o.duration, o.warmup, o.logLevel, table, targets)
 	if micro != "" {
 		fmt.Fprintf(&b, "\n## Microbenchmarks\n\n`go test -run '^$' -bench . -benchmem %s`:\n\n```\n%s```\n", o.micro, micro)
 	}
 	return b.String()
+}
+
+// upstreamArgs are the sandbox's flags for the realistic run, as the report
+// shows them.
+func upstreamArgs(o options) string {
+	var s string
+	if o.latency > 0 {
+		s += " --latency " + o.latency.String()
+	}
+	if o.tls {
+		s += " --tls-cert-out <file>"
+	}
+	return s
 }
