@@ -75,7 +75,7 @@ IMAGE_MAX_BYTES := 30000000
 
 .PHONY: image
 image: ## Build the container image (IMAGE, default plugin-facade:<git describe>; FROM scratch, static, non-root) with podman or docker.
-	tool='$(CONTAINER_TOOL)'; tried=; \
+	@tool='$(CONTAINER_TOOL)'; tried=; \
 	if [ -z "$$tool" ]; then \
 	  for t in podman docker; do \
 	    if ! command -v $$t >/dev/null; then tried="$$tried\n  $$t: not installed"; \
@@ -88,14 +88,14 @@ image: ## Build the container image (IMAGE, default plugin-facade:<git describe>
 	  exit 1; \
 	fi; \
 	test -r $(CA_BUNDLE) || { echo "make image: no CA bundle at $(CA_BUNDLE) (install ca-certificates, or set CA_BUNDLE)" >&2; exit 1; }; \
-	ctx=$$(mktemp -d); trap 'rm -rf "$$ctx"' EXIT; \
+	ctx=$$(mktemp -d); trap 'rm -rf "$$ctx"' EXIT; set -x; \
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) go build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' \
 	  -o "$$ctx/plugin-facade" ./cmd/server; \
 	cp $(CA_BUNDLE) "$$ctx/ca-certificates.crt"; \
 	cp Containerfile "$$ctx/Containerfile"; \
 	$$tool $(CONTAINER_FLAGS) build --platform linux/$(IMAGE_ARCH) --build-arg VERSION=$(VERSION) \
 	  -f "$$ctx/Containerfile" -t $(IMAGE) "$$ctx"; \
-	size=$$($$tool $(CONTAINER_FLAGS) image inspect --format '{{.Size}}' $(IMAGE)); \
+	set +x; size=$$($$tool $(CONTAINER_FLAGS) image inspect --format '{{.Size}}' $(IMAGE)); \
 	echo "built $(IMAGE) with $$tool: $$size bytes"; \
 	test "$$size" -le $(IMAGE_MAX_BYTES) || { echo "make image: $(IMAGE) is $$size bytes, over $(IMAGE_MAX_BYTES)" >&2; exit 1; }
 

@@ -149,6 +149,8 @@ type variant struct {
 	m    *manifests
 }
 
+// variants loads the base folder alone, then the base with each of its
+// subfolders in turn; the base comes first.
 func variants(t *testing.T) []variant {
 	t.Helper()
 	base := &manifests{}
