@@ -79,12 +79,13 @@ image: ## Build the container image (IMAGE, default plugin-facade:<git describe>
 	if [ -z "$$tool" ]; then \
 	  for t in podman docker; do \
 	    if ! command -v $$t >/dev/null; then tried="$$tried\n  $$t: not installed"; \
-	    elif ! $$t $(CONTAINER_FLAGS) info >/dev/null 2>&1; then tried="$$tried\n  $$t: installed, but '$$t $(CONTAINER_FLAGS) info' fails (no engine or storage it can use)"; \
+	    elif ! why=$$($$t $(CONTAINER_FLAGS) info 2>&1 >/dev/null); then \
+	      tried="$$tried\n  $$t: installed, but '$$t $(CONTAINER_FLAGS) info' fails: $$(printf '%s' "$$why" | tail -n 1)"; \
 	    else tool=$$t; break; fi; \
 	  done; \
 	fi; \
 	if [ -z "$$tool" ]; then \
-	  printf "make image: neither podman nor docker can build an image here:$$tried\nInstall podman (apt-get install podman) or start a Docker engine, or name one with CONTAINER_TOOL=...\n" >&2; \
+	  printf "make image: neither podman nor docker can build an image here:%b\nInstall podman (apt-get install podman) or start a Docker engine, or name one with CONTAINER_TOOL=...\n" "$$tried" >&2; \
 	  exit 1; \
 	fi; \
 	test -r $(CA_BUNDLE) || { echo "make image: no CA bundle at $(CA_BUNDLE) (install ca-certificates, or set CA_BUNDLE)" >&2; exit 1; }; \
