@@ -1,12 +1,12 @@
 package server
 
 import (
-	"os"
 	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
