@@ -54,11 +54,57 @@ bench: ## Measure direct, pass-through proxy, gRPC and gateway against the sandb
 	  go build -o "$$tmp/" $(BENCH_PKGS); \
 	  mkdir -p docs; "$$tmp/bench" -bin "$$tmp" -out docs/benchmarks.md $(BENCH_FLAGS)
 
+.PHONY: bench-realistic
+bench-realistic: ## make bench with the sandbox 40ms away behind TLS and HTTP/2, as Confluent Cloud is; writes docs/benchmarks-realistic.md.
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  go build -o "$$tmp/" $(BENCH_PKGS); \
+	  mkdir -p docs; "$$tmp/bench" -bin "$$tmp" -upstream-latency 40ms -upstream-tls -micro '' -out docs/benchmarks-realistic.md $(BENCH_FLAGS)
+
 .PHONY: soak
 soak: ## About a minute at concurrency 64 with injected upstream faults; fails on a malformed answer, a crash or growth.
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	  go build -o "$$tmp/" $(BENCH_PKGS); \
 	  "$$tmp/soak" -bin "$$tmp" $(SOAK_FLAGS)
+
+# `make image`: the container image of Containerfile. The binary is built here
+# (static, CGO_ENABLED=0) and handed to the build with the host's CA bundle as
+# the whole build context, so the build pulls no base image. The first of
+# podman and docker that answers builds it, unless CONTAINER_TOOL says which;
+# CONTAINER_FLAGS go before its subcommand (e.g. --storage-driver=vfs).
+VERSION         ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE           ?= plugin-facade:$(VERSION)
+IMAGE_ARCH      ?= $(shell go env GOARCH)
+CA_BUNDLE       ?= /etc/ssl/certs/ca-certificates.crt
+CONTAINER_TOOL  ?=
+CONTAINER_FLAGS ?=
+IMAGE_MAX_BYTES := 30000000
+
+.PHONY: image
+image: ## Build the container image (IMAGE, default plugin-facade:<git describe>; FROM scratch, static, non-root) with podman or docker.
+	@tool='$(CONTAINER_TOOL)'; tried=; \
+	if [ -z "$$tool" ]; then \
+	  for t in podman docker; do \
+	    if ! command -v $$t >/dev/null; then tried="$$tried\n  $$t: not installed"; \
+	    elif ! why=$$($$t $(CONTAINER_FLAGS) info 2>&1 >/dev/null); then \
+	      tried="$$tried\n  $$t: installed, but '$$t $(CONTAINER_FLAGS) info' fails: $$(printf '%s' "$$why" | tail -n 1)"; \
+	    else tool=$$t; break; fi; \
+	  done; \
+	fi; \
+	if [ -z "$$tool" ]; then \
+	  printf "make image: neither podman nor docker can build an image here:%b\nInstall podman (apt-get install podman) or start a Docker engine, or name one with CONTAINER_TOOL=...\n" "$$tried" >&2; \
+	  exit 1; \
+	fi; \
+	test -r $(CA_BUNDLE) || { echo "make image: no CA bundle at $(CA_BUNDLE) (install ca-certificates, or set CA_BUNDLE)" >&2; exit 1; }; \
+	ctx=$$(mktemp -d); trap 'rm -rf "$$ctx"' EXIT; set -x; \
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) go build -trimpath -ldflags '-s -w -X main.version=$(VERSION)' \
+	  -o "$$ctx/plugin-facade" ./cmd/server; \
+	cp $(CA_BUNDLE) "$$ctx/ca-certificates.crt"; \
+	cp Containerfile "$$ctx/Containerfile"; \
+	$$tool $(CONTAINER_FLAGS) build --platform linux/$(IMAGE_ARCH) --build-arg VERSION=$(VERSION) \
+	  -f "$$ctx/Containerfile" -t $(IMAGE) "$$ctx"; \
+	set +x; size=$$($$tool $(CONTAINER_FLAGS) image inspect --format '{{.Size}}' $(IMAGE)); \
+	echo "built $(IMAGE) with $$tool: $$size bytes"; \
+	test "$$size" -le $(IMAGE_MAX_BYTES) || { echo "make image: $(IMAGE) is $$size bytes, over $(IMAGE_MAX_BYTES)" >&2; exit 1; }
 
 .PHONY: tools
 tools: $(BUF) $(GRPCURL) ## Install the pinned buf and grpcurl into ./bin.

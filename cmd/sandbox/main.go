@@ -9,10 +9,18 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -41,6 +49,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	synthetic := fs.Bool("synthetic-ids", false, "serve ccp-load-<n> and ver-load-<n> as copies of the seeded plugin and version")
 	faultRate := fs.Float64("fault-rate", 0, "fraction (0 to 1) of requests answered with a fault (every kind but the slow ones)")
 	faultSeed := fs.Uint64("fault-seed", 1, "seed of the fault draws")
+	latency := fs.Duration("latency", 0, "wait this long before answering each request, as a distant upstream would")
+	certOut := fs.String("tls-cert-out", "", "serve HTTPS (HTTP/2 and HTTP/1.1) with a certificate made at start-up for 127.0.0.1, written as PEM to this file for clients to trust")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -56,12 +66,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var handler http.Handler = sandbox.New(opts...)
+	if *latency > 0 {
+		next := handler
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-time.After(*latency):
+				next.ServeHTTP(w, r)
+			case <-r.Context().Done():
+			}
+		})
+	}
 	srv := &http.Server{
-		Handler:                      sandbox.New(opts...),
+		Handler:                      handler,
 		ReadHeaderTimeout:            10 * time.Second,
 		DisableGeneralOptionsHandler: true,
 	}
-	fmt.Fprintf(stdout, "http://%s\n", ln.Addr())
+	scheme := "http"
+	if *certOut != "" {
+		cert, err := selfSigned(*certOut)
+		if err != nil {
+			return err
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}
+		ln, scheme = tls.NewListener(ln, srv.TLSConfig), "https"
+	}
+	fmt.Fprintf(stdout, "%s://%s\n", scheme, ln.Addr())
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()
@@ -70,4 +100,33 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// selfSigned makes a certificate for 127.0.0.1, valid for a day, and writes it
+// as PEM to certFile for clients to trust (SSL_CERT_FILE, say).
+func selfSigned(certFile string) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "plugin-facade sandbox"},
+		NotBefore:             time.Now().Add(-time.Minute),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:              []string{"localhost"},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }

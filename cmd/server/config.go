@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/acme/plugin-facade/internal/fleet"
+	"github.com/acme/plugin-facade/internal/server"
+	"github.com/acme/plugin-facade/internal/service"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -72,7 +74,7 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", ":9090", "address the gRPC server listens on")
 	fs.StringVar(&c.HTTPAddr, "http-addr", ":8080", "address the HTTP server (REST gateway, /openapi.json, /healthz) listens on")
 	fs.StringVar(&c.UpstreamURL, "upstream-url", upstream.DefaultBaseURL, "base URL of the Confluent Cloud API")
-	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", 30*time.Second, "longest wait for one upstream call, whatever the caller's deadline (0: the caller's deadline only)")
+	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", service.DefaultUpstreamTimeout, "longest wait for one upstream call, whatever the caller's deadline (0: the caller's deadline only)")
 	fs.BoolVar(&c.UpstreamInsecure, "upstream-insecure", false, "allow a plain-HTTP --upstream-url whose host is not loopback (credentials then cross the network in clear)")
 	fs.IntVar(&c.UpstreamMaxAttempts, "upstream-max-attempts", upstream.DefaultRetryPolicy.MaxAttempts, "most upstream requests per call, retries included (1: no retries); only 429, 502, 503, 504 and connection failures are retried")
 	fs.DurationVar(&c.UpstreamMaxWait, "upstream-max-retry-wait", upstream.DefaultRetryPolicy.MaxWait, "longest Retry-After waited for before retrying; a longer one is returned to the caller as its retry hint")
@@ -82,7 +84,7 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	fs.IntVar(&c.CacheMaxEntries, "cache-max-entries", 1024, "most answers the cache keeps (least recently used out first)")
 	fs.StringVar(&c.RedisURL, "redis-url", "", "redis:// or rediss:// URL (user:password@host:port/db) of a Redis through which the replicas of a fleet share the rate-limit guard, the cache and watch polling (default: none, state in this process); give a password through "+envName("redis-url")+", not this flag")
 	fs.DurationVar(&c.RedisTimeout, "redis-timeout", fleet.DefaultTimeout, "longest wait for one Redis operation, after which the replica uses its local state")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 15*time.Second, "how long calls in flight may finish after SIGINT/SIGTERM")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "how long calls in flight may finish after SIGINT/SIGTERM")
 	fs.BoolVar(&c.Sandbox, "sandbox", false, "serve against a built-in simulated Confluent Cloud on loopback, with its own credentials")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"time"
+
+	"github.com/acme/plugin-facade/internal/upstream"
 )
 
 // serveDebug serves net/http/pprof on addr, apart from the API's listeners so
@@ -38,12 +40,5 @@ func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
 // isLoopback reports whether addr (host:port) names a loopback host.
 func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return err == nil && upstream.IsLoopbackHost(host)
 }

@@ -92,7 +92,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log := newLogger(cfg, stderr)
 
-	tp, err := telemetry.NewTracerProvider(ctx, buildVersion())
+	tp, err := telemetry.NewTracerProvider(ctx, buildVersion(), getenv)
 	if err != nil {
 		return configError{err} // an OTEL_* variable with a value autoexport does not know
 	}
@@ -196,8 +196,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.TLS != nil {
 		srvOpts = append(srvOpts, server.WithTLS(cfg.TLS))
 	}
-	srv := server.New(svc, srvOpts...)
 	defer client.Close()
+	srv, err := server.New(svc, srvOpts...)
+	if err != nil {
+		grpcLis.Close()
+		httpLis.Close()
+		return err
+	}
 	if err := srv.Serve(ctx, grpcLis, httpLis); err != nil {
 		return err
 	}

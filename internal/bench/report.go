@@ -35,6 +35,9 @@ type Cell struct {
 	Path        string
 	Concurrency int
 	Result
+	// FacadeCPU is the CPU time the facade's process used during the cell
+	// (zero for the paths that do not go through it).
+	FacadeCPU time.Duration
 }
 
 // find returns the cell of path at concurrency.
@@ -52,22 +55,31 @@ func find(cells []Cell, path string, concurrency int) (Cell, bool) {
 // concurrency.
 func Table(cells []Cell) string {
 	var b strings.Builder
-	b.WriteString("| path | concurrency | calls | errors | throughput (req/s) | p50 | p99 | throughput ÷ proxy | throughput ÷ direct | p50 ÷ proxy | p50 ÷ direct |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| path | concurrency | calls | errors | throughput (req/s) | p50 | p99 | throughput ÷ proxy | throughput ÷ direct | p50 ÷ proxy | p50 ÷ direct | facade CPU per call |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range cells {
 		fmt.Fprintf(&b, "| %s | %d | %d | %d | %.0f | %s | %s |", c.Path, c.Concurrency, c.Calls, c.Errors, c.Throughput(), ms(c.P50), ms(c.P99))
 		if facadePath(c.Path) {
 			proxy, _ := find(cells, PathProxy, c.Concurrency)
 			direct, _ := find(cells, PathDirect, c.Concurrency)
-			fmt.Fprintf(&b, " %s | %s | %s | %s |",
+			fmt.Fprintf(&b, " %s | %s | %s | %s | %s |",
 				ratio(c.Throughput(), proxy.Throughput()), ratio(c.Throughput(), direct.Throughput()),
-				ratio(c.P50.Seconds(), proxy.P50.Seconds()), ratio(c.P50.Seconds(), direct.P50.Seconds()))
+				ratio(c.P50.Seconds(), proxy.P50.Seconds()), ratio(c.P50.Seconds(), direct.P50.Seconds()), cpuPerCall(c))
 		} else {
-			b.WriteString(" | | | |")
+			b.WriteString(" | | | | |")
 		}
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// cpuPerCall is the facade's CPU time per successful call of c, in µs.
+func cpuPerCall(c Cell) string {
+	n := c.Calls - c.Errors
+	if n <= 0 || c.FacadeCPU <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f µs", float64(c.FacadeCPU)/float64(n)/float64(time.Microsecond))
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float64(time.Millisecond)) }

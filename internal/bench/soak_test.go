@@ -126,7 +126,11 @@ func TestSoakAgainstAnInProcessFacade(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- server.New(svc).Serve(ctx, grpcLis, httpLis) }()
+	srv, err := server.New(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- srv.Serve(ctx, grpcLis, httpLis) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

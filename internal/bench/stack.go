@@ -3,7 +3,9 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -38,6 +40,13 @@ type StackOptions struct {
 	LogLevel string
 	// FacadeArgs are more flags for the facade.
 	FacadeArgs []string
+	// UpstreamLatency holds each of the sandbox's answers back, as a distant
+	// upstream would; with UpstreamTLS the sandbox serves HTTPS (HTTP/2) with
+	// a certificate of its own, which the facade and the proxy are told to
+	// trust. Both together make the realistic run: Confluent Cloud is tens of
+	// milliseconds away, behind TLS and HTTP/2.
+	UpstreamLatency time.Duration
+	UpstreamTLS     bool
 }
 
 // Stack is the sandbox, optionally the pass-through proxy in front of it, and
@@ -50,6 +59,11 @@ type Stack struct {
 	GRPCAddr   string // 127.0.0.1:port
 	HTTPURL    string // the facade's REST gateway
 	DebugURL   string // the facade's --debug-addr (net/http/pprof)
+	// CertFile is the sandbox's certificate (PEM) with UpstreamTLS, else "".
+	CertFile string
+	// Env is what the proxy's and the facade's environment add
+	// (SSL_CERT_FILE with UpstreamTLS), for more facades (StartFacade).
+	Env []string
 }
 
 // StartStack starts the processes: the sandbox without rate limit and with
@@ -67,6 +81,19 @@ func StartStack(bin Binaries, o StackOptions) (st *Stack, err error) {
 		sbArgs = append(sbArgs, "--fault-rate", strconv.FormatFloat(o.FaultRate, 'g', -1, 64),
 			"--fault-seed", strconv.FormatUint(o.FaultSeed, 10))
 	}
+	var env []string
+	if o.UpstreamLatency > 0 {
+		sbArgs = append(sbArgs, "--latency", o.UpstreamLatency.String())
+	}
+	if o.UpstreamTLS {
+		dir, err := os.MkdirTemp("", "bench-tls-")
+		if err != nil {
+			return st, err
+		}
+		st.CertFile = filepath.Join(dir, "sandbox.pem")
+		sbArgs = append(sbArgs, "--tls-cert-out", st.CertFile)
+		env = append(env, "SSL_CERT_FILE="+st.CertFile) // crypto/x509 reads it on Linux
+	}
 	if st.Sandbox, err = StartProcess("sandbox", bin.Sandbox, sbArgs); err != nil {
 		return st, err
 	}
@@ -74,7 +101,7 @@ func StartStack(bin Binaries, o StackOptions) (st *Stack, err error) {
 		return st, err
 	}
 	if o.Proxy {
-		if st.Proxy, err = StartProcess("passproxy", bin.PassProxy, []string{"--addr", "127.0.0.1:0", "--upstream", st.SandboxURL}); err != nil {
+		if st.Proxy, err = StartProcess("passproxy", bin.PassProxy, []string{"--addr", "127.0.0.1:0", "--upstream", st.SandboxURL}, env...); err != nil {
 			return st, err
 		}
 		if st.ProxyURL, err = st.Proxy.FirstLine(10 * time.Second); err != nil {
@@ -82,11 +109,12 @@ func StartStack(bin Binaries, o StackOptions) (st *Stack, err error) {
 		}
 	}
 
-	f, err := StartFacade(bin, st.SandboxURL, o)
+	f, err := StartFacade(bin, st.SandboxURL, o, env...)
 	if err != nil {
 		return st, err
 	}
 	st.Facade, st.GRPCAddr, st.HTTPURL, st.DebugURL = f.Process, f.GRPCAddr, f.HTTPURL, f.DebugURL
+	st.Env = env
 	return st, nil
 }
 
@@ -99,9 +127,9 @@ type Facade struct {
 }
 
 // StartFacade starts a facade in front of upstreamURL with the sandbox's key
-// as its default credential, o's log level and o.FacadeArgs, and waits until
-// it answers.
-func StartFacade(bin Binaries, upstreamURL string, o StackOptions) (*Facade, error) {
+// as its default credential, o's log level and o.FacadeArgs, and env added
+// to its environment (a Stack.Env), and waits until it answers.
+func StartFacade(bin Binaries, upstreamURL string, o StackOptions, env ...string) (*Facade, error) {
 	var addrs [3]string
 	for i := range addrs {
 		var err error
@@ -116,7 +144,7 @@ func StartFacade(bin Binaries, upstreamURL string, o StackOptions) (*Facade, err
 	p, err := StartProcess("facade", bin.Server,
 		append([]string{"--grpc-addr", addrs[0], "--http-addr", addrs[1], "--debug-addr", addrs[2],
 			"--upstream-url", upstreamURL, "--log-level", level, "--log-format", "json"}, o.FacadeArgs...),
-		"CONFLUENT_CLOUD_API_KEY="+sandbox.APIKey, "CONFLUENT_CLOUD_API_SECRET="+sandbox.APISecret)
+		append(slices.Clip(env), "CONFLUENT_CLOUD_API_KEY="+sandbox.APIKey, "CONFLUENT_CLOUD_API_SECRET="+sandbox.APISecret)...)
 	if err != nil {
 		return nil, err
 	}
@@ -132,6 +160,9 @@ func StartFacade(bin Binaries, upstreamURL string, o StackOptions) (*Facade, err
 // each ended.
 func (st *Stack) Stop() error {
 	var errs []error
+	if st.CertFile != "" {
+		defer os.RemoveAll(filepath.Dir(st.CertFile))
+	}
 	for _, p := range []*Process{st.Facade, st.Proxy, st.Sandbox} {
 		if p == nil {
 			continue

@@ -31,8 +31,8 @@ import (
 // withService registers another gRPC service on the server, beside
 // PluginService: a test-only way to exercise what PluginService has no
 // method for yet.
-func withService(desc *grpc.ServiceDesc, impl any) Option {
-	return func(s *Server) { s.extra = append(s.extra, extraService{desc: desc, impl: impl}) }
+func withService(desc *grpc.ServiceDesc, impl any) func(*Server) {
+	return func(s *Server) { s.grpcSrv.RegisterService(desc, impl) }
 }
 
 // TestInProcessCoversEveryUnaryMethod: every unary method of PluginService

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -59,10 +60,10 @@ func (l *logBuffer) lines(t *testing.T, msg string) []map[string]any {
 // instrumentedStack is a stack in front of the sandbox wired as cmd/server
 // wires it: upstream metrics and tracing on the client, one registry, a JSON
 // call log.
-func instrumentedStack(t *testing.T, up string, opts ...Option) (*stack, *logBuffer) {
+func instrumentedStack(t *testing.T, up string, prepare ...func(*Server)) (*stack, *logBuffer) {
 	t.Helper()
 	reg := telemetry.NewRegistry()
-	tp, err := telemetry.NewTracerProvider(t.Context(), "test")
+	tp, err := telemetry.NewTracerProvider(t.Context(), "test", os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,8 +74,7 @@ func instrumentedStack(t *testing.T, up string, opts ...Option) (*stack, *logBuf
 	}
 	var logs logBuffer
 	svc := service.New(uc, service.WithDefaultCredentials(sandboxKey))
-	opts = append([]Option{WithLogger(logs.logger()), WithRegistry(reg), WithTracerProvider(tp)}, opts...)
-	return startServer(t, svc, nil, opts...), &logs
+	return startServerWith(t, svc, nil, prepare, WithLogger(logs.logger()), WithRegistry(reg), WithTracerProvider(tp)), &logs
 }
 
 func startSandbox(t *testing.T, opts ...sandbox.Option) *sandbox.Server {

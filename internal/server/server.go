@@ -81,8 +81,8 @@ var keepaliveParams = keepalive.ServerParameters{
 // still get a goroutine of their own; idle workers cost only their stacks.
 const streamWorkers = 64
 
-// Server is the facade's gRPC and HTTP servers, ready to serve. Create it with
-// New and run it with Serve.
+// Server is the facade's gRPC and HTTP servers, built by New and run once by
+// Serve.
 type Server struct {
 	svc             pluginv1.PluginServiceServer
 	log             *slog.Logger
@@ -92,19 +92,21 @@ type Server struct {
 	tracer          trace.TracerProvider
 	tls             *tls.Config
 	readyDetails    []readyDetail
-	extra           []extraService // tests only
+
+	// Built by New.
+	health  *health.Server
+	grpcSrv *grpc.Server
+	httpSrv *http.Server
+	rest    *restCalls        // the gateway's in-process calls, drained at shutdown
+	inmem   *bufconn.Listener // the gateway's streaming calls; nil without streaming routes
+	conn    *grpc.ClientConn  // the gateway's client on inmem
+	cutREST context.CancelFunc
 }
 
 // readyDetail is a field of /readyz's body (WithReadyDetail).
 type readyDetail struct {
 	name   string
 	detail func() string
-}
-
-// extraService is a gRPC service registered beside PluginService.
-type extraService struct {
-	desc *grpc.ServiceDesc
-	impl any
 }
 
 // Option configures a Server.
@@ -122,8 +124,13 @@ func WithOpenAPI(doc []byte) Option {
 	return func(s *Server) { s.openAPI = doc }
 }
 
+// DefaultShutdownTimeout is how long Serve waits for calls in flight by
+// default (WithShutdownTimeout).
+const DefaultShutdownTimeout = 15 * time.Second
+
 // WithShutdownTimeout bounds how long Serve waits, once its context ends, for
-// calls in flight to finish before it closes them. The default is 15 seconds.
+// calls in flight to finish before it closes them. The default is
+// DefaultShutdownTimeout.
 func WithShutdownTimeout(d time.Duration) Option {
 	return func(s *Server) { s.shutdownTimeout = d }
 }
@@ -157,8 +164,11 @@ func WithReadyDetail(name string, detail func() string) Option {
 	return func(s *Server) { s.readyDetails = append(s.readyDetails, readyDetail{name, detail}) }
 }
 
-// New returns a Server for svc.
-func New(svc pluginv1.PluginServiceServer, opts ...Option) *Server {
+// New builds the servers for svc: the gRPC server with its interceptors and
+// services, and the HTTP server with the REST gateway and the operational
+// endpoints. It fails only when the metrics or the gateway cannot be
+// registered.
+func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 	s := &Server{svc: svc}
 	for _, opt := range opts {
 		opt(s)
@@ -167,7 +177,7 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) *Server {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.shutdownTimeout <= 0 {
-		s.shutdownTimeout = 15 * time.Second
+		s.shutdownTimeout = DefaultShutdownTimeout
 	}
 	if s.registry == nil {
 		s.registry = prometheus.NewRegistry()
@@ -175,66 +185,48 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) *Server {
 	if s.tracer == nil {
 		s.tracer = noop.NewTracerProvider()
 	}
-	return s
-}
 
-// Serve serves gRPC on grpcLis and HTTP on httpLis until ctx ends, then shuts
-// both down gracefully: health turns NOT_SERVING (so /readyz answers 503), the
-// gRPC listener closes while calls in flight, gRPC and REST, get the shutdown
-// timeout to finish, and the HTTP server, which answers /readyz and /healthz
-// meanwhile, stops last. It returns nil after a clean shutdown, or the first
-// error that stopped a server. It closes both listeners.
-func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) (err error) {
-	defer func() {
-		if err != nil { // when a server failed, or before they started
-			grpcLis.Close()
-			httpLis.Close()
-		}
-	}()
-	healthSrv := health.NewServer()
+	s.health = health.NewServer()
 	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
 	if err := s.registry.Register(metrics); err != nil {
-		return fmt.Errorf("registering the gRPC metrics: %w", err)
+		return nil, fmt.Errorf("registering the gRPC metrics: %w", err)
 	}
-	grpcSrv := s.grpcServer(healthSrv, metrics)
-	rest := &restCalls{}
+	s.grpcSrv = s.grpcServer(metrics)
+	s.rest = &restCalls{}
 	gw := gateway{
 		inProcess: &inProcess{svc: s.svc, chain: chainUnary(append(
-			[]grpc.UnaryServerInterceptor{rest.intercept}, s.unaryInterceptors(metrics, true)...)...)},
+			[]grpc.UnaryServerInterceptor{s.rest.intercept}, s.unaryInterceptors(metrics, true)...)...)},
 		streaming: streamingRoutes(pluginServiceDescriptor()),
 	}
-
 	// Streaming REST calls, which grpc-gateway cannot serve in process (see
-	// gateway.go), call the gRPC server in memory rather than through
-	// grpcLis: their calls never leave the process, so they need neither TLS
+	// gateway.go), call the gRPC server in memory rather than through its
+	// listener: their calls never leave the process, so they need neither TLS
 	// nor, under mutual TLS, a client certificate of their own, and the call
 	// log can tell them apart (see callLog.origin). TLS is therefore set on
-	// grpcLis (tls.NewListener) rather than on the whole gRPC server
-	// (grpc.Creds), which would apply to the in-memory listener too.
-	var inmem *bufconn.Listener
+	// the gRPC listener (tls.NewListener in Serve) rather than on the whole
+	// gRPC server (grpc.Creds), which would apply to the in-memory listener too.
 	if len(gw.streaming) > 0 {
-		inmem = bufconn.Listen(256 << 10)
+		s.inmem = bufconn.Listen(256 << 10)
 		conn, err := grpc.NewClient("passthrough:///gateway",
-			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return inmem.DialContext(ctx) }),
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.inmem.DialContext(ctx) }),
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithStatsHandler(otelgrpc.NewClientHandler(
 				otelgrpc.WithTracerProvider(s.tracer), otelgrpc.WithPropagators(telemetry.Propagator()))),
 		)
 		if err != nil {
-			return fmt.Errorf("gateway connection: %w", err)
+			return nil, fmt.Errorf("gateway connection: %w", err)
 		}
-		defer conn.Close()
-		gw.conn = conn
+		s.conn, gw.conn = conn, conn
 	}
-	handler, err := s.httpHandler(ctx, gw, healthSrv)
+	handler, err := s.httpHandler(gw)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// REST calls still running at the shutdown timeout are canceled through
 	// their requests' base context, as grpcSrv.Stop cancels gRPC calls.
 	baseCtx, cutREST := context.WithCancel(context.Background())
-	defer cutREST()
-	httpSrv := &http.Server{
+	s.cutREST = cutREST
+	s.httpSrv = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
@@ -243,70 +235,95 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) (err 
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	if s.tls != nil {
+		s.httpSrv.TLSConfig = s.tls.Clone() // ServeTLS adds h2 and http/1.1
+	}
+	return s, nil
+}
+
+// Serve serves gRPC on grpcLis and HTTP on httpLis until ctx ends, then shuts
+// both down gracefully (see shutdown). It returns nil after a clean shutdown,
+// or the first error that stopped a server. It closes both listeners.
+func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
+	defer s.cutREST()
+	if s.conn != nil {
+		defer s.conn.Close()
+	}
+	if s.tls != nil {
 		cfg := s.tls.Clone()
 		cfg.NextProtos = []string{"h2"} // gRPC clients require HTTP/2 by ALPN
 		grpcLis = tls.NewListener(grpcLis, cfg)
-		httpSrv.TLSConfig = s.tls.Clone() // ServeTLS adds h2 and http/1.1
 	}
-
 	g, gctx := errgroup.WithContext(ctx)
-	serveGRPC := func(lis net.Listener) func() error {
-		return func() error {
-			if err := grpcSrv.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-				return fmt.Errorf("gRPC server: %w", err)
-			}
-			return nil
-		}
-	}
 	s.log.Info("serving gRPC", "addr", grpcLis.Addr().String(), "tls", s.tls != nil)
-	g.Go(serveGRPC(grpcLis))
-	if inmem != nil {
-		g.Go(serveGRPC(inmem))
+	g.Go(func() error { return s.serveGRPC(grpcLis) })
+	if s.inmem != nil {
+		g.Go(func() error { return s.serveGRPC(s.inmem) })
 	}
-	g.Go(func() error {
-		s.log.Info("serving HTTP", "addr", httpLis.Addr().String(), "tls", s.tls != nil)
-		var err error
-		if s.tls != nil {
-			err = httpSrv.ServeTLS(httpLis, "", "")
-		} else {
-			err = httpSrv.Serve(httpLis)
-		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("HTTP server: %w", err)
-		}
-		return nil
-	})
+	s.log.Info("serving HTTP", "addr", httpLis.Addr().String(), "tls", s.tls != nil)
+	g.Go(func() error { return s.serveHTTP(httpLis) })
 	g.Go(func() error {
 		<-gctx.Done()
-		s.log.Info("shutting down", "timeout", s.shutdownTimeout.String())
-		healthSrv.Shutdown() // NOT_SERVING, on gRPC health and /readyz
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.shutdownTimeout)
-		defer cancel()
-		// Calls first: the gRPC server stops accepting and waits for its
-		// calls in flight (streaming REST ones included: they are gRPC
-		// calls from the gateway), and the gateway's in-process calls are
-		// drained, while the HTTP server keeps answering /readyz with 503 for
-		// the load balancer to see.
-		stopped := make(chan struct{})
-		go func() { grpcSrv.GracefulStop(); rest.drain(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-sctx.Done():
-			s.log.Warn("shutdown timeout: closing calls still in flight")
-			grpcSrv.Stop()
-			cutREST()
-		}
-		// Then HTTP, whose handlers now only write the answers of finished calls.
-		if err := httpSrv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("HTTP shutdown: %w", err)
-		}
-		return nil
+		return s.shutdown(context.WithoutCancel(ctx))
 	})
-	return g.Wait()
+	err := g.Wait()
+	if err != nil { // a server failed: its listener may not have been closed
+		grpcLis.Close()
+		httpLis.Close()
+	}
+	return err
+}
+
+func (s *Server) serveGRPC(lis net.Listener) error {
+	if err := s.grpcSrv.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		return fmt.Errorf("gRPC server: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) serveHTTP(lis net.Listener) error {
+	var err error
+	if s.tls != nil {
+		err = s.httpSrv.ServeTLS(lis, "", "")
+	} else {
+		err = s.httpSrv.Serve(lis)
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("HTTP server: %w", err)
+	}
+	return nil
+}
+
+// shutdown stops both servers gracefully: health turns NOT_SERVING (so
+// /readyz answers 503), the gRPC listener closes while calls in flight, gRPC
+// and REST, get the shutdown timeout to finish, and the HTTP server, which
+// answers /readyz and /healthz meanwhile, stops last.
+func (s *Server) shutdown(ctx context.Context) error {
+	s.log.Info("shutting down", "timeout", s.shutdownTimeout.String())
+	s.health.Shutdown()
+	ctx, cancel := context.WithTimeout(ctx, s.shutdownTimeout)
+	defer cancel()
+	// Calls first: the gRPC server stops accepting and waits for its calls in
+	// flight (streaming REST ones included: they are gRPC calls from the
+	// gateway), and the gateway's in-process calls are drained, while the
+	// HTTP server keeps answering /readyz with 503 for the load balancer.
+	stopped := make(chan struct{})
+	go func() { s.grpcSrv.GracefulStop(); s.rest.drain(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		s.log.Warn("shutdown timeout: closing calls still in flight")
+		s.grpcSrv.Stop()
+		s.cutREST()
+	}
+	// Then HTTP, whose handlers now only write the answers of finished calls.
+	if err := s.httpSrv.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("HTTP shutdown: %w", err)
+	}
+	return nil
 }
 
 // grpcServer builds the gRPC server with its interceptors, services and limits.
-func (s *Server) grpcServer(healthSrv *health.Server, metrics *grpcprom.ServerMetrics) *grpc.Server {
+func (s *Server) grpcServer(metrics *grpcprom.ServerMetrics) *grpc.Server {
 	calls := callLog{log: s.log}
 	opts := []grpc.ServerOption{
 		grpc.NumStreamWorkers(streamWorkers),
@@ -325,12 +342,9 @@ func (s *Server) grpcServer(healthSrv *health.Server, metrics *grpcprom.ServerMe
 	}
 	grpcSrv := grpc.NewServer(opts...)
 	pluginv1.RegisterPluginServiceServer(grpcSrv, s.svc)
-	healthpb.RegisterHealthServer(grpcSrv, healthSrv)
+	healthpb.RegisterHealthServer(grpcSrv, s.health)
 	reflection.Register(grpcSrv) // v1 and v1alpha
-	for _, e := range s.extra {
-		grpcSrv.RegisterService(e.desc, e.impl)
-	}
-	healthSrv.SetServingStatus(pluginv1.PluginService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(pluginv1.PluginService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	metrics.InitializeMetrics(grpcSrv)
 	return grpcSrv
 }
@@ -367,7 +381,8 @@ type gateway struct {
 // with the proto field names, other gateway defaults kept) traced by otelhttp,
 // /openapi.json, /metrics, /healthz (liveness: the process answers) and
 // /readyz (readiness: the gRPC health state).
-func (s *Server) httpHandler(ctx context.Context, gateway gateway, healthSrv *health.Server) (http.Handler, error) {
+func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
+	ctx := context.Background() // the handlers' registration keeps no context
 	gwOpts := []runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{
 			Marshaler: newFastJSON(runtime.JSONPb{
@@ -408,7 +423,7 @@ func (s *Server) httpHandler(ctx context.Context, gateway gateway, healthSrv *he
 		writeStatus(w, http.StatusOK, "alive")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		resp, err := healthSrv.Check(r.Context(), &healthpb.HealthCheckRequest{})
+		resp, err := s.health.Check(r.Context(), &healthpb.HealthCheckRequest{})
 		if st := resp.GetStatus(); err == nil && st == healthpb.HealthCheckResponse_SERVING {
 			writeStatus(w, http.StatusOK, st.String(), s.readyDetails...)
 			return

@@ -61,7 +61,14 @@ func startStack(t testing.TB, svcOpts []service.Option, sbOpts ...sandbox.Option
 
 func startServer(t testing.TB, svc pluginv1.PluginServiceServer, sb *sandbox.Server, opts ...Option) *stack {
 	t.Helper()
-	r := serve(t, svc, opts...)
+	return startServerWith(t, svc, sb, nil, opts...)
+}
+
+// startServerWith is startServer, with prepare called on the Server between
+// New and Serve.
+func startServerWith(t testing.TB, svc pluginv1.PluginServiceServer, sb *sandbox.Server, prepare []func(*Server), opts ...Option) *stack {
+	t.Helper()
+	r := serveWith(t, svc, prepare, opts...)
 	conn, err := grpc.NewClient(r.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -95,6 +102,11 @@ func (r *running) wait(t testing.TB) error {
 // serve runs New(svc, opts...) on loopback listeners until the test ends
 // (or r.stop), and checks that it then shuts down cleanly.
 func serve(t testing.TB, svc pluginv1.PluginServiceServer, opts ...Option) *running {
+	return serveWith(t, svc, nil, opts...)
+}
+
+// serveWith is serve, with prepare called on the Server between New and Serve.
+func serveWith(t testing.TB, svc pluginv1.PluginServiceServer, prepare []func(*Server), opts ...Option) *running {
 	t.Helper()
 	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -107,7 +119,13 @@ func serve(t testing.TB, svc pluginv1.PluginServiceServer, opts ...Option) *runn
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{grpcAddr: grpcLis.Addr().String(), httpAddr: httpLis.Addr().String(), stop: cancel, done: make(chan struct{})}
 	opts = append([]Option{WithOpenAPI(pluginfacade.OpenAPI()), WithShutdownTimeout(5 * time.Second)}, opts...)
-	srv := New(svc, opts...)
+	srv, err := New(svc, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range prepare {
+		f(srv)
+	}
 	go func() { r.err = srv.Serve(ctx, grpcLis, httpLis); close(r.done) }()
 	t.Cleanup(func() {
 		cancel()
@@ -629,7 +647,11 @@ func TestServeReturnsErrorWhenAListenerFails(t *testing.T) {
 	httpLis.Close() // Serve must report it, not hang
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	err = New(panicky{}).Serve(ctx, grpcLis, httpLis)
+	srv, err := New(panicky{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = srv.Serve(ctx, grpcLis, httpLis)
 	if err == nil || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Serve = %v, want the HTTP listener's error", err)
 	}

@@ -1,8 +1,10 @@
 // Package service implements confluent.plugin.v1.PluginService on top of the
 // upstream client: it validates requests, picks the credentials to send,
 // translates upstream resources into the contract's messages, and upstream
-// failures into gRPC statuses with details. It knows gRPC and the contract; HTTP
-// and the upstream's JSON stay in package upstream.
+// failures into gRPC statuses with details. It knows gRPC and the contract.
+// It makes no HTTP request and reads no upstream JSON (package upstream does);
+// it reads the upstream's HTTP statuses, through net/http's names for them, to
+// choose gRPC codes.
 package service
 
 import (
@@ -41,6 +43,11 @@ type Option func(*Service)
 func WithDefaultCredentials(a upstream.Authorization) Option {
 	return func(s *Service) { s.defaultAuth = a }
 }
+
+// DefaultUpstreamTimeout is the bound the server sets with WithUpstreamTimeout
+// unless configured otherwise, and the bound of each poll of a watch whose
+// service has none.
+const DefaultUpstreamTimeout = 30 * time.Second
 
 // WithUpstreamTimeout bounds each upstream call when the caller's own deadline is
 // later or absent, so that a caller without a deadline cannot hold a request open

@@ -433,11 +433,12 @@ func (s *Service) pollOnce(ctx context.Context, t watchTarget, st *pollState, ba
 	return ev, wait, false
 }
 
-// pollContext bounds one poll by the upstream timeout (30s without one).
+// pollContext bounds one poll by the upstream timeout (DefaultUpstreamTimeout
+// without one).
 func (s *Service) pollContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	d := s.timeout
 	if d <= 0 {
-		d = 30 * time.Second
+		d = DefaultUpstreamTimeout
 	}
 	return context.WithTimeout(ctx, d)
 }

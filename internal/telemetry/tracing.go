@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -38,8 +37,11 @@ var exportVars = []string{"OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT",
 // unless OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES say otherwise. Like
 // the OpenTelemetry SDK, it reads the process environment. Shut the provider
 // down on exit to flush the spans it holds.
-func NewTracerProvider(ctx context.Context, version string) (*TracerProvider, error) {
-	getenv := os.Getenv
+//
+// Whether to export is read through getenv (the environment run was given);
+// how to, once exporting, is the SDK's business, and it reads the process
+// environment itself.
+func NewTracerProvider(ctx context.Context, version string, getenv func(string) string) (*TracerProvider, error) {
 	res, err := resource.New(ctx,
 		resource.WithAttributes(semconv.ServiceName("plugin-facade"), semconv.ServiceVersion(version)),
 		resource.WithFromEnv(), // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win

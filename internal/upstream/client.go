@@ -277,16 +277,6 @@ func IsLoopbackHost(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// newTransport returns the process's pooled transport: the standard library's
-// defaults, but keeping as many idle connections to the one upstream host as to
-// all hosts together (the default keeps 2 per host, which under load means a new
-// TLS handshake for most calls).
-func newTransport() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConnsPerHost = t.MaxIdleConns
-	return t
-}
-
 // GetPluginVersion reads version id of plugin pluginID in the given environment
 // (GET /ccpm/v1/plugins/{plugin_id}/versions/{id}?environment=...).
 func (c *Client) GetPluginVersion(ctx context.Context, auth Authorization, pluginID, id, environment string) (*PluginVersion, Meta, error) {

@@ -13,6 +13,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"flag"
@@ -23,6 +25,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -54,7 +57,11 @@ type options struct {
 	out        string
 	micro      string
 	cpuProfile string
+	trace      string
 	logLevel   string
+	latency    time.Duration
+	tls        bool
+	conc       []int
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -66,12 +73,23 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.out, "out", "", "Markdown file to write the report to (default: none)")
 	fs.StringVar(&o.micro, "micro", "./internal/service/", "packages whose Go benchmarks to run after the load (empty: none)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the facade during the gRPC and gateway cells at concurrency 32 to this file prefix (PREFIX-gRPC.pprof, PREFIX-gateway.pprof)")
+	fs.StringVar(&o.trace, "trace", "", "write execution traces (go tool trace) of the facade during the gRPC and gateway cells at concurrency 1 to this file prefix (PREFIX-gRPC.trace, PREFIX-gateway.trace)")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "the facade's --log-level (info adds a log line per call)")
+	fs.DurationVar(&o.latency, "upstream-latency", 0, "hold each of the sandbox's answers back this long (the realistic run: 40ms)")
+	fs.BoolVar(&o.tls, "upstream-tls", false, "serve the sandbox over HTTPS and HTTP/2 (the realistic run)")
+	concurrency := fs.String("concurrency", "1,32", "comma-separated concurrencies to measure")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if o.bin == "" {
 		return errors.New("-bin is required")
+	}
+	for _, c := range strings.Split(*concurrency, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-concurrency: %q is not a positive number", c)
+		}
+		o.conc = append(o.conc, n)
 	}
 
 	machine := bench.ThisMachine()
@@ -115,7 +133,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 // measure starts the stack and runs every cell.
 func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell, err error) {
-	st, err := bench.StartStack(bench.BinariesIn(o.bin), bench.StackOptions{Proxy: true, LogLevel: o.logLevel})
+	st, err := bench.StartStack(bench.BinariesIn(o.bin), bench.StackOptions{Proxy: true, LogLevel: o.logLevel,
+		UpstreamLatency: o.latency, UpstreamTLS: o.tls})
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +146,16 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 
 	// One transport for the HTTP paths, with an idle connection for every
 	// worker at concurrency 32, as the facade's own upstream client has.
-	transport := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}
+	transport := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true}
+	if st.CertFile != "" {
+		pem, err := os.ReadFile(st.CertFile)
+		if err != nil {
+			return nil, err
+		}
+		roots := x509.NewCertPool()
+		roots.AppendCertsFromPEM(pem)
+		transport.TLSClientConfig = &tls.Config{RootCAs: roots}
+	}
 	defer transport.CloseIdleConnections()
 	httpClient := &http.Client{Transport: transport, Timeout: 30 * time.Second}
 	// One gRPC connection (one HTTP/2 connection, multiplexed), as a typical
@@ -140,13 +168,13 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 
 	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte(sandbox.APIKey+":"+sandbox.APISecret))
 	paths := []path{
-		{bench.PathDirect, bench.HTTPCall(httpClient, st.SandboxURL, basic)},
-		{bench.PathProxy, bench.HTTPCall(httpClient, st.ProxyURL, basic)},
-		{bench.PathGRPC, bench.GRPCCall(pluginv1.NewPluginServiceClient(conn))},
+		{bench.PathDirect, bench.HTTPCall(httpClient, st.SandboxURL, basic), nil},
+		{bench.PathProxy, bench.HTTPCall(httpClient, st.ProxyURL, basic), nil},
+		{bench.PathGRPC, bench.GRPCCall(pluginv1.NewPluginServiceClient(conn)), st.Facade},
 		// No Authorization: the facade sends its own key, as over gRPC.
-		{bench.PathGateway, bench.HTTPCall(httpClient, st.HTTPURL, "")},
+		{bench.PathGateway, bench.HTTPCall(httpClient, st.HTTPURL, ""), st.Facade},
 	}
-	redisPaths, stopRedis, err := startRedisFacades(o, st.SandboxURL, log)
+	redisPaths, stopRedis, err := startRedisFacades(o, st, log)
 	if err != nil {
 		return nil, err
 	}
@@ -156,19 +184,32 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 	paths = slices.Insert(paths, 3, redisPaths...)
 
 	var next atomic.Uint64
-	for _, conc := range []int{1, 32} {
+	for _, conc := range o.conc {
 		for _, p := range paths {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
 			bench.Run(ctx, conc, o.warmup, &next, p.call)
 			var profile chan error
-			if o.cpuProfile != "" && (p.name == bench.PathGRPC || p.name == bench.PathGateway) && conc == 32 {
+			facade := p.name == bench.PathGRPC || p.name == bench.PathGateway
+			switch {
+			case o.cpuProfile != "" && facade && conc == 32:
 				profile = make(chan error, 1)
 				file := o.cpuProfile + "-" + p.name + ".pprof"
-				go func() { profile <- saveProfile(ctx, st.DebugURL, o.duration, file) }()
+				go func() { profile <- saveProfile(ctx, st.DebugURL, "profile", o.duration, file) }()
+			case o.trace != "" && facade && conc == 1:
+				profile = make(chan error, 1)
+				file := o.trace + "-" + p.name + ".trace"
+				go func() { profile <- saveProfile(ctx, st.DebugURL, "trace", time.Second, file) }()
+			}
+			var cpuBefore, cpuAfter time.Duration
+			if p.facade != nil {
+				cpuBefore, _ = bench.ProcCPU(p.facade.Pid())
 			}
 			r := bench.Run(ctx, conc, o.duration, &next, p.call)
+			if p.facade != nil {
+				cpuAfter, _ = bench.ProcCPU(p.facade.Pid())
+			}
 			if profile != nil {
 				if err := <-profile; err != nil {
 					return nil, fmt.Errorf("CPU profile: %w", err)
@@ -176,7 +217,11 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 			}
 			fmt.Fprintf(log, "%-8s c=%-3d %8.0f req/s  p50 %8.3f ms  p99 %8.3f ms  (%d calls, %d errors)\n",
 				p.name, conc, r.Throughput(), ms(r.P50), ms(r.P99), r.Calls, r.Errors)
-			cells = append(cells, bench.Cell{Path: p.name, Concurrency: conc, Result: r})
+			cell := bench.Cell{Path: p.name, Concurrency: conc, Result: r}
+			if p.facade != nil {
+				cell.FacadeCPU = cpuAfter - cpuBefore
+			}
+			cells = append(cells, cell)
 		}
 	}
 	if exited, werr := st.Facade.Exited(); exited {
@@ -185,10 +230,12 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 	return cells, nil
 }
 
-// path is a way of making the benchmark's calls.
+// path is a way of making the benchmark's calls, and the facade process that
+// serves them (nil for direct and proxy).
 type path struct {
-	name string
-	call bench.Call
+	name   string
+	call   bench.Call
+	facade *bench.Process
 }
 
 // hitIDs is how many distinct resources the cache-hit cells read: after the
@@ -200,7 +247,7 @@ const hitIDs = 64
 // measure what sharing costs each call (the guard), and one with the cache on
 // whose local copy keeps one entry, so that its hits are read from Redis. When
 // redis-server is not installed it says so and measures nothing.
-func startRedisFacades(o options, sandboxURL string, log io.Writer) (paths []path, stop func(), err error) {
+func startRedisFacades(o options, st *bench.Stack, log io.Writer) (paths []path, stop func(), err error) {
 	var stops []func()
 	stop = func() {
 		for i := len(stops) - 1; i >= 0; i-- {
@@ -235,7 +282,7 @@ func startRedisFacades(o options, sandboxURL string, log io.Writer) (paths []pat
 		{bench.PathGRPCRedisHits, []string{"--redis-url", redis.URL(), "--cache-ttl", "1h", "--cache-max-entries", "1"},
 			func(n uint64) uint64 { return n % hitIDs }},
 	} {
-		facade, err := bench.StartFacade(bench.BinariesIn(o.bin), sandboxURL, bench.StackOptions{LogLevel: o.logLevel, FacadeArgs: f.args})
+		facade, err := bench.StartFacade(bench.BinariesIn(o.bin), st.SandboxURL, bench.StackOptions{LogLevel: o.logLevel, FacadeArgs: f.args}, st.Env...)
 		if err != nil {
 			return nil, stop, err
 		}
@@ -246,17 +293,18 @@ func startRedisFacades(o options, sandboxURL string, log io.Writer) (paths []pat
 		}
 		stops = append(stops, func() { conn.Close() })
 		call, ids := bench.GRPCCall(pluginv1.NewPluginServiceClient(conn)), f.ids
-		paths = append(paths, path{f.name, func(ctx context.Context, n uint64) error { return call(ctx, ids(n)) }})
+		paths = append(paths, path{f.name, func(ctx context.Context, n uint64) error { return call(ctx, ids(n)) }, facade.Process})
 	}
 	return paths, stop, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// saveProfile fetches a CPU profile of d from the facade's pprof endpoint.
-func saveProfile(ctx context.Context, debugURL string, d time.Duration, file string) error {
+// saveProfile fetches a profile of kind ("profile" for CPU, "trace" for an
+// execution trace) over d from the facade's pprof endpoint.
+func saveProfile(ctx context.Context, debugURL, kind string, d time.Duration, file string) error {
 	secs := max(int(d/time.Second), 1)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", debugURL, secs), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/%s?seconds=%d", debugURL, kind, secs), nil)
 	if err != nil {
 		return err
 	}
@@ -298,7 +346,7 @@ Generated by `+"`make bench`"+` (internal/bench/cmd/bench); do not edit by hand.
 Every process runs on this one machine, over loopback, each in a process of its own,
 sharing the cores with the load generator:
 
-- **direct**: HTTP GETs from the load generator to the sandbox (`+"`cmd/sandbox --rate-limit 0 --synthetic-ids`"+`);
+- **direct**: HTTP GETs from the load generator to the sandbox (`+"`cmd/sandbox --rate-limit 0 --synthetic-ids%s`"+`);
 - **proxy**: the same GETs through `+"`internal/bench/passproxy`"+`, a bare `+"`httputil.ReverseProxy`"+`: the
   cost of one extra hop with no translation, the floor any facade is judged against;
 - **gRPC**: the same reads through the facade (`+"`cmd/server --upstream-url <sandbox> --log-level %s`"+`, the sandbox's
@@ -315,7 +363,8 @@ Except in the cache-hit rows, each request reads a resource no other request rea
 plugins, half plugin versions), so no cache or request coalescing can serve one from another. Each cell is
 %v of closed-loop load (each worker sends its next request when the last is answered) after %v of
 unmeasured warm-up. The HTTP paths share one `+"`http.Transport`"+` keeping 64 idle connections per host.
-Throughput counts successful calls per second; p50 and p99 are nearest-rank latencies of every call.
+Throughput counts successful calls per second; p50 and p99 are nearest-rank latencies of every call; the
+facade's CPU per call is the CPU time (user and system) its process used during the cell, divided by the calls.
 With `+"`--log-level %s`"+` the facade writes no per-call log line, as the proxy writes none.
 
 ## Results
@@ -323,9 +372,22 @@ With `+"`--log-level %s`"+` the facade writes no per-call log line, as the proxy
 %s
 ## Targets (issues 5 and 12)
 
-%s`, m.CPU, m.Cores, m.Go, m.OS, m.LoadAvg, m.Date, m.Commit, o.logLevel, hitIDs, o.duration, o.warmup, o.logLevel, table, targets)
+%s`, m.CPU, m.Cores, m.Go, m.OS, m.LoadAvg, m.Date, m.Commit, upstreamArgs(o), o.logLevel, hitIDs, o.duration, o.warmup, o.logLevel, table, targets)
 	if micro != "" {
 		fmt.Fprintf(&b, "\n## Microbenchmarks\n\n`go test -run '^$' -bench . -benchmem %s`:\n\n```\n%s```\n", o.micro, micro)
 	}
 	return b.String()
+}
+
+// upstreamArgs are the sandbox's flags for the realistic run, as the report
+// shows them.
+func upstreamArgs(o options) string {
+	var s string
+	if o.latency > 0 {
+		s += " --latency " + o.latency.String()
+	}
+	if o.tls {
+		s += " --tls-cert-out <file>"
+	}
+	return s
 }

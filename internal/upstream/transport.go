@@ -1,0 +1,118 @@
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"sync"
+)
+
+// newTransport returns the client's pooled transport: the standard library's
+// defaults, but keeping as many idle connections to the one upstream host as
+// to all hosts together (the default keeps 2 per host, which under load means
+// a new TLS handshake for most HTTP/1.1 calls), behind a coldStart gate.
+func newTransport() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = t.MaxIdleConns
+	g := &coldStart{next: t}
+	dial := t.DialContext
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		g.opened()
+		return &countedConn{Conn: c, closed: g.closed}, nil
+	}
+	return g
+}
+
+// coldStart keeps a burst of calls on a cold pool from opening a connection
+// each. net/http cannot know that an https upstream speaks HTTP/2 before a
+// TLS handshake says so, so every request that finds no connection dials its
+// own: a burst of 200 first calls opens about as many TLS connections, where
+// one HTTP/2 connection carries them all. This happens at start-up, and again
+// whenever the pool has emptied (idle connections are closed after 90s).
+//
+// So while no connection to the upstream is open, the first https request
+// goes alone and the others wait until it has its connection. If that
+// connection speaks HTTP/2 they then share it; if it speaks HTTP/1.1 the
+// gate opens for good, since HTTP/1.1 needs a connection per concurrent call.
+// Plain-HTTP upstreams are never held back.
+type coldStart struct {
+	next *http.Transport
+
+	mu      sync.Mutex
+	live    int           // open connections
+	http1   bool          // the upstream answered a TLS handshake without h2
+	warming chan struct{} // closed when the request leading a cold start has its connection
+}
+
+func (g *coldStart) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme != "https" {
+		return g.next.RoundTrip(req)
+	}
+	g.mu.Lock()
+	switch {
+	case g.http1 || g.live > 0 && g.warming == nil:
+		g.mu.Unlock()
+		return g.next.RoundTrip(req)
+	case g.warming != nil:
+		warming := g.warming
+		g.mu.Unlock()
+		select {
+		case <-warming:
+		case <-req.Context().Done():
+			return nil, req.Context().Err()
+		}
+		return g.next.RoundTrip(req)
+	}
+	warming := make(chan struct{})
+	g.warming = warming
+	g.mu.Unlock()
+
+	var once sync.Once
+	lead := func(conn net.Conn) {
+		once.Do(func() {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			if tc, ok := conn.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol != "h2" {
+				g.http1 = true
+			}
+			g.warming = nil
+			close(warming)
+		})
+	}
+	defer lead(nil) // no connection came: the others try for themselves
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { lead(info.Conn) }}
+	return g.next.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
+}
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach the pool.
+func (g *coldStart) CloseIdleConnections() { g.next.CloseIdleConnections() }
+
+func (g *coldStart) opened() {
+	g.mu.Lock()
+	g.live++
+	g.mu.Unlock()
+}
+
+func (g *coldStart) closed() {
+	g.mu.Lock()
+	g.live--
+	g.mu.Unlock()
+}
+
+// countedConn tells coldStart when it closes.
+type countedConn struct {
+	net.Conn
+	once   sync.Once
+	closed func()
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(c.closed)
+	return c.Conn.Close()
+}

@@ -1,0 +1,137 @@
+package upstream
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// tlsUpstream is an upstream behind TLS, as Confluent Cloud is, answering
+// minimal after latency, over HTTP/2 when http2 is set and HTTP/1.1 otherwise.
+// It counts the connections it accepted and the most calls it had in flight
+// at once.
+type tlsUpstream struct {
+	url         string
+	conns       atomic.Int64
+	inFlight    atomic.Int64
+	maxInFlight atomic.Int64
+	protos      sync.Map // request protocols seen
+	roots       *tls.Config
+}
+
+func startTLSUpstream(t *testing.T, http2 bool, latency time.Duration) *tlsUpstream {
+	u := &tlsUpstream{}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := u.inFlight.Add(1)
+		defer u.inFlight.Add(-1)
+		for m := u.maxInFlight.Load(); n > m && !u.maxInFlight.CompareAndSwap(m, n); m = u.maxInFlight.Load() {
+		}
+		u.protos.Store(r.Proto, true)
+		time.Sleep(latency)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, minimal)
+	}))
+	srv.EnableHTTP2 = http2
+	srv.Listener = countingListener{Listener: srv.Listener, n: &u.conns}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	u.url = srv.URL
+	u.roots = &tls.Config{RootCAs: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
+	return u
+}
+
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+// client returns a client of u that trusts its certificate.
+func (u *tlsUpstream) client(t *testing.T) *Client {
+	c := newClient(t, u.url, WithRateLimitGuard(false))
+	c.http.Transport.(*coldStart).next.TLSClientConfig = u.roots
+	return c
+}
+
+// burst makes n concurrent calls for distinct ids, so that none coalesce.
+func burst(t *testing.T, c *Client, n int) {
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if _, _, err := c.GetConnectorPlugin(t.Context(), testAuth, fmt.Sprintf("ccp-%d", i)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestColdBurstOverHTTP2SharesOneConnection: 200 concurrent first calls to an
+// HTTP/2 upstream behind TLS open a handful of connections, not one each; and
+// so again once the pool has emptied.
+func TestColdBurstOverHTTP2SharesOneConnection(t *testing.T) {
+	const maxConns = 4
+	u := startTLSUpstream(t, true, 40*time.Millisecond)
+	c := u.client(t)
+	burst(t, c, 200)
+	if n := u.conns.Load(); n > maxConns {
+		t.Errorf("a cold burst of 200 calls opened %d connections, want at most %d", n, maxConns)
+	}
+	if _, ok := u.protos.Load("HTTP/2.0"); !ok {
+		t.Errorf("the calls were not made over HTTP/2")
+	}
+	t.Logf("cold burst: %d connections", u.conns.Load())
+
+	c.Close() // as the idle timeout would
+	waitFor(t, func() bool { return c.http.Transport.(*coldStart).liveConns() == 0 })
+	before := u.conns.Load()
+	burst(t, c, 200)
+	if n := u.conns.Load() - before; n > maxConns {
+		t.Errorf("a burst on an emptied pool opened %d connections, want at most %d", n, maxConns)
+	}
+}
+
+// TestColdBurstOverHTTP1KeepsItsConcurrency: an upstream that speaks only
+// HTTP/1.1 over TLS is held back for its first handshake only; then calls run
+// side by side, a connection each.
+func TestColdBurstOverHTTP1KeepsItsConcurrency(t *testing.T) {
+	u := startTLSUpstream(t, false, 100*time.Millisecond)
+	c := u.client(t)
+	burst(t, c, 50)
+	if _, ok := u.protos.Load("HTTP/1.1"); !ok {
+		t.Fatalf("the calls were not made over HTTP/1.1")
+	}
+	if m := u.maxInFlight.Load(); m < 25 {
+		t.Errorf("at most %d of 50 concurrent calls reached the upstream at once, want most of them", m)
+	}
+}
+
+func (g *coldStart) liveConns() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.live
+}
+
+// waitFor polls cond for up to five seconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+	}
+}
