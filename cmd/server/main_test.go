@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/acme/plugin-facade/internal/testutil"
+	"github.com/acme/plugin-facade/internal/upstream"
 )
 
 func env(kv ...string) func(string) string {
@@ -74,7 +75,7 @@ func TestParseConfig(t *testing.T) {
 		{
 			name: "Cloud API key", env: env("CONFLUENT_CLOUD_API_KEY", "KEY", "CONFLUENT_CLOUD_API_SECRET", "hunter2"),
 			check: func(t *testing.T, c config) {
-				if c.Credentials.Scheme() != "Basic" {
+				if c.Credentials != upstream.BasicAuth("KEY", "hunter2") {
 					t.Errorf("Credentials = %v, want Basic", c.Credentials)
 				}
 			},
@@ -151,7 +152,9 @@ func TestRunSandbox(t *testing.T) {
 		w.Header().Set("Content-Type", "application/x-protobuf")
 	}))
 	defer collector.Close()
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL) // autoexport reads the real environment
+	// run decides whether to export from its getenv, and autoexport how to
+	// from the process environment: both say the same, as in a real process.
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
 
 	ctx, cancel := context.WithCancel(t.Context())
@@ -160,7 +163,8 @@ func TestRunSandbox(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"--sandbox", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"},
-			env("CONFLUENT_CLOUD_API_KEY", "REALKEY", "CONFLUENT_CLOUD_API_SECRET", "hunter2"), &stdout, &stderr)
+			env("CONFLUENT_CLOUD_API_KEY", "REALKEY", "CONFLUENT_CLOUD_API_SECRET", "hunter2",
+				"OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL), &stdout, &stderr)
 	}()
 
 	curl := regexp.MustCompile(`curl -s (http://\S+/connect/v1/custom-connector-plugins/ccp-12345)\n`)

@@ -117,7 +117,7 @@ var streamer = grpc.ServiceDesc{
 			if in.GetValue() == "panic" {
 				panic("boom")
 			}
-			callinfo.FromContext(ss.Context()).Record(http.StatusOK, "req-stream", 1)
+			callinfo.FromContext(ss.Context()).Record(callinfo.Upstream{Status: http.StatusOK, RequestID: "req-stream", Attempts: 1})
 			for range 2 {
 				if err := ss.SendMsg(in); err != nil {
 					return err
