@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -170,9 +171,14 @@ func TestStreamingCallsAreLoggedCountedAndRecovered(t *testing.T) {
 		t.Fatalf("%d call log lines, want %d: %v", len(lines), len(wantCodes), lines)
 	}
 	for i, l := range lines {
-		if l["grpc.service"] != "test.Streamer" || l["grpc.method"] != "Watch" || l["grpc.method_type"] != "server_stream" ||
-			l["protocol"] != "grpc" || l["grpc.code"] != wantCodes[i] {
-			t.Errorf("line %d = %v, want test.Streamer/Watch server_stream over grpc, code %s", i, l, wantCodes[i])
+		want := map[string]any{"grpc.service": "test.Streamer", "grpc.method": "Watch", "grpc.method_type": "server_stream",
+			"protocol": "grpc", "grpc.code": wantCodes[i]}
+		got := map[string]any{}
+		for k := range want {
+			got[k] = l[k]
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("line %d (-want +got):\n%s", i, diff)
 		}
 	}
 	if lines[0]["upstream_status"] != 200.0 || lines[0]["upstream_request_id"] != "req-stream" {
