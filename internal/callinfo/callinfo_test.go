@@ -20,7 +20,10 @@ func TestInfo(t *testing.T) {
 		{"an answer", func(i *Info) { i.Record(Upstream{Status: 404, RequestID: "req-1", Attempts: 1}) }, []slog.Attr{
 			slog.Int("upstream_status", 404), slog.String("upstream_request_id", "req-1"), slog.Int("upstream_attempts", 1)}},
 		{"no answer after two attempts", func(i *Info) { i.Record(Upstream{Attempts: 2}) }, []slog.Attr{slog.Int("upstream_attempts", 2)}},
-		{"the last record wins", func(i *Info) { i.Record(Upstream{Status: 503, RequestID: "a", Attempts: 1}); i.Record(Upstream{Status: 200, RequestID: "b", Attempts: 2}) }, []slog.Attr{
+		{"the last record wins", func(i *Info) {
+			i.Record(Upstream{Status: 503, RequestID: "a", Attempts: 1})
+			i.Record(Upstream{Status: 200, RequestID: "b", Attempts: 2})
+		}, []slog.Attr{
 			slog.Int("upstream_status", 200), slog.String("upstream_request_id", "b"), slog.Int("upstream_attempts", 2)}},
 	}
 	for _, tt := range tests {

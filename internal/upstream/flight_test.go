@@ -192,7 +192,6 @@ func TestCache(t *testing.T) {
 	})
 }
 
-
 // The tests below drive flights itself, without HTTP, in a synctest bubble:
 // fake time, and synctest.Wait to know that every caller is blocked where
 // the test expects it, with no sleep.
