@@ -36,9 +36,9 @@ var version = ""
 
 // defaultGCPercent is the garbage collector's target when GOGC is not set.
 // The facade's live heap is a few MiB while every call allocates a few KiB, so
-// at Go's default of 100 it collects every few thousand calls: a tenth of its
-// CPU under load. 400 trades a few more MiB of heap for most of that back (see
-// docs/benchmarks.md); GOGC and GOMEMLIMIT still decide when set.
+// at Go's default of 100 it collects every few thousand calls. 400 trades a
+// few more MiB of heap for less collecting (docs/benchmarks.md has the
+// figures); GOGC and GOMEMLIMIT still decide when set.
 const defaultGCPercent = 400
 
 func main() {

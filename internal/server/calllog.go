@@ -49,9 +49,9 @@ func (s *contextStream) Context() context.Context { return s.ctx }
 //
 // It replaces that interceptor because the latter builds and merges every
 // field of every call, twice asking for the context's, before the logger can
-// say that the line's level is off: about a twentieth of the facade's CPU
-// under load at --log-level warn, for lines nobody reads. callLog asks the
-// logger first, once the call's code, and so its level, is known.
+// say that the line's level is off: work for lines nobody reads at
+// --log-level warn. callLog asks the logger first, once the call's code, and
+// so its level, is known.
 //
 // Health checks are left out: probes would flood the log. The interceptor
 // logs no metadata and no payload, so credentials never reach the log.

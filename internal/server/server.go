@@ -75,10 +75,10 @@ var keepaliveParams = keepalive.ServerParameters{
 
 // streamWorkers is how many goroutines the gRPC server keeps to run calls.
 // Without them it starts a goroutine per call, whose stack then grows (by
-// copying) through the interceptors, the upstream HTTP call and JSON decoding:
-// about a tenth of the facade's CPU under load (see docs/benchmarks.md). A
-// worker's stack stays grown between calls. Calls beyond this many at once
-// still get a goroutine of their own; idle workers cost only their stacks.
+// copying) through the interceptors, the upstream HTTP call and JSON
+// decoding; a worker's stack stays grown between calls (docs/benchmarks.md
+// has what this saves). Calls beyond this many at once still get a goroutine
+// of their own; idle workers cost only their stacks.
 const streamWorkers = 64
 
 // Server is the facade's gRPC and HTTP servers, built by New and run once by
