@@ -11,10 +11,11 @@ import (
 
 // The paths `make bench` measures.
 const (
-	PathDirect  = "direct"  // HTTP GETs to the sandbox
-	PathProxy   = "proxy"   // the same GETs through passproxy
-	PathGRPC    = "gRPC"    // the facade over gRPC
-	PathGateway = "gateway" // the facade's REST gateway
+	PathDirect  = "direct"      // HTTP GETs to the sandbox
+	PathProxy   = "proxy"       // the same GETs through passproxy
+	PathGRPC    = "gRPC"        // the facade over gRPC
+	PathGateway = "gateway"     // the facade's REST gateway
+	PathHealth  = "gRPC health" // a bare gRPC round trip to the facade (grpc.health.v1 Check)
 )
 
 // Cell is one measured path at one concurrency.
@@ -46,7 +47,7 @@ func Table(cells []Cell) string {
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range cells {
 		fmt.Fprintf(&b, "| %s | %d | %d | %d | %.0f | %s | %s |", c.Path, c.Concurrency, c.Calls, c.Errors, c.Throughput(), ms(c.P50), ms(c.P99))
-		if c.Path == PathGRPC || c.Path == PathGateway {
+		if c.Path == PathGRPC || c.Path == PathGateway || c.Path == PathHealth {
 			proxy, _ := find(cells, PathProxy, c.Concurrency)
 			direct, _ := find(cells, PathDirect, c.Concurrency)
 			fmt.Fprintf(&b, " %s | %s | %s | %s | %s |",

@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -32,6 +33,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/bench"
@@ -70,7 +72,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each cell")
 	fs.StringVar(&o.out, "out", "", "Markdown file to write the report to (default: none)")
 	fs.StringVar(&o.micro, "micro", "./internal/service/", "packages whose Go benchmarks to run after the load (empty: none)")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the facade during the gRPC and gateway cells at concurrency 32 to this file prefix (PREFIX-gRPC.pprof, PREFIX-gateway.pprof)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the facade during the gRPC and gateway cells at the highest concurrency to this file prefix (PREFIX-gRPC.pprof, PREFIX-gateway.pprof)")
 	fs.StringVar(&o.trace, "trace", "", "write execution traces (go tool trace) of the facade during the gRPC and gateway cells at concurrency 1 to this file prefix (PREFIX-gRPC.trace, PREFIX-gateway.trace)")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "the facade's --log-level (info adds a log line per call)")
 	fs.DurationVar(&o.latency, "upstream-latency", 0, "hold each of the sandbox's answers back this long (the realistic run: 40ms)")
@@ -117,7 +119,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	if o.out != "" {
-		doc := render(o, machine, table, targets, micro)
+		doc := render(o, machine, table, targets, micro) + keptSection(o.out)
 		if err := os.WriteFile(o.out, []byte(doc), 0o644); err != nil {
 			return err
 		}
@@ -174,6 +176,7 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 		{bench.PathGRPC, bench.GRPCCall(pluginv1.NewPluginServiceClient(conn))},
 		// No Authorization: the facade sends its own key, as over gRPC.
 		{bench.PathGateway, bench.HTTPCall(httpClient, st.HTTPURL, "")},
+		{bench.PathHealth, bench.HealthCall(healthpb.NewHealthClient(conn))},
 	}
 	var next atomic.Uint64
 	for _, conc := range o.conc {
@@ -185,7 +188,7 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 			var profile chan error
 			facade := p.name == bench.PathGRPC || p.name == bench.PathGateway
 			switch {
-			case o.cpuProfile != "" && facade && conc == 32:
+			case o.cpuProfile != "" && facade && conc == slices.Max(o.conc):
 				profile = make(chan error, 1)
 				file := o.cpuProfile + "-" + p.name + ".pprof"
 				go func() { profile <- saveProfile(ctx, st.DebugURL, "profile", o.duration, file) }()
@@ -202,10 +205,10 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 					return nil, fmt.Errorf("CPU profile: %w", err)
 				}
 			}
-			fmt.Fprintf(log, "%-8s c=%-3d %8.0f req/s  p50 %8.3f ms  p99 %8.3f ms  (%d calls, %d errors)\n",
+			fmt.Fprintf(log, "%-11s c=%-3d %8.0f req/s  p50 %8.3f ms  p99 %8.3f ms  (%d calls, %d errors)\n",
 				p.name, conc, r.Throughput(), ms(r.P50), ms(r.P99), r.Calls, r.Errors)
 			cell := bench.Cell{Path: p.name, Concurrency: conc, Result: r}
-			if p.name == bench.PathGRPC || p.name == bench.PathGateway {
+			if p.name != bench.PathDirect && p.name != bench.PathProxy {
 				cell.FacadeCPU = cpuAfter - cpuBefore
 			}
 			cells = append(cells, cell)
@@ -271,7 +274,9 @@ sharing the cores with the load generator:
 - **gRPC**: the same reads through the facade (`+"`cmd/server --upstream-url <sandbox> --log-level %s`"+`, the sandbox's
   key in `+"`CONFLUENT_CLOUD_API_KEY`/`_SECRET`"+`) over one gRPC client connection;
 - **gateway**: the same paths through the facade's REST gateway, which calls the service in process through the
-  same interceptors as gRPC calls.
+  same interceptors as gRPC calls;
+- **gRPC health**: a `+"`grpc.health.v1`"+` Check on the same gRPC connection: a bare gRPC round trip to the facade
+  that never reaches the upstream, the floor under any gRPC call on this machine.
 
 Each request reads a resource no other request reads (`+"`ccp-load-<n>`"+`, `+"`ver-load-<n>`"+`: half connector
 plugins, half plugin versions), so no cache or request coalescing can serve one from another. Each cell is
@@ -304,4 +309,21 @@ func upstreamArgs(o options) string {
 		s += " --tls-cert-out <file>"
 	}
 	return s
+}
+
+// keptMarker starts the part of a report that people write (what the figures
+// justify, measured by hand): a new report keeps it as it was.
+const keptMarker = "<!-- Written by hand below this line; make bench keeps it. -->"
+
+// keptSection returns the hand-written part of the report at path, from
+// keptMarker on, or "" when it has none.
+func keptSection(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	if i := strings.Index(string(b), keptMarker); i >= 0 {
+		return "\n" + string(b[i:])
+	}
+	return ""
 }
