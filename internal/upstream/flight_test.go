@@ -23,18 +23,33 @@ func TestConcurrentIdenticalCallsShareOneRequest(t *testing.T) {
 	const callers = 50
 	var wg sync.WaitGroup
 	errs := make(chan error, callers)
+	metas := make(chan Meta, callers)
 	for range callers {
 		wg.Go(func() {
-			_, _, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
+			_, meta, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
 			errs <- err
+			metas <- meta
 		})
 	}
 	wg.Wait()
 	close(errs)
+	close(metas)
 	for err := range errs {
 		if err != nil {
 			t.Fatalf("a caller failed: %v", err)
 		}
+	}
+	// Meta.Attempts counts the requests a call sent itself; the others
+	// count the answer they took from it as Shared.
+	sent, shared := 0, 0
+	for m := range metas {
+		if m.Attempts+m.Shared != 1 {
+			t.Errorf("a caller's Meta: %d attempts, %d shared; want one answer in all", m.Attempts, m.Shared)
+		}
+		sent, shared = sent+m.Attempts, shared+m.Shared
+	}
+	if sent != up.Count() || shared != callers-sent {
+		t.Errorf("callers say %d requests sent and %d answers shared; the upstream received %d requests", sent, shared, up.Count())
 	}
 	t.Logf("%d concurrent identical calls, %d upstream requests", callers, up.Count())
 	// One request, or two if some callers arrived just as the first ended.

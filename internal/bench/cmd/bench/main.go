@@ -62,6 +62,7 @@ type options struct {
 	latency    time.Duration
 	tls        bool
 	conc       []int
+	enforce    bool
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -77,6 +78,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.logLevel, "log-level", "warn", "the facade's --log-level (info adds a log line per call)")
 	fs.DurationVar(&o.latency, "upstream-latency", 0, "hold each of the sandbox's answers back this long (the realistic run: 40ms)")
 	fs.BoolVar(&o.tls, "upstream-tls", false, "serve the sandbox over HTTPS and HTTP/2 (the realistic run)")
+	fs.BoolVar(&o.enforce, "enforce-targets", true, "fail when a measured target is missed (the report is written first)")
 	concurrency := fs.String("concurrency", "1,32", "comma-separated concurrencies to measure")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -97,7 +99,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	table, targets := bench.Table(cells), bench.TargetsTable(bench.Targets(cells))
+	ts := bench.Targets(cells)
+	table, targets := bench.Table(cells), bench.TargetsTable(ts)
 	fmt.Fprintf(stdout, "\n%s\n%s\n", table, targets)
 
 	var micro string
@@ -127,6 +130,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if len(failed) > 0 {
 		return errors.New("calls failed; the figures are not valid:\n  " + strings.Join(failed, "\n  "))
+	}
+	if missed := bench.Missed(ts); len(missed) > 0 && o.enforce {
+		var names []string
+		for _, t := range missed {
+			names = append(names, fmt.Sprintf("%s: %.2f", t.Name, t.Got))
+		}
+		return errors.New("targets missed (-enforce-targets=false to only report them):\n  " + strings.Join(names, "\n  "))
 	}
 	return nil
 }
