@@ -31,14 +31,11 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
@@ -187,30 +184,8 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) (err 
 	gw := gateway{
 		inProcess: &inProcess{svc: s.svc, chain: chainUnary(append(
 			[]grpc.UnaryServerInterceptor{rest.intercept}, s.unaryInterceptors(metrics, true)...)...)},
-		streaming: streamingRoutes(pluginServiceDescriptor()),
-	}
-
-	// Streaming REST calls, which grpc-gateway cannot serve in process (see
-	// gateway.go), call the gRPC server in memory rather than through
-	// grpcLis: their calls never leave the process, so they need neither TLS
-	// nor, under mutual TLS, a client certificate of their own, and the call
-	// log can tell them apart (see callLog.origin). TLS is therefore set on
-	// grpcLis (tls.NewListener) rather than on the whole gRPC server
-	// (grpc.Creds), which would apply to the in-memory listener too.
-	var inmem *bufconn.Listener
-	if len(gw.streaming) > 0 {
-		inmem = bufconn.Listen(256 << 10)
-		conn, err := grpc.NewClient("passthrough:///gateway",
-			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return inmem.DialContext(ctx) }),
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithStatsHandler(otelgrpc.NewClientHandler(
-				otelgrpc.WithTracerProvider(s.tracer), otelgrpc.WithPropagators(telemetry.Propagator()))),
-		)
-		if err != nil {
-			return fmt.Errorf("gateway connection: %w", err)
-		}
-		defer conn.Close()
-		gw.conn = conn
+		streams: &inProcessStreams{svc: s.svc, desc: &pluginv1.PluginService_ServiceDesc, chain: chainStream(append(
+			[]grpc.StreamServerInterceptor{rest.interceptStream}, s.streamInterceptors(metrics, true)...)...)},
 	}
 	handler, err := s.httpHandler(ctx, gw, healthSrv)
 	if err != nil {
@@ -246,9 +221,6 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) (err 
 	}
 	s.log.Info("serving gRPC", "addr", grpcLis.Addr().String(), "tls", s.tls != nil)
 	g.Go(serveGRPC(grpcLis))
-	if inmem != nil {
-		g.Go(serveGRPC(inmem))
-	}
 	g.Go(func() error {
 		s.log.Info("serving HTTP", "addr", httpLis.Addr().String(), "tls", s.tls != nil)
 		var err error
@@ -266,15 +238,15 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) (err 
 		<-gctx.Done()
 		s.log.Info("shutting down", "timeout", s.shutdownTimeout.String())
 		healthSrv.Shutdown() // NOT_SERVING, on gRPC health and /readyz
+		rest.refuse()        // and new REST calls are refused from that moment
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.shutdownTimeout)
 		defer cancel()
 		// Calls first: the gRPC server stops accepting and waits for its
-		// calls in flight (streaming REST ones included: they are gRPC
-		// calls from the gateway), and the gateway's in-process calls are
-		// drained, while the HTTP server keeps answering /readyz with 503 for
-		// the load balancer to see.
+		// calls in flight, and the gateway's in-process calls (unary and
+		// streaming) are drained, while the HTTP server keeps answering
+		// /readyz with 503 for the load balancer to see.
 		stopped := make(chan struct{})
-		go func() { grpcSrv.GracefulStop(); rest.drain(); close(stopped) }()
+		go func() { grpcSrv.GracefulStop(); rest.wait(); close(stopped) }()
 		select {
 		case <-stopped:
 		case <-sctx.Done():
@@ -293,18 +265,12 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) (err 
 
 // grpcServer builds the gRPC server with its interceptors, services and limits.
 func (s *Server) grpcServer(healthSrv *health.Server, metrics *grpcprom.ServerMetrics) *grpc.Server {
-	calls := callLog{log: s.log}
 	opts := []grpc.ServerOption{
 		grpc.NumStreamWorkers(streamWorkers),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(
 			otelgrpc.WithTracerProvider(s.tracer), otelgrpc.WithPropagators(telemetry.Propagator()))),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptors(metrics, false)...),
-		grpc.ChainStreamInterceptor(
-			streamWithCallInfo,
-			calls.stream,
-			metrics.StreamServerInterceptor(),
-			recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
-		),
+		grpc.ChainStreamInterceptor(s.streamInterceptors(metrics, false)...),
 		grpc.MaxRecvMsgSize(maxRecvMsgBytes),
 		grpc.KeepaliveEnforcementPolicy(keepaliveEnforcement),
 		grpc.KeepaliveParams(keepaliveParams),
@@ -324,13 +290,23 @@ func (s *Server) grpcServer(healthSrv *health.Server, metrics *grpcprom.ServerMe
 // unaryInterceptors are the interceptors of every unary call, outermost
 // first, over gRPC (rest false) and in process from the gateway (rest true),
 // so that both protocols get the same call log line, metrics and recovery.
-// A streaming call gets their stream equivalents (grpcServer).
+// A streaming call gets their stream equivalents (streamInterceptors).
 func (s *Server) unaryInterceptors(metrics *grpcprom.ServerMetrics, rest bool) []grpc.UnaryServerInterceptor {
 	return []grpc.UnaryServerInterceptor{
 		withCallInfo,
 		callLog{log: s.log, rest: rest}.unary,
 		metrics.UnaryServerInterceptor(),
 		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
+	}
+}
+
+// streamInterceptors are unaryInterceptors for streaming calls.
+func (s *Server) streamInterceptors(metrics *grpcprom.ServerMetrics, rest bool) []grpc.StreamServerInterceptor {
+	return []grpc.StreamServerInterceptor{
+		streamWithCallInfo,
+		callLog{log: s.log, rest: rest}.stream,
+		metrics.StreamServerInterceptor(),
+		recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
 	}
 }
 
@@ -341,27 +317,27 @@ func pluginServiceDescriptor() protoreflect.ServiceDescriptor {
 		ByName(protoreflect.FullName(pluginv1.PluginService_ServiceDesc.ServiceName).Name())
 }
 
-// gateway is what the REST mapping calls: inProcess for unary methods and,
-// when the service has streaming methods, conn for their routes.
+// gateway is what the REST mapping calls: inProcess for unary methods,
+// streams for streaming ones.
 type gateway struct {
 	inProcess *inProcess
-	streaming []route
-	conn      *grpc.ClientConn // nil without streaming routes
+	streams   *inProcessStreams
 }
 
-// httpHandler builds the HTTP side: the REST mapping of PluginService (JSON
-// with the proto field names, other gateway defaults kept) traced by otelhttp,
+// httpHandler builds the HTTP side: the REST mapping of PluginService in
+// Confluent Cloud's own JSON (restJSON, rest_errors.go) traced by otelhttp,
 // /openapi.json, /metrics, /healthz (liveness: the process answers) and
 // /readyz (readiness: the gRPC health state).
 func (s *Server) httpHandler(ctx context.Context, gateway gateway, healthSrv *health.Server) (http.Handler, error) {
+	sd := pluginServiceDescriptor()
+	enc, err := newRESTJSON(sd)
+	if err != nil {
+		return nil, err
+	}
 	gwOpts := []runtime.ServeMuxOption{
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{
-			Marshaler: newFastJSON(runtime.JSONPb{
-				MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
-				UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
-			}),
-		}),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, enc),
 		runtime.WithErrorHandler(errorHandler),
+		runtime.WithRoutingErrorHandler(routingErrorHandler),
 		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 		// Route on the escaped path, so that an encoded '/' (%2F) stays inside
 		// its path variable instead of splitting it: "ccp-1%2F..%2Fx" reaches
@@ -373,19 +349,12 @@ func (s *Server) httpHandler(ctx context.Context, gateway gateway, healthSrv *he
 	if err := pluginv1.RegisterPluginServiceHandlerServer(ctx, gw, gateway.inProcess); err != nil {
 		return nil, fmt.Errorf("registering the REST gateway: %w", err)
 	}
-	if gateway.conn != nil {
-		viaConn := runtime.NewServeMux(append(gwOpts, runtime.WithStreamErrorHandler(streamErrorHandler))...)
-		if err := pluginv1.RegisterPluginServiceHandlerClient(ctx, viaConn, pluginv1.NewPluginServiceClient(gateway.conn)); err != nil {
-			return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
-		}
-		if err := routeTo(gw, gateway.streaming, withStreamErrorHeaders(viaConn)); err != nil {
-			return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
-		}
+	if err := gateway.streams.register(gw, streamingRoutes(sd), enc); err != nil {
+		return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
 	}
 	mux := http.NewServeMux()
 	// otelhttp reads the caller's traceparent header and puts its span in the
-	// request's context, which in-process calls keep, and which the gateway's
-	// gRPC client sends on as metadata for streaming calls.
+	// request's context, which in-process calls keep.
 	mux.Handle("/", telemetry.Handler(gw, s.tracer, "rest"))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),

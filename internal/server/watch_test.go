@@ -8,10 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/protobuf/encoding/protojson"
-
-	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/sandbox"
 	"github.com/acme/plugin-facade/internal/service"
 	"github.com/acme/plugin-facade/internal/upstream"
@@ -19,8 +15,9 @@ import (
 )
 
 // TestWatchOverREST: the gateway streams a watch as newline-delimited JSON,
-// one {"result": ...} per change, and ends the response when the phase is
-// terminal; a failure is a final {"error": ...}.
+// one {"result": <the upstream's JSON>} per change, and ends the response
+// when the phase is terminal; a failure is a final {"error": <a Failure
+// envelope>}.
 func TestWatchOverREST(t *testing.T) {
 	s := startStack(t, []service.Option{service.WithDefaultCredentials(sandboxKey),
 		service.WithWatchIntervals(service.WatchIntervals{Min: 10 * time.Millisecond, Default: 20 * time.Millisecond, Cap: 80 * time.Millisecond})},
@@ -63,11 +60,11 @@ func TestWatchOverREST(t *testing.T) {
 		}
 		var got []string
 		for _, l := range lines {
-			var v pluginv1.CustomConnectPluginVersion
-			if err := protojson.Unmarshal(l["result"], &v); err != nil {
-				t.Fatalf("line %v: %v", l, err)
+			var v upstream.PluginVersion // the upstream's JSON
+			if err := json.Unmarshal(l["result"], &v); err != nil || v.Status == nil || v.Status.Phase == nil {
+				t.Fatalf("line %s: %v", l["result"], err)
 			}
-			got = append(got, v.GetStatus().GetPhaseRaw())
+			got = append(got, *v.Status.Phase)
 		}
 		if strings.Join(got, ",") != "PROCESSING,READY" {
 			t.Errorf("phases %v, want PROCESSING,READY", got)
@@ -78,12 +75,10 @@ func TestWatchOverREST(t *testing.T) {
 		if status != http.StatusNotFound || len(lines) != 1 || lines[0]["error"] == nil {
 			t.Fatalf("%d %v, want 404 (nothing was sent before the error) and one error", status, lines)
 		}
-		var e struct {
-			Code    int    `json:"code"`
-			Message string `json:"message"`
-		}
-		if err := json.Unmarshal(lines[0]["error"], &e); err != nil || codes.Code(e.Code) != codes.NotFound || !strings.Contains(e.Message, "not found") {
-			t.Errorf("error %s, want NOT_FOUND with the upstream's words", lines[0]["error"])
+		var e failureEnvelope
+		if err := json.Unmarshal(lines[0]["error"], &e); err != nil || len(e.Errors) != 1 ||
+			e.Errors[0].Status != "404" || !strings.Contains(e.Errors[0].Detail, "not found") {
+			t.Errorf("error %s, want the upstream's 404 envelope", lines[0]["error"])
 		}
 	})
 	t.Run("an invalid request is a 400", func(t *testing.T) {
