@@ -162,7 +162,7 @@ func assertEnvelope(t testing.TB, a answer, wantStatus int, wantCode string) fai
 	return f
 }
 
-func example(t testing.TB, name string) string {
+func readExample(t testing.TB, name string) string {
 	t.Helper()
 	b, err := os.ReadFile("../upstream/testdata/" + name)
 	if err != nil {
@@ -224,14 +224,14 @@ func TestRESTConformsToTheUpstream(t *testing.T) {
 		{name: "malformed 200", path: plugin(sandbox.PluginID), auth: auth, fault: &sandbox.Fault{Kind: sandbox.FaultMalformed200},
 			wantStatus: http.StatusBadGateway, wantCode: "upstream_response_undecodable"},
 
-		{name: "400 of the API page", path: plugin(sandbox.PluginID), canned: &upstreamtest.Response{Status: 400, Body: example(t, "failure_400.json")}},
+		{name: "400 of the API page", path: plugin(sandbox.PluginID), canned: &upstreamtest.Response{Status: 400, Body: readExample(t, "failure_400.json")}},
 		{name: "multi-error 400", path: plugin(sandbox.PluginID), canned: &upstreamtest.Response{Status: 400, Body: `{"errors":[
 			{"id":"e-1","status":"400","code":"invalid_filter","title":"Invalid Filter","detail":"can't filter by 'num_doors'","source":{"parameter":"num_doors"}},
 			{"id":"e-2","status":"400","code":"invalid_value","title":"Invalid Value","detail":"Déjà \"vu\" \u2028 😀","source":{"pointer":"/spec/display_name"}},
 			{"status":"400","error_code":40002,"message":null}]}`}},
 		{name: "409", path: plugin(sandbox.PluginID), canned: &upstreamtest.Response{Status: 409, Header: http.Header{"X-Request-Id": {"req-409"}},
 			Body: `{"errors":[{"id":"e-409","status":"409","code":"resource_conflict","title":"Conflict","detail":"The plugin is being updated."}]}`}},
-		{name: "500 of the API page", path: plugin(sandbox.PluginID), canned: &upstreamtest.Response{Status: 500, Body: example(t, "failure_500.json")}},
+		{name: "500 of the API page", path: plugin(sandbox.PluginID), canned: &upstreamtest.Response{Status: 500, Body: readExample(t, "failure_500.json")}},
 		{name: "oversized 404", path: plugin(sandbox.PluginID), canned: &upstreamtest.Response{Status: 404,
 			Body: `{"errors":[{"status":"404","title":"` + strings.Repeat("x", 2<<20) + `"}]}`},
 			wantStatus: http.StatusNotFound, wantCode: "not_found"},
