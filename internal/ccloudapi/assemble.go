@@ -19,8 +19,8 @@
 package ccloudapi
 
 import (
-	_ "embed"
 	"bytes"
+	_ "embed"
 	"errors"
 	"fmt"
 
