@@ -4,7 +4,7 @@
 # empty caches needs nothing but Go:
 #   - buf, grpcurl and oapi-codegen: tools/go.mod, installed into ./bin;
 #   - protoc plugins: tool directives in go.mod, run by buf through `go tool`;
-#   - google/api and openapiv2 option protos: copied from pinned Go modules into third_party/.
+#   - google/api protos: copied from a pinned Go module into third_party/.
 
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -19,16 +19,12 @@ OAPI_CODEGEN := $(BIN)/oapi-codegen
 # the upstream's assembled OpenAPI and a client generated from it.
 SHARED_PAGES := ../shared/upstream-api
 CCLOUD       := internal/ccloudapi
-# Protos our contract imports, copied from pinned Go modules into the git-ignored
-# third_party/ by `make protos`, never edited by hand:
-#   - google/api (annotations.proto, http.proto) and google/rpc ship inside
-#     grpc-gateway v1.16.0 under third_party/googleapis;
-#   - protoc-gen-openapiv2/options ship inside grpc-gateway/v2, at the version
-#     go.mod pins (the same as the protoc-gen-openapiv2 that reads them).
+# Protos our contract imports, copied from a pinned Go module into the
+# git-ignored third_party/ by `make protos`, never edited by hand: google/api
+# (annotations.proto, http.proto) and google/rpc ship inside grpc-gateway
+# v1.16.0 under third_party/googleapis.
 GOOGLEAPIS_MODULE := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
 GOOGLEAPIS        := third_party/googleapis
-OPENAPIV2_MODULE  := github.com/grpc-ecosystem/grpc-gateway/v2
-OPENAPIV2         := third_party/openapiv2
 
 GO_TEST_FLAGS ?= -race -count=1 -timeout=10m
 
@@ -74,18 +70,14 @@ $(BUF) $(GRPCURL) $(OAPI_CODEGEN) &: tools/go.mod tools/go.sum
 	@touch $(BUF) $(GRPCURL) $(OAPI_CODEGEN)
 
 .PHONY: protos
-protos: third_party/.copied ## Copy the google/api, google/rpc and openapiv2 option protos from their pinned Go modules.
+protos: third_party/.copied ## Copy the google/api and google/rpc protos from their pinned Go module.
 
 third_party/.copied: Makefile go.mod
 	rm -rf third_party
-	mkdir -p $(GOOGLEAPIS) $(OPENAPIV2)/protoc-gen-openapiv2
+	mkdir -p $(GOOGLEAPIS)
 	dir=$$(go mod download -json $(GOOGLEAPIS_MODULE) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
 	  test -n "$$dir" || { echo "cannot download $(GOOGLEAPIS_MODULE)" >&2; exit 1; }; \
 	  cp -R "$$dir/third_party/googleapis/google" $(GOOGLEAPIS)/
-	go mod download $(OPENAPIV2_MODULE)
-	dir=$$(go list -m -f '{{.Dir}}' $(OPENAPIV2_MODULE)); \
-	  mkdir -p $(OPENAPIV2)/protoc-gen-openapiv2/options; \
-	  cp "$$dir"/protoc-gen-openapiv2/options/*.proto $(OPENAPIV2)/protoc-gen-openapiv2/options/
 	chmod -R u+w third_party
 	@touch $@
 

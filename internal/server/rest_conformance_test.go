@@ -254,6 +254,7 @@ func TestRESTConformsToTheUpstream(t *testing.T) {
 
 			if tt.wantStatus != 0 {
 				assertEnvelope(t, got, tt.wantStatus, tt.wantCode)
+				assertDescribed(t, tt.path, got, nil)
 				if got.header.Get("X-Request-Id") != direct.header.Get("X-Request-Id") {
 					t.Errorf("X-Request-Id %q, want the upstream's %q", got.header.Get("X-Request-Id"), direct.header.Get("X-Request-Id"))
 				}
@@ -263,6 +264,7 @@ func TestRESTConformsToTheUpstream(t *testing.T) {
 				t.Errorf("status %d, want the upstream's %d: %s", got.status, direct.status, got.body)
 			}
 			assertSameJSON(t, direct.body, got.body)
+			assertDescribed(t, tt.path, got, &direct)
 			for _, k := range documentedHeaders {
 				if g, d := got.header.Values(k), direct.header.Values(k); !cmp.Equal(g, d) {
 					t.Errorf("%s: %q, want the upstream's %q", k, g, d)
@@ -331,7 +333,7 @@ func TestRESTFacadeFailures(t *testing.T) {
 	}{
 		{"invalid id", withKey.httpURL + "/connect/v1/custom-connector-plugins/ccp%2012345", "", 400, "invalid_identifier", []string{"id"}, nil},
 		{"missing environment", withKey.httpURL + "/ccpm/v1/plugins/ccp-1/versions/ver-1", "", 400, "invalid_identifier", []string{"environment"}, nil},
-		{"two invalid fields", withKey.httpURL + "/ccpm/v1/plugins/ccp%2F1/versions/ver%201?environment=env-1", "", 400, "invalid_identifier", []string{"plugin_id", "id"}, nil},
+		{"two invalid fields", withKey.httpURL + "/ccpm/v1/plugins/ccp%201/versions/ver%201?environment=env-1", "", 400, "invalid_identifier", []string{"plugin_id", "id"}, nil},
 		{"no credentials", noKey.httpURL + "/connect/v1/custom-connector-plugins/ccp-1", "", 401, "no_credentials", nil,
 			map[string]string{"WWW-Authenticate": defaultChallenge}},
 		{"malformed credentials", noKey.httpURL + "/connect/v1/custom-connector-plugins/ccp-1", "Digest abc", 401, "invalid_credentials", nil,
@@ -367,6 +369,9 @@ func TestRESTFacadeFailures(t *testing.T) {
 			}
 			if n := withKey.sandbox.Requests() - before; n != 0 {
 				t.Errorf("the sandbox received %d requests, want none", n)
+			}
+			if path := tt.url[strings.Index(tt.url[len("http://"):], "/")+len("http://"):]; tt.wantCode != "not_found" {
+				assertDescribed(t, path, a, nil)
 			}
 		})
 	}

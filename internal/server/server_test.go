@@ -276,13 +276,17 @@ func TestOpenAPIDocumentIsServed(t *testing.T) {
 		t.Fatalf("/openapi.json = %d %s", r.status, r.header.Get("Content-Type"))
 	}
 	var doc struct {
-		Swagger string                    `json:"swagger"`
+		OpenAPI string                    `json:"openapi"`
 		Paths   map[string]map[string]any `json:"paths"`
 	}
 	if err := json.Unmarshal(r.body, &doc); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"/ccpm/v1/plugins/{plugin_id}/versions/{id}", "/connect/v1/custom-connector-plugins/{id}"} {
+	if doc.OpenAPI != "3.0.3" {
+		t.Errorf("openapi %q, want 3.0.3", doc.OpenAPI)
+	}
+	for _, p := range []string{"/ccpm/v1/plugins/{plugin_id}/versions/{id}", "/connect/v1/custom-connector-plugins/{id}",
+		"/ccpm/v1/plugins/{plugin_id}/versions/{id}:watch"} {
 		if _, ok := doc.Paths[p]["get"]; !ok {
 			t.Errorf("OpenAPI document has no GET %s; paths: %v", p, doc.Paths)
 		}

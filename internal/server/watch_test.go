@@ -2,7 +2,9 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -35,8 +37,16 @@ func TestWatchOverREST(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertDescribed(t, path, answer{resp.StatusCode, resp.Header, body}, nil)
+		if ct := resp.Header.Get("Content-Type"); ct != ndjsonContentType {
+			t.Errorf("Content-Type %q, want %q", ct, ndjsonContentType)
+		}
 		var lines []map[string]json.RawMessage
-		sc := bufio.NewScanner(resp.Body)
+		sc := bufio.NewScanner(bytes.NewReader(body))
 		for sc.Scan() {
 			if strings.TrimSpace(sc.Text()) == "" {
 				continue
