@@ -93,7 +93,7 @@ func TestDocumentedErrorsReachBothProtocols(t *testing.T) {
 					r.status, r.header.Get("X-Request-Id"), r.header.Get("Retry-After"), tt.wantHTTP, tt.wantRetry)
 			}
 			if tt.body == "" { // the 429 documented with headers only gets an envelope of the facade's
-				assertEnvelope(t, answer{r.status, r.header, r.body}, tt.wantHTTP, strings.ToLower(tt.wantReason))
+				assertEnvelope(t, restResponse{r.status, r.header, r.body}, tt.wantHTTP, strings.ToLower(tt.wantReason))
 				return
 			}
 			assertSameJSON(t, []byte(tt.body), r.body)

@@ -24,38 +24,9 @@ import (
 // document, which the gateway passes on as the upstream sent them.
 var documentedHeaders = []string{"X-Request-Id", "X-Ratelimit-Limit", "X-Ratelimit-Remaining", "X-Ratelimit-Reset", "Retry-After", "Www-Authenticate"}
 
-// answer is one HTTP answer as a client reads it.
-type answer struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-// fetch GETs url with an optional Authorization header.
-func fetch(t testing.TB, url, auth string) answer {
-	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return answer{status: resp.StatusCode, header: resp.Header, body: body}
-}
-
 // replay is a scripted upstream that answers every request with a, as
 // recorded.
-func replay(t testing.TB, a answer) *upstreamtest.Server {
+func replay(t testing.TB, a restResponse) *upstreamtest.Server {
 	h := http.Header{}
 	for _, k := range append([]string{"Content-Type"}, documentedHeaders...) {
 		if v, ok := a.header[k]; ok {
@@ -143,7 +114,7 @@ type failureEnvelope struct {
 // assertEnvelope fails unless a is a well-formed Failure envelope of the
 // facade's: the HTTP status in every error, the code, a title and detail.
 // It returns the envelope.
-func assertEnvelope(t testing.TB, a answer, wantStatus int, wantCode string) failureEnvelope {
+func assertEnvelope(t testing.TB, a restResponse, wantStatus int, wantCode string) failureEnvelope {
 	t.Helper()
 	var f failureEnvelope
 	dec := json.NewDecoder(bytes.NewReader(a.body))
@@ -240,17 +211,17 @@ func TestRESTConformsToTheUpstream(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var direct answer
+			var direct restResponse
 			if tt.canned != nil {
-				direct = fetch(t, upstreamtest.Start(t, *tt.canned).URL+tt.path, "")
+				direct = fetch(t, upstreamtest.Start(t, *tt.canned).URL+tt.path)
 			} else {
 				if tt.fault != nil {
 					sb.Inject(*tt.fault)
 				}
-				direct = fetch(t, sb.URL()+tt.path, tt.auth)
+				direct = fetch(t, sb.URL()+tt.path, "Authorization", tt.auth)
 			}
 			gw := gatewayTo(t, replay(t, direct).URL)
-			got := fetch(t, gw.httpURL+tt.path, "")
+			got := fetch(t, gw.httpURL+tt.path)
 
 			if tt.wantStatus != 0 {
 				assertEnvelope(t, got, tt.wantStatus, tt.wantCode)
@@ -286,7 +257,7 @@ func TestRESTErrorIsTheLastAnswerAfterRetries(t *testing.T) {
 		upstreamtest.Response{Status: 503, Header: http.Header{"X-Request-Id": {"req-1"}}, Body: first},
 		upstreamtest.Response{Status: 503, Header: http.Header{"X-Request-Id": {"req-2"}, "Retry-After": {"0"}}, Body: last})
 	gw := gatewayTo(t, up.URL, upstream.WithRetry(upstream.RetryPolicy{MaxAttempts: 2, BaseDelay: time.Millisecond}))
-	got := fetch(t, gw.httpURL+"/connect/v1/custom-connector-plugins/ccp-1", "")
+	got := fetch(t, gw.httpURL+"/connect/v1/custom-connector-plugins/ccp-1")
 	if got.status != 503 || got.header.Get("X-Request-Id") != "req-2" || got.header.Get("Retry-After") != "0" || up.Count() != 2 {
 		t.Errorf("%d, X-Request-Id %q, Retry-After %q after %d requests; want the second answer's 503, req-2, 0",
 			got.status, got.header.Get("X-Request-Id"), got.header.Get("Retry-After"), up.Count())
@@ -315,10 +286,10 @@ func TestRESTFacadeFailures(t *testing.T) {
 
 	// The one request the sandbox allows a minute; the next reaches the
 	// sandbox's 429, and the one after is the guard's.
-	if a := fetch(t, withKey.httpURL+"/connect/v1/custom-connector-plugins/"+sandbox.PluginID, ""); a.status != 200 {
+	if a := fetch(t, withKey.httpURL+"/connect/v1/custom-connector-plugins/"+sandbox.PluginID); a.status != 200 {
 		t.Fatalf("the first call: %d %s", a.status, a.body)
 	}
-	if a := fetch(t, withKey.httpURL+"/connect/v1/custom-connector-plugins/"+sandbox.PluginID, ""); a.status != 429 {
+	if a := fetch(t, withKey.httpURL+"/connect/v1/custom-connector-plugins/"+sandbox.PluginID); a.status != 429 {
 		t.Fatalf("the second call: %d %s, want the sandbox's 429", a.status, a.body)
 	}
 
@@ -348,7 +319,7 @@ func TestRESTFacadeFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := withKey.sandbox.Requests()
-			a := fetch(t, tt.url, tt.auth)
+			a := fetch(t, tt.url, "Authorization", tt.auth)
 			f := assertEnvelope(t, a, tt.wantStatus, tt.wantCode)
 			var params []string
 			for _, e := range f.Errors {
@@ -382,6 +353,6 @@ func TestRESTFacadeFailures(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		assertEnvelope(t, answer{resp.StatusCode, resp.Header, body}, 405, "method_not_allowed")
+		assertEnvelope(t, restResponse{resp.StatusCode, resp.Header, body}, 405, "method_not_allowed")
 	})
 }

@@ -49,7 +49,7 @@ func TestErrorHandler(t *testing.T) {
 			w := httptest.NewRecorder()
 			r := httptest.NewRequest(http.MethodGet, "/x", nil)
 			errorHandler(r.Context(), runtime.NewServeMux(), &runtime.JSONPb{}, w, r, tt.err)
-			assertEnvelope(t, answer{w.Code, w.Header(), w.Body.Bytes()}, tt.wantHTTP, tt.wantCode)
+			assertEnvelope(t, restResponse{w.Code, w.Header(), w.Body.Bytes()}, tt.wantHTTP, tt.wantCode)
 			if got := w.Header().Get("Retry-After"); got != tt.wantRetryAfter {
 				t.Errorf("Retry-After = %q, want %q", got, tt.wantRetryAfter)
 			}

@@ -75,7 +75,7 @@ func specs(t testing.TB) (facade, up *spec) {
 
 // validate checks answer a to GET path against s: the route, the status,
 // the headers it declares, and the body (each line of an ndjson body).
-func (s *spec) validate(path string, a answer, strict bool) error {
+func (s *spec) validate(path string, a restResponse, strict bool) error {
 	u, err := url.Parse(s.base + path)
 	if err != nil {
 		return err
@@ -114,7 +114,7 @@ func (s *spec) validate(path string, a answer, strict bool) error {
 // (the sandbox sends enum values the pages do not list yet: both fail on
 // them alike). Without direct, the answer is the facade's own and must be
 // valid against Confluent Cloud's document.
-func assertDescribed(t testing.TB, path string, got answer, direct *answer) {
+func assertDescribed(t testing.TB, path string, got restResponse, direct *restResponse) {
 	t.Helper()
 	facade, up := specs(t)
 	if err := facade.validate(path, got, true); err != nil {

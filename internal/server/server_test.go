@@ -118,20 +118,31 @@ func serve(t testing.TB, svc pluginv1.PluginServiceServer, opts ...Option) *runn
 	return r
 }
 
+// restResponse is one HTTP answer as a client reads it.
 type restResponse struct {
 	status int
 	header http.Header
 	body   []byte
 }
 
+// get GETs path of the stack's HTTP server, with header pairs (name, value).
 func (s *stack) get(t testing.TB, path string, header ...string) restResponse {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.httpURL+path, nil)
+	return fetch(t, s.httpURL+path, header...)
+}
+
+// fetch GETs url, with header pairs (name, value); an empty value sends no
+// header.
+func fetch(t testing.TB, url string, header ...string) restResponse {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
+		if header[i+1] != "" {
+			req.Header.Set(header[i], header[i+1])
+		}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -342,7 +353,7 @@ func TestBothRPCsOverGRPCAndREST(t *testing.T) {
 			if r.status != http.StatusOK {
 				t.Fatalf("GET %s = %d %s", tt.restPath, r.status, r.body)
 			}
-			direct := fetch(t, s.sandbox.URL()+tt.restPath, "Bearer "+sandbox.BearerToken)
+			direct := fetch(t, s.sandbox.URL()+tt.restPath, "Authorization", "Bearer "+sandbox.BearerToken)
 			assertSameJSON(t, direct.body, r.body)
 		})
 	}
@@ -606,6 +617,10 @@ func (panicky) GetConnectorPlugin(context.Context, *pluginv1.GetConnectorPluginR
 	panic("boom")
 }
 
+func (panicky) WatchPluginVersion(*pluginv1.WatchPluginVersionRequest, grpc.ServerStreamingServer[pluginv1.CustomConnectPluginVersion]) error {
+	panic("boom")
+}
+
 func TestPanicsBecomeInternal(t *testing.T) {
 	var logs logBuffer
 	s := startServer(t, panicky{}, nil, WithLogger(logs.logger()))
@@ -618,9 +633,13 @@ func TestPanicsBecomeInternal(t *testing.T) {
 	if r := s.get(t, "/connect/v1/custom-connector-plugins/ccp-1"); r.status != http.StatusInternalServerError {
 		t.Errorf("REST: %d, want 500", r.status)
 	}
+	if r := s.get(t, "/ccpm/v1/plugins/ccp-1/versions/ver-1:watch?environment=env-1"); r.status != http.StatusInternalServerError ||
+		strings.Contains(string(r.body), "boom") {
+		t.Errorf("REST watch: %d %s, want 500 without the panic's words", r.status, r.body)
+	}
 	// The operator sees what the caller does not.
-	if panics := logs.lines(t, "panic in a call"); len(panics) != 3 || panics[0]["panic"] != "boom" || panics[0]["level"] != "ERROR" {
-		t.Errorf("panic log lines = %v, want 3 at ERROR with the panic's words", panics)
+	if panics := logs.lines(t, "panic in a call"); len(panics) != 4 || panics[0]["panic"] != "boom" || panics[0]["level"] != "ERROR" {
+		t.Errorf("panic log lines = %v, want 4 at ERROR with the panic's words", panics)
 	}
 	for _, l := range logs.lines(t, "finished call") {
 		if l["grpc.code"] != "Internal" || l["level"] != "ERROR" {

@@ -41,7 +41,7 @@ func TestWatchOverREST(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		assertDescribed(t, path, answer{resp.StatusCode, resp.Header, body}, nil)
+		assertDescribed(t, path, restResponse{resp.StatusCode, resp.Header, body}, nil)
 		if ct := resp.Header.Get("Content-Type"); ct != ndjsonContentType {
 			t.Errorf("Content-Type %q, want %q", ct, ndjsonContentType)
 		}
@@ -136,5 +136,39 @@ func TestWatchErrorHeadersOverREST(t *testing.T) {
 				t.Errorf("%d, %s %q; want %d, %q", r.status, tt.header, r.header.Get(tt.header), tt.wantStatus, tt.want)
 			}
 		})
+	}
+}
+
+// TestWatchOverRESTGoesThroughTheStreamInterceptors: a watch served over
+// REST in process gets the call log line (protocol rest, with the HTTP
+// client's address and what the upstream answered), the gRPC metrics and
+// panic recovery of a watch over gRPC.
+func TestWatchOverRESTGoesThroughTheStreamInterceptors(t *testing.T) {
+	sb := startSandbox(t)
+	s, logs := instrumentedStack(t, sb.URL())
+	path := "/ccpm/v1/plugins/" + sandbox.PluginID + "/versions/" + sandbox.VersionID + ":watch?environment=" + sandbox.Environment
+	if r := s.get(t, path); r.status != http.StatusOK || !strings.Contains(string(r.body), `"phase":"READY"`) {
+		t.Fatalf("watch of a READY version = %d %s", r.status, r.body)
+	}
+	if r := s.get(t, "/ccpm/v1/plugins/ccp-00000/versions/ver-1:watch?environment="+sandbox.Environment); r.status != http.StatusNotFound {
+		t.Fatalf("watch of an unknown version = %d %s", r.status, r.body)
+	}
+	lines := logs.lines(t, "finished call")
+	if len(lines) != 2 {
+		t.Fatalf("%d call log lines, want 2: %v", len(lines), lines)
+	}
+	for i, code := range []string{"OK", "NotFound"} {
+		l := lines[i]
+		addr, _ := l["peer.address"].(string)
+		if l["grpc.method"] != "WatchPluginVersion" || l["grpc.method_type"] != "server_stream" || l["protocol"] != "rest" ||
+			l["grpc.code"] != code || !strings.HasPrefix(addr, "127.0.0.1") || l["upstream_status"] == nil {
+			t.Errorf("line %d = %v, want WatchPluginVersion server_stream over rest from 127.0.0.1, code %s, with the upstream's status", i, l, code)
+		}
+	}
+	fams := scrape(t, s.httpURL)
+	for code, want := range map[string]float64{"OK": 1, "NotFound": 1} {
+		if got := value(fams, "grpc_server_handled_total", "grpc_method", "WatchPluginVersion", "grpc_type", "server_stream", "grpc_code", code); got != want {
+			t.Errorf("grpc_server_handled_total{WatchPluginVersion, %s} = %v, want %v", code, got, want)
+		}
 	}
 }
