@@ -356,3 +356,4 @@ func TestRESTFacadeFailures(t *testing.T) {
 		assertEnvelope(t, restResponse{resp.StatusCode, resp.Header, body}, 405, "method_not_allowed")
 	})
 }
+

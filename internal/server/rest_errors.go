@@ -81,21 +81,14 @@ func failureOf(err error) restFailure {
 	return facadeFailure(err)
 }
 
-// answerFailure passes on the upstream's error answer a.
+// answerFailure passes on the upstream's error answer a: its status, its
+// envelope and its documented headers, as sent. (When the rate-limit guard
+// knows the window ends later than a 429's Retry-After says, a caller that
+// comes back sooner gets the guard's own 429, with the wait that works.)
 func answerFailure(se *service.Error, a *upstream.Error) restFailure {
 	f := restFailure{status: a.StatusCode, header: a.Header.Clone(), body: a.Envelope}
 	if f.header == nil {
 		f.header = http.Header{}
-	}
-	// The rate-limit guard stopped a retry of this answer because the window
-	// it knows of ends later than the answer says: that is the wait that
-	// works.
-	var th *upstream.ThrottledError
-	if errors.As(se, &th) {
-		sent, _ := strconv.Atoi(f.header.Get(headerRetryAfter))
-		if guard := ceilSeconds(th.RetryAfter.Seconds()); guard > sent {
-			f.header.Set(headerRetryAfter, strconv.Itoa(guard))
-		}
 	}
 	if f.body == nil {
 		st := se.GRPCStatus()

@@ -3,8 +3,9 @@
 // grpc.health.v1, server reflection v1 and v1alpha) and an HTTP server (the
 // grpc-gateway REST mapping of the same API, /openapi.json, /metrics, /healthz
 // and /readyz). The gateway calls PluginService in process through the same
-// unary interceptors as the gRPC server, so REST calls get the same single log
-// line, metrics and recovery (see gateway.go).
+// interceptors as the gRPC server, so REST calls get the same single log
+// line, metrics and recovery (see gateway.go), and answers in Confluent
+// Cloud's own JSON (rest_*.go).
 //
 // It lives apart from cmd/server so that tests can start the very stack the
 // binary runs, on loopback listeners of their own.
