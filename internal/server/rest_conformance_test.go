@@ -356,4 +356,3 @@ func TestRESTFacadeFailures(t *testing.T) {
 		assertEnvelope(t, restResponse{resp.StatusCode, resp.Header, body}, 405, "method_not_allowed")
 	})
 }
-
