@@ -129,13 +129,12 @@ func (c callLog) finished(ctx context.Context, fullMethod, typ string, start tim
 	c.log.LogAttrs(ctx, level, "finished call", attrs...)
 }
 
-// origin is protocol and peer.address. A REST call is one of c.rest's chain
-// (served in process) or, for streaming methods, one that came through the
-// gateway's in-memory connection (bufconn). Either way the gateway put the
-// HTTP client's address last in x-forwarded-for.
+// origin is protocol and peer.address. A REST call is one of c.rest's chains
+// (served in process by the gateway), which put the HTTP client's address
+// last in x-forwarded-for.
 func (c callLog) origin(ctx context.Context) []slog.Attr {
-	p, hasPeer := peer.FromContext(ctx)
-	if !c.rest && !(hasPeer && p.Addr.Network() == "bufconn") {
+	if !c.rest {
+		p, hasPeer := peer.FromContext(ctx)
 		if !hasPeer {
 			return []slog.Attr{slog.String("protocol", "grpc")}
 		}

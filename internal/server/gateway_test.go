@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"reflect"
@@ -57,11 +56,17 @@ func TestInProcessCoversEveryUnaryMethod(t *testing.T) {
 	}
 }
 
-// TestStreamingRoutes reads the REST bindings of streaming methods, and only
-// of those, from google.api.http annotations.
+// TestStreamingRoutes reads the REST bindings of server-streaming methods,
+// and only of those, from google.api.http annotations.
 func TestStreamingRoutes(t *testing.T) {
-	routes := streamingRoutes(pluginServiceDescriptor())
-	if got := fmt.Sprint(routes); got != "[{GET /ccpm/v1/plugins/{plugin_id}/versions/{id}:watch}]" {
+	bindings := func(routes []route) []string {
+		var out []string
+		for _, r := range routes {
+			out = append(out, r.method+" "+r.path+" "+string(r.rpc.Name()))
+		}
+		return out
+	}
+	if got := bindings(streamingRoutes(pluginServiceDescriptor())); !slices.Equal(got, []string{"GET /ccpm/v1/plugins/{plugin_id}/versions/{id}:watch WatchPluginVersion"}) {
 		t.Errorf("PluginService's streaming routes = %v, want WatchPluginVersion's only", got)
 	}
 
@@ -89,14 +94,16 @@ func TestStreamingRoutes(t *testing.T) {
 						},
 					})},
 				{Name: proto.String("Unmapped"), InputType: empty, OutputType: empty, ServerStreaming: proto.Bool(true)},
+				{Name: proto.String("Upload"), InputType: empty, OutputType: empty, ClientStreaming: proto.Bool(true),
+					Options: withHTTP(&annotations.HttpRule{Pattern: &annotations.HttpRule_Post{Post: "/v1/things:upload"}, Body: "*"})},
 			},
 		}},
 	}, protoregistry.GlobalFiles)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := streamingRoutes(fd.Services().Get(0))
-	want := []route{{http.MethodGet, "/v1/things/{id}:watch"}, {http.MethodPost, "/v1/things:watch"}}
+	got := bindings(streamingRoutes(fd.Services().Get(0)))
+	want := []string{"GET /v1/things/{id}:watch Watch", "POST /v1/things:watch Watch"}
 	if !slices.Equal(got, want) {
 		t.Errorf("streamingRoutes = %v, want %v", got, want)
 	}

@@ -144,7 +144,7 @@ func (s *Service) failure(ctx context.Context, meta upstream.Meta, err error) er
 	case errors.As(err, &de):
 		s.log.ErrorContext(ctx, "upstream broke its contract", "error", err.Error(), "request_id", de.RequestID)
 	}
-	return toStatus(err, s.client.Host(), meta)
+	return upstreamFailure(err, s.client.Host(), meta)
 }
 
 // prepare does what every RPC does before calling the upstream: it validates
