@@ -133,7 +133,7 @@ func facadeFailure(err error) restFailure {
 		httpStatus = restStatus(st.Code(), reason, se)
 	}
 	f := restFailure{status: httpStatus, header: http.Header{}}
-	if secs := ceilSeconds(retry.GetRetryDelay().AsDuration().Seconds()); secs > 0 &&
+	if secs := upstream.Seconds(retry.GetRetryDelay().AsDuration()); secs > 0 &&
 		(st.Code() == codes.ResourceExhausted || st.Code() == codes.Unavailable) {
 		f.header.Set(headerRetryAfter, strconv.Itoa(secs))
 	}
@@ -207,15 +207,6 @@ func envelope(items ...failureItem) []byte {
 		Errors []failureItem `json:"errors"`
 	}{items}) // strings and structs only: Marshal cannot fail
 	return b
-}
-
-// ceilSeconds rounds up, as HTTP headers count whole seconds.
-func ceilSeconds(s float64) int {
-	n := int(s)
-	if float64(n) < s {
-		n++
-	}
-	return n
 }
 
 // writeHeaders sets the headers of f over those of the call's response
