@@ -2,9 +2,9 @@
 #
 # Tools are pinned in the repo and installed here on demand, so a fresh clone with
 # empty caches needs nothing but Go:
-#   - buf and grpcurl: tools/go.mod, installed into ./bin;
+#   - buf, grpcurl and oapi-codegen: tools/go.mod, installed into ./bin;
 #   - protoc plugins: tool directives in go.mod, run by buf through `go tool`;
-#   - google/api and openapiv2 option protos: copied from pinned Go modules into third_party/.
+#   - google/api protos: copied from a pinned Go module into third_party/.
 
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -13,16 +13,18 @@ SHELL := /usr/bin/env bash
 BIN        := $(CURDIR)/bin
 BUF        := $(BIN)/buf
 GRPCURL    := $(BIN)/grpcurl
-# Protos our contract imports, copied from pinned Go modules into the git-ignored
-# third_party/ by `make protos`, never edited by hand:
-#   - google/api (annotations.proto, http.proto) and google/rpc ship inside
-#     grpc-gateway v1.16.0 under third_party/googleapis;
-#   - protoc-gen-openapiv2/options ship inside grpc-gateway/v2, at the version
-#     go.mod pins (the same as the protoc-gen-openapiv2 that reads them).
+OAPI_CODEGEN := $(BIN)/oapi-codegen
+# Confluent Cloud's API pages (their OpenAPI YAML is extracted into
+# internal/ccloudapi/testdata when they are there) and the package that holds
+# the upstream's assembled OpenAPI and a client generated from it.
+SHARED_PAGES := ../shared/upstream-api
+CCLOUD       := internal/ccloudapi
+# Protos our contract imports, copied from a pinned Go module into the
+# git-ignored third_party/ by `make protos`, never edited by hand: google/api
+# (annotations.proto, http.proto) and google/rpc ship inside grpc-gateway
+# v1.16.0 under third_party/googleapis.
 GOOGLEAPIS_MODULE := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
 GOOGLEAPIS        := third_party/googleapis
-OPENAPIV2_MODULE  := github.com/grpc-ecosystem/grpc-gateway/v2
-OPENAPIV2         := third_party/openapiv2
 
 GO_TEST_FLAGS ?= -race -count=1 -timeout=10m
 
@@ -107,37 +109,54 @@ image: ## Build the container image (IMAGE, default plugin-facade:<git describe>
 	test "$$size" -le $(IMAGE_MAX_BYTES) || { echo "make image: $(IMAGE) is $$size bytes, over $(IMAGE_MAX_BYTES)" >&2; exit 1; }
 
 .PHONY: tools
-tools: $(BUF) $(GRPCURL) ## Install the pinned buf and grpcurl into ./bin.
+tools: $(BUF) $(GRPCURL) $(OAPI_CODEGEN) ## Install the pinned buf, grpcurl and oapi-codegen into ./bin.
 
-$(BUF) $(GRPCURL) &: tools/go.mod tools/go.sum
+$(BUF) $(GRPCURL) $(OAPI_CODEGEN) &: tools/go.mod tools/go.sum
 	cd tools && GOBIN=$(BIN) go install tool
-	@touch $(BUF) $(GRPCURL)
+	@touch $(BUF) $(GRPCURL) $(OAPI_CODEGEN)
 
 .PHONY: protos
-protos: third_party/.copied ## Copy the google/api, google/rpc and openapiv2 option protos from their pinned Go modules.
+protos: third_party/.copied ## Copy the google/api and google/rpc protos from their pinned Go module.
 
 third_party/.copied: Makefile go.mod
 	rm -rf third_party
-	mkdir -p $(GOOGLEAPIS) $(OPENAPIV2)/protoc-gen-openapiv2
+	mkdir -p $(GOOGLEAPIS)
 	dir=$$(go mod download -json $(GOOGLEAPIS_MODULE) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
 	  test -n "$$dir" || { echo "cannot download $(GOOGLEAPIS_MODULE)" >&2; exit 1; }; \
 	  cp -R "$$dir/third_party/googleapis/google" $(GOOGLEAPIS)/
-	go mod download $(OPENAPIV2_MODULE)
-	dir=$$(go list -m -f '{{.Dir}}' $(OPENAPIV2_MODULE)); \
-	  mkdir -p $(OPENAPIV2)/protoc-gen-openapiv2/options; \
-	  cp "$$dir"/protoc-gen-openapiv2/options/*.proto $(OPENAPIV2)/protoc-gen-openapiv2/options/
 	chmod -R u+w third_party
 	@touch $@
 
+# ccloud-api writes Confluent Cloud's assembled OpenAPI ($(1)/openapi.yaml) and
+# the client oapi-codegen generates from it ($(1)/client.gen.go), from the page
+# YAML in $(CCLOUD)/testdata, first extracted again from $(SHARED_PAGES) when
+# $(2) is set and the pages are there.
+define ccloud-api
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  go run ./$(CCLOUD)/assemble -dir $(CCLOUD) $(if $(2),$(if $(wildcard $(SHARED_PAGES)),-pages $(SHARED_PAGES))) \
+	    -out $(1)/openapi.yaml -codegen "$$tmp/codegen.yaml" && \
+	  $(OAPI_CODEGEN) -config $(CCLOUD)/oapi-codegen.yaml -o $(1)/client.gen.go "$$tmp/codegen.yaml"
+endef
+
 .PHONY: generate
-generate: $(BUF) protos ## Regenerate gen/ from proto/.
+generate: $(BUF) $(OAPI_CODEGEN) protos ## Regenerate gen/ from proto/, and internal/ccloudapi from the upstream's API pages.
 	$(BUF) generate
+	$(call ccloud-api,$(CCLOUD),extract)
 
 .PHONY: check-generated
-check-generated: $(BUF) protos ## Fail if gen/ differs from what proto/ generates.
+check-generated: $(BUF) $(OAPI_CODEGEN) protos ## Fail if gen/ or internal/ccloudapi differ from what they are generated from.
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	  $(BUF) generate -o "$$tmp"; \
 	  diff -r "$$tmp/gen" gen || { echo "gen/ is stale: run 'make generate' and commit the result" >&2; exit 1; }
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  $(MAKE) --no-print-directory ccloud-api-into DIR="$$tmp"; \
+	  for f in openapi.yaml client.gen.go; do \
+	    diff "$$tmp/$$f" $(CCLOUD)/$$f >/dev/null || { echo "$(CCLOUD)/$$f is stale: run 'make generate' and commit the result" >&2; exit 1; }; \
+	  done
+
+.PHONY: ccloud-api-into
+ccloud-api-into: $(OAPI_CODEGEN)
+	$(call ccloud-api,$(DIR),)
 
 .PHONY: lint
 lint: $(BUF) protos ## buf lint (STANDARD) and gofmt.

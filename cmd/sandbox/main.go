@@ -5,6 +5,7 @@
 // until SIGINT or SIGTERM.
 //
 //	sandbox --addr 127.0.0.1:0 --rate-limit 0 --synthetic-ids --fault-rate 0.03 --fault-seed 1
+//	sandbox --rate-limit 0 --synthetic-ids --latency 40ms --tls-cert-out /tmp/sandbox.pem   # as far away as Confluent Cloud, over TLS and HTTP/2
 package main
 
 import (

@@ -37,9 +37,9 @@ var version = ""
 
 // defaultGCPercent is the garbage collector's target when GOGC is not set.
 // The facade's live heap is a few MiB while every call allocates a few KiB, so
-// at Go's default of 100 it collects every few thousand calls: a tenth of its
-// CPU under load. 400 trades a few more MiB of heap for most of that back (see
-// docs/benchmarks.md); GOGC and GOMEMLIMIT still decide when set.
+// at Go's default of 100 it collects every few thousand calls. 400 trades a
+// few more MiB of heap for less collecting (docs/benchmarks.md has the
+// figures); GOGC and GOMEMLIMIT still decide when set.
 const defaultGCPercent = 400
 
 func main() {
@@ -180,7 +180,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		"sandbox", cfg.Sandbox, "default_credentials", creds, "tls", cfg.TLS != nil,
 		"mutual_tls", cfg.TLS != nil && cfg.TLS.ClientCAs != nil, "redis", fleet.Redacted(cfg.RedisURL))
 	if cfg.Sandbox {
-		printSandboxHelp(stdout, grpcLis.Addr(), httpLis.Addr(), cfg.TLS != nil)
+		printSandboxHelp(stdout, upstreamURL, grpcLis.Addr(), httpLis.Addr(), cfg.TLS != nil)
 	}
 
 	if cfg.DebugAddr != "" {
@@ -245,8 +245,8 @@ func buildVersion() string {
 }
 
 // printSandboxHelp prints commands a new user can paste to try the running
-// sandbox, with the addresses actually listened on.
-func printSandboxHelp(w io.Writer, grpcAddr, httpAddr net.Addr, withTLS bool) {
+// sandbox (at sandboxURL), with the addresses actually listened on.
+func printSandboxHelp(w io.Writer, sandboxURL string, grpcAddr, httpAddr net.Addr, withTLS bool) {
 	g, h := server.LoopbackAddr(grpcAddr), server.LoopbackAddr(httpAddr)
 	if withTLS {
 		fmt.Fprintf(w, "\nplugin-facade is running against the built-in sandbox over TLS, on gRPC %s and HTTPS %s.\n\n", g, h)
@@ -262,10 +262,16 @@ Try it (grpcurl: 'make tools' installs a pinned one as ./bin/grpcurl):
 
   curl -s 'http://%[2]s/ccpm/v1/plugins/%[3]s/versions/%[4]s?environment=%[5]s'
   curl -s http://%[2]s/connect/v1/custom-connector-plugins/%[3]s
-  curl -s http://%[2]s/connect/v1/custom-connector-plugins/%[6]s        # values the facade does not know yet, kept raw
-  curl -s http://%[2]s/connect/v1/custom-connector-plugins/ccp-00000    # 404, mapped from the upstream's Failure
+  curl -s http://%[2]s/connect/v1/custom-connector-plugins/%[6]s        # values the facade does not know yet, passed on
+  curl -s http://%[2]s/connect/v1/custom-connector-plugins/ccp-00000    # 404: the upstream's Failure envelope
   curl -s -H 'Authorization: Bearer %[7]s' http://%[2]s/connect/v1/custom-connector-plugins/%[3]s   # your own credential, forwarded
   curl -s http://%[2]s/openapi.json
+
+The REST gateway speaks Confluent Cloud's own JSON: the sandbox directly and the
+facade answer the same (point your Confluent client at http://%[2]s):
+
+  curl -s -H 'Authorization: Bearer %[7]s' %[10]s/connect/v1/custom-connector-plugins/%[3]s
+  curl -s -H 'Authorization: Bearer %[7]s' http://%[2]s/connect/v1/custom-connector-plugins/%[3]s
 
 Watch a version become READY (%[8]s processes for a few seconds after its first read;
 %[9]s ends FAILED):
@@ -276,5 +282,5 @@ Watch a version become READY (%[8]s processes for a few seconds after its first 
 Stop with Ctrl-C.
 
 `, g, h, sandbox.PluginID, sandbox.VersionID, sandbox.Environment, sandbox.UnknownEnumsPluginID, sandbox.BearerToken,
-		sandbox.ProcessingVersionID, sandbox.FailingVersionID)
+		sandbox.ProcessingVersionID, sandbox.FailingVersionID, sandboxURL)
 }

@@ -14,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/acme/plugin-facade/internal/testutil"
+	"github.com/acme/plugin-facade/internal/upstream"
 )
 
 func env(kv ...string) func(string) string {
@@ -36,10 +39,12 @@ func TestParseConfig(t *testing.T) {
 		{
 			name: "defaults", env: env(),
 			check: func(t *testing.T, c config) {
-				if c.GRPCAddr != ":9090" || c.HTTPAddr != ":8080" || c.UpstreamURL != "https://api.confluent.cloud" ||
-					c.UpstreamTimeout != 30*time.Second || c.ShutdownTimeout != 15*time.Second || c.Sandbox ||
-					c.LogLevel != slog.LevelInfo || c.LogFormat != "json" || c.TLS != nil || !c.Credentials.IsZero() {
-					t.Errorf("defaults = %+v", c)
+				want := config{GRPCAddr: ":9090", HTTPAddr: ":8080", UpstreamURL: "https://api.confluent.cloud",
+					UpstreamTimeout: 30 * time.Second, UpstreamMaxAttempts: 3, UpstreamMaxWait: 10 * time.Second,
+					UpstreamMaxBody: 1 << 20, RateLimitGuard: true, CacheMaxEntries: 1024, ShutdownTimeout: 15 * time.Second,
+					LogLevel: slog.LevelInfo, LogFormat: "json"}
+				if diff := cmp.Diff(want, c, cmp.AllowUnexported(upstream.Authorization{})); diff != "" {
+					t.Errorf("defaults (-want +got):\n%s", diff)
 				}
 			},
 		},
@@ -48,9 +53,12 @@ func TestParseConfig(t *testing.T) {
 				"PLUGIN_FACADE_UPSTREAM_URL", "http://localhost:3", "PLUGIN_FACADE_UPSTREAM_TIMEOUT", "2s",
 				"PLUGIN_FACADE_SHUTDOWN_TIMEOUT", "3s", "PLUGIN_FACADE_LOG_LEVEL", "debug", "PLUGIN_FACADE_LOG_FORMAT", "json"),
 			check: func(t *testing.T, c config) {
-				if c.GRPCAddr != "127.0.0.1:1" || c.HTTPAddr != "127.0.0.1:2" || c.UpstreamURL != "http://localhost:3" ||
-					c.UpstreamTimeout != 2*time.Second || c.ShutdownTimeout != 3*time.Second || c.LogLevel != slog.LevelDebug || c.LogFormat != "json" {
-					t.Errorf("from the environment = %+v", c)
+				want := config{GRPCAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2", UpstreamURL: "http://localhost:3",
+					UpstreamTimeout: 2 * time.Second, UpstreamMaxAttempts: 3, UpstreamMaxWait: 10 * time.Second,
+					UpstreamMaxBody: 1 << 20, RateLimitGuard: true, CacheMaxEntries: 1024, ShutdownTimeout: 3 * time.Second,
+					LogLevel: slog.LevelDebug, LogFormat: "json"}
+				if diff := cmp.Diff(want, c, cmp.AllowUnexported(upstream.Authorization{})); diff != "" {
+					t.Errorf("from the environment (-want +got):\n%s", diff)
 				}
 			},
 		},
@@ -74,7 +82,7 @@ func TestParseConfig(t *testing.T) {
 		{
 			name: "Cloud API key", env: env("CONFLUENT_CLOUD_API_KEY", "KEY", "CONFLUENT_CLOUD_API_SECRET", "hunter2"),
 			check: func(t *testing.T, c config) {
-				if c.Credentials.Scheme() != "Basic" {
+				if c.Credentials != upstream.BasicAuth("KEY", "hunter2") {
 					t.Errorf("Credentials = %v, want Basic", c.Credentials)
 				}
 			},
@@ -151,7 +159,9 @@ func TestRunSandbox(t *testing.T) {
 		w.Header().Set("Content-Type", "application/x-protobuf")
 	}))
 	defer collector.Close()
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL) // autoexport reads the real environment
+	// run decides whether to export from its getenv, and autoexport how to
+	// from the process environment: both say the same, as in a real process.
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
 	t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
 
 	ctx, cancel := context.WithCancel(t.Context())
@@ -160,7 +170,8 @@ func TestRunSandbox(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"--sandbox", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"},
-			env("CONFLUENT_CLOUD_API_KEY", "REALKEY", "CONFLUENT_CLOUD_API_SECRET", "hunter2"), &stdout, &stderr)
+			env("CONFLUENT_CLOUD_API_KEY", "REALKEY", "CONFLUENT_CLOUD_API_SECRET", "hunter2",
+				"OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL), &stdout, &stderr)
 	}()
 
 	curl := regexp.MustCompile(`curl -s (http://\S+/connect/v1/custom-connector-plugins/ccp-12345)\n`)

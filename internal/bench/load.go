@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/sandbox"
 )
@@ -75,6 +77,15 @@ func GRPCCall(client pluginv1.PluginServiceClient) Call {
 		} else {
 			_, err = client.GetPluginVersion(ctx, &pluginv1.GetPluginVersionRequest{PluginId: plugin, Id: version, Environment: sandbox.Environment})
 		}
+		return err
+	}
+}
+
+// HealthCall makes a grpc.health.v1 Check: a bare gRPC round trip to the
+// facade that never reaches the upstream, the floor of any gRPC call.
+func HealthCall(client healthpb.HealthClient) Call {
+	return func(ctx context.Context, _ uint64) error {
+		_, err := client.Check(ctx, &healthpb.HealthCheckRequest{})
 		return err
 	}
 }

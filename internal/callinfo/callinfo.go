@@ -1,6 +1,7 @@
 // Package callinfo carries, from the service to the server's call log, what one
 // RPC learned from the upstream: the HTTP status of its last exchange, the
-// upstream's request id and how many attempts it took. The server's logging
+// upstream's request id, how many requests it sent and how it was answered
+// otherwise (by a request another call sent, or by the cache). The server's logging
 // interceptor puts an Info in the call's context before the handler runs and
 // reads it after; the service records into it. Neither knows the other.
 package callinfo
@@ -15,10 +16,25 @@ import (
 // nil *Info ignores Record, so handlers called without the interceptor (as in
 // unit tests) need no special case.
 type Info struct {
-	mu        sync.Mutex
-	status    int
-	requestID string
-	attempts  int
+	mu sync.Mutex
+	u  Upstream
+}
+
+// Upstream is what one RPC learned from the upstream.
+type Upstream struct {
+	// Status is the HTTP status of the last answer (0 when there was none).
+	Status int
+	// RequestID is the last answer's X-Request-Id.
+	RequestID string
+	// Attempts is how many requests the call sent (0 when it was answered
+	// without reaching the upstream: by validation, the rate-limit guard or
+	// the cache).
+	Attempts int
+	// Shared is how many answers it took from a request an identical
+	// concurrent call had sent.
+	Shared int
+	// Cached means the cache answered.
+	Cached bool
 }
 
 type key struct{}
@@ -35,21 +51,19 @@ func FromContext(ctx context.Context) *Info {
 	return i
 }
 
-// Record sets what the upstream answered: status is the HTTP status of the
-// last exchange (0 when there was no answer), requestID its X-Request-Id, and
-// attempts the number of HTTP exchanges tried (0 when the call was answered
-// without reaching the upstream, by validation or the rate-limit guard).
-func (i *Info) Record(status int, requestID string, attempts int) {
+// Record sets what the upstream answered; the last record wins.
+func (i *Info) Record(u Upstream) {
 	if i == nil {
 		return
 	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	i.status, i.requestID, i.attempts = status, requestID, attempts
+	i.u = u
 }
 
 // Attrs returns the recorded facts as log attributes: upstream_status,
-// upstream_request_id and upstream_attempts, each only when known.
+// upstream_request_id, upstream_attempts, upstream_shared and
+// upstream_cached, each only when known (or true).
 func (i *Info) Attrs() []slog.Attr {
 	if i == nil {
 		return nil
@@ -57,14 +71,20 @@ func (i *Info) Attrs() []slog.Attr {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	var a []slog.Attr
-	if i.status != 0 {
-		a = append(a, slog.Int("upstream_status", i.status))
+	if i.u.Status != 0 {
+		a = append(a, slog.Int("upstream_status", i.u.Status))
 	}
-	if i.requestID != "" {
-		a = append(a, slog.String("upstream_request_id", i.requestID))
+	if i.u.RequestID != "" {
+		a = append(a, slog.String("upstream_request_id", i.u.RequestID))
 	}
-	if i.attempts != 0 {
-		a = append(a, slog.Int("upstream_attempts", i.attempts))
+	if i.u.Attempts != 0 {
+		a = append(a, slog.Int("upstream_attempts", i.u.Attempts))
+	}
+	if i.u.Shared != 0 {
+		a = append(a, slog.Int("upstream_shared", i.u.Shared))
+	}
+	if i.u.Cached {
+		a = append(a, slog.Bool("upstream_cached", true))
 	}
 	return a
 }

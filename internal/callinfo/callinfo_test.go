@@ -16,11 +16,14 @@ func TestInfo(t *testing.T) {
 		want   []slog.Attr
 	}{
 		{"nothing recorded", func(*Info) {}, nil},
-		{"answered without the upstream", func(i *Info) { i.Record(0, "", 0) }, nil},
-		{"an answer", func(i *Info) { i.Record(404, "req-1", 1) }, []slog.Attr{
+		{"answered without the upstream", func(i *Info) { i.Record(Upstream{}) }, nil},
+		{"an answer", func(i *Info) { i.Record(Upstream{Status: 404, RequestID: "req-1", Attempts: 1}) }, []slog.Attr{
 			slog.Int("upstream_status", 404), slog.String("upstream_request_id", "req-1"), slog.Int("upstream_attempts", 1)}},
-		{"no answer after two attempts", func(i *Info) { i.Record(0, "", 2) }, []slog.Attr{slog.Int("upstream_attempts", 2)}},
-		{"the last record wins", func(i *Info) { i.Record(503, "a", 1); i.Record(200, "b", 2) }, []slog.Attr{
+		{"no answer after two attempts", func(i *Info) { i.Record(Upstream{Attempts: 2}) }, []slog.Attr{slog.Int("upstream_attempts", 2)}},
+		{"the last record wins", func(i *Info) {
+			i.Record(Upstream{Status: 503, RequestID: "a", Attempts: 1})
+			i.Record(Upstream{Status: 200, RequestID: "b", Attempts: 2})
+		}, []slog.Attr{
 			slog.Int("upstream_status", 200), slog.String("upstream_request_id", "b"), slog.Int("upstream_attempts", 2)}},
 	}
 	for _, tt := range tests {
@@ -42,7 +45,7 @@ func TestNilInfo(t *testing.T) {
 	if info != nil {
 		t.Fatalf("FromContext of a bare context = %v, want nil", info)
 	}
-	info.Record(200, "x", 1) // must not panic
+	info.Record(Upstream{Status: 200, RequestID: "x", Attempts: 1}) // must not panic
 	if a := info.Attrs(); a != nil {
 		t.Errorf("nil Info Attrs = %v", a)
 	}
@@ -55,7 +58,7 @@ func TestConcurrentUse(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Add(2)
-		go func() { defer wg.Done(); info.Record(200+i, "r", i) }()
+		go func() { defer wg.Done(); info.Record(Upstream{Status: 200 + i, RequestID: "r", Attempts: i}) }()
 		go func() { defer wg.Done(); _ = info.Attrs() }()
 	}
 	wg.Wait()

@@ -49,9 +49,9 @@ func (s *contextStream) Context() context.Context { return s.ctx }
 //
 // It replaces that interceptor because the latter builds and merges every
 // field of every call, twice asking for the context's, before the logger can
-// say that the line's level is off: about a twentieth of the facade's CPU
-// under load at --log-level warn, for lines nobody reads. callLog asks the
-// logger first, once the call's code, and so its level, is known.
+// say that the line's level is off: work for lines nobody reads at
+// --log-level warn. callLog asks the logger first, once the call's code, and
+// so its level, is known.
 //
 // Health checks are left out: probes would flood the log. The interceptor
 // logs no metadata and no payload, so credentials never reach the log.
@@ -129,13 +129,12 @@ func (c callLog) finished(ctx context.Context, fullMethod, typ string, start tim
 	c.log.LogAttrs(ctx, level, "finished call", attrs...)
 }
 
-// origin is protocol and peer.address. A REST call is one of c.rest's chain
-// (served in process) or, for streaming methods, one that came through the
-// gateway's in-memory connection (bufconn). Either way the gateway put the
-// HTTP client's address last in x-forwarded-for.
+// origin is protocol and peer.address. A REST call is one of c.rest's chains
+// (served in process by the gateway), which put the HTTP client's address
+// last in x-forwarded-for.
 func (c callLog) origin(ctx context.Context) []slog.Attr {
-	p, hasPeer := peer.FromContext(ctx)
-	if !c.rest && !(hasPeer && p.Addr.Network() == "bufconn") {
+	if !c.rest {
+		p, hasPeer := peer.FromContext(ctx)
 		if !hasPeer {
 			return []slog.Attr{slog.String("protocol", "grpc")}
 		}

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"sync"
 
-	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -16,22 +15,17 @@ import (
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 )
 
-// The REST gateway serves unary methods in process: the generated
-// RegisterPluginServiceHandlerServer handlers call inProcess, which runs the
-// same unary interceptors as the gRPC server (call info, call log with
-// protocol rest, metrics, panic recovery) around the service's method. An
-// earlier version sent every REST call through a gRPC client connection to the
-// facade's own server, in memory: a second gRPC client and server hop (HTTP/2
-// framing, protobuf both ways, two more stats handlers) that cost more than
-// half of the gateway's throughput.
-//
+// The REST gateway serves every method in process. Unary ones through the
+// generated RegisterPluginServiceHandlerServer handlers, which call inProcess:
+// it runs the same unary interceptors as the gRPC server (call info, call log
+// with protocol rest, metrics, panic recovery) around the service's method.
 // grpc-gateway's in-process handlers cannot serve streaming methods (they
-// answer UNIMPLEMENTED). Those go through the in-memory connection still:
-// streamingRoutes finds their routes in the service's google.api.http
-// annotations, and the gateway hands them to a second mux registered with
-// RegisterPluginServiceHandlerClient on that connection, where the gRPC
-// server's stream interceptors (call log, metrics, recovery) apply. A new
-// streaming RPC therefore needs nothing here; a new unary RPC needs its
+// answer UNIMPLEMENTED), so the gateway serves those routes itself
+// (rest_stream.go), through the gRPC server's stream interceptors. Either way
+// the service's error value reaches the gateway as it was returned, so that a
+// failure can be told in the upstream's own words (rest_errors.go).
+//
+// A new streaming RPC therefore needs nothing here; a new unary RPC needs its
 // one-line method on inProcess (TestInProcessCoversEveryUnaryMethod says so).
 
 // inProcess is PluginService for the gateway's in-process handlers: each
@@ -75,63 +69,65 @@ func chainUnary(interceptors ...grpc.UnaryServerInterceptor) grpc.UnaryServerInt
 	}
 }
 
+// chainStream is chainUnary for streaming calls.
+func chainStream(interceptors ...grpc.StreamServerInterceptor) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		next := handler
+		for i := len(interceptors) - 1; i >= 0; i-- {
+			ic, h := interceptors[i], next
+			next = func(srv any, ss grpc.ServerStream) error { return ic(srv, ss, info, h) }
+		}
+		return next(srv, ss)
+	}
+}
+
 // route is one REST binding of an RPC: an HTTP method and a path template.
-type route struct{ method, path string }
+type route struct {
+	method, path string
+	rpc          protoreflect.MethodDescriptor
+}
 
 // streamingRoutes returns the REST bindings (google.api.http, additional
-// bindings included) of sd's streaming methods.
+// bindings included) of sd's server-streaming methods. A method that streams
+// its requests has no REST form: a request is one HTTP request.
 func streamingRoutes(sd protoreflect.ServiceDescriptor) []route {
 	var routes []route
-	var add func(r *annotations.HttpRule)
-	add = func(r *annotations.HttpRule) {
+	var add func(m protoreflect.MethodDescriptor, r *annotations.HttpRule)
+	add = func(m protoreflect.MethodDescriptor, r *annotations.HttpRule) {
 		switch p := r.GetPattern().(type) {
 		case *annotations.HttpRule_Get:
-			routes = append(routes, route{http.MethodGet, p.Get})
+			routes = append(routes, route{http.MethodGet, p.Get, m})
 		case *annotations.HttpRule_Put:
-			routes = append(routes, route{http.MethodPut, p.Put})
+			routes = append(routes, route{http.MethodPut, p.Put, m})
 		case *annotations.HttpRule_Post:
-			routes = append(routes, route{http.MethodPost, p.Post})
+			routes = append(routes, route{http.MethodPost, p.Post, m})
 		case *annotations.HttpRule_Delete:
-			routes = append(routes, route{http.MethodDelete, p.Delete})
+			routes = append(routes, route{http.MethodDelete, p.Delete, m})
 		case *annotations.HttpRule_Patch:
-			routes = append(routes, route{http.MethodPatch, p.Patch})
+			routes = append(routes, route{http.MethodPatch, p.Patch, m})
 		case *annotations.HttpRule_Custom:
-			routes = append(routes, route{p.Custom.GetKind(), p.Custom.GetPath()})
+			routes = append(routes, route{p.Custom.GetKind(), p.Custom.GetPath(), m})
 		}
 		for _, b := range r.GetAdditionalBindings() {
-			add(b)
+			add(m, b)
 		}
 	}
 	for i := 0; i < sd.Methods().Len(); i++ {
 		m := sd.Methods().Get(i)
-		if !m.IsStreamingClient() && !m.IsStreamingServer() {
+		if m.IsStreamingClient() || !m.IsStreamingServer() {
 			continue
 		}
 		if rule, ok := proto.GetExtension(m.Options(), annotations.E_Http).(*annotations.HttpRule); ok && rule != nil {
-			add(rule)
+			add(m, rule)
 		}
 	}
 	return routes
 }
 
-// routeTo registers routes on mux, sending their requests to h, ahead of
-// whatever mux already serves for them.
-func routeTo(mux *runtime.ServeMux, routes []route, h http.Handler) error {
-	for _, r := range routes {
-		// runtime.ServeMux tries the handlers registered last first.
-		if err := mux.HandlePath(r.method, r.path, func(w http.ResponseWriter, req *http.Request, _ map[string]string) {
-			h.ServeHTTP(w, req)
-		}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // restCalls keeps count of the gateway's in-process calls, which the gRPC
-// server's GracefulStop does not see: shutdown waits for them with drain, and
-// from then on new ones answer UNAVAILABLE, as gRPC calls do once the server
-// stops. Its interceptor goes first in the in-process chain.
+// server's GracefulStop does not see: once shutdown begins new ones answer
+// UNAVAILABLE (refuse), as gRPC calls do once the server stops, and shutdown
+// waits for those in flight (wait). Its interceptors go first in the in-process chains.
 type restCalls struct {
 	mu       sync.RWMutex
 	draining bool
@@ -139,21 +135,42 @@ type restCalls struct {
 }
 
 func (r *restCalls) intercept(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	r.mu.RLock()
-	if r.draining {
-		r.mu.RUnlock()
-		return nil, status.Error(codes.Unavailable, "the server is shutting down")
+	if !r.enter() {
+		return nil, errShuttingDown
 	}
-	r.inFlight.Add(1)
-	r.mu.RUnlock()
 	defer r.inFlight.Done()
 	return handler(ctx, req)
 }
 
-// drain refuses new calls and waits for those in flight.
-func (r *restCalls) drain() {
+func (r *restCalls) interceptStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if !r.enter() {
+		return errShuttingDown
+	}
+	defer r.inFlight.Done()
+	return handler(srv, ss)
+}
+
+var errShuttingDown = status.Error(codes.Unavailable, "the server is shutting down")
+
+// enter counts a call in, unless the server is draining.
+func (r *restCalls) enter() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.draining {
+		return false
+	}
+	r.inFlight.Add(1)
+	return true
+}
+
+// refuse refuses new calls from now on.
+func (r *restCalls) refuse() {
 	r.mu.Lock()
 	r.draining = true
 	r.mu.Unlock()
+}
+
+// wait waits for the calls in flight; call refuse first.
+func (r *restCalls) wait() {
 	r.inFlight.Wait()
 }

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"reflect"
@@ -11,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -56,11 +56,17 @@ func TestInProcessCoversEveryUnaryMethod(t *testing.T) {
 	}
 }
 
-// TestStreamingRoutes reads the REST bindings of streaming methods, and only
-// of those, from google.api.http annotations.
+// TestStreamingRoutes reads the REST bindings of server-streaming methods,
+// and only of those, from google.api.http annotations.
 func TestStreamingRoutes(t *testing.T) {
-	routes := streamingRoutes(pluginServiceDescriptor())
-	if got := fmt.Sprint(routes); got != "[{GET /ccpm/v1/plugins/{plugin_id}/versions/{id}:watch}]" {
+	bindings := func(routes []route) []string {
+		var out []string
+		for _, r := range routes {
+			out = append(out, r.method+" "+r.path+" "+string(r.rpc.Name()))
+		}
+		return out
+	}
+	if got := bindings(streamingRoutes(pluginServiceDescriptor())); !slices.Equal(got, []string{"GET /ccpm/v1/plugins/{plugin_id}/versions/{id}:watch WatchPluginVersion"}) {
 		t.Errorf("PluginService's streaming routes = %v, want WatchPluginVersion's only", got)
 	}
 
@@ -88,14 +94,16 @@ func TestStreamingRoutes(t *testing.T) {
 						},
 					})},
 				{Name: proto.String("Unmapped"), InputType: empty, OutputType: empty, ServerStreaming: proto.Bool(true)},
+				{Name: proto.String("Upload"), InputType: empty, OutputType: empty, ClientStreaming: proto.Bool(true),
+					Options: withHTTP(&annotations.HttpRule{Pattern: &annotations.HttpRule_Post{Post: "/v1/things:upload"}, Body: "*"})},
 			},
 		}},
 	}, protoregistry.GlobalFiles)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := streamingRoutes(fd.Services().Get(0))
-	want := []route{{http.MethodGet, "/v1/things/{id}:watch"}, {http.MethodPost, "/v1/things:watch"}}
+	got := bindings(streamingRoutes(fd.Services().Get(0)))
+	want := []string{"GET /v1/things/{id}:watch Watch", "POST /v1/things:watch Watch"}
 	if !slices.Equal(got, want) {
 		t.Errorf("streamingRoutes = %v, want %v", got, want)
 	}
@@ -117,7 +125,7 @@ var streamer = grpc.ServiceDesc{
 			if in.GetValue() == "panic" {
 				panic("boom")
 			}
-			callinfo.FromContext(ss.Context()).Record(http.StatusOK, "req-stream", 1)
+			callinfo.FromContext(ss.Context()).Record(callinfo.Upstream{Status: http.StatusOK, RequestID: "req-stream", Attempts: 1})
 			for range 2 {
 				if err := ss.SendMsg(in); err != nil {
 					return err
@@ -170,9 +178,14 @@ func TestStreamingCallsAreLoggedCountedAndRecovered(t *testing.T) {
 		t.Fatalf("%d call log lines, want %d: %v", len(lines), len(wantCodes), lines)
 	}
 	for i, l := range lines {
-		if l["grpc.service"] != "test.Streamer" || l["grpc.method"] != "Watch" || l["grpc.method_type"] != "server_stream" ||
-			l["protocol"] != "grpc" || l["grpc.code"] != wantCodes[i] {
-			t.Errorf("line %d = %v, want test.Streamer/Watch server_stream over grpc, code %s", i, l, wantCodes[i])
+		want := map[string]any{"grpc.service": "test.Streamer", "grpc.method": "Watch", "grpc.method_type": "server_stream",
+			"protocol": "grpc", "grpc.code": wantCodes[i]}
+		got := map[string]any{}
+		for k := range want {
+			got[k] = l[k]
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("line %d (-want +got):\n%s", i, diff)
 		}
 	}
 	if lines[0]["upstream_status"] != 200.0 || lines[0]["upstream_request_id"] != "req-stream" {

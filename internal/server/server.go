@@ -3,8 +3,9 @@
 // grpc.health.v1, server reflection v1 and v1alpha) and an HTTP server (the
 // grpc-gateway REST mapping of the same API, /openapi.json, /metrics, /healthz
 // and /readyz). The gateway calls PluginService in process through the same
-// unary interceptors as the gRPC server, so REST calls get the same single log
-// line, metrics and recovery (see gateway.go).
+// interceptors as the gRPC server, so REST calls get the same single log
+// line, metrics and recovery (see gateway.go), and answers in Confluent
+// Cloud's own JSON (rest_*.go).
 //
 // It lives apart from cmd/server so that tests can start the very stack the
 // binary runs, on loopback listeners of their own.
@@ -31,14 +32,11 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
@@ -75,10 +73,10 @@ var keepaliveParams = keepalive.ServerParameters{
 
 // streamWorkers is how many goroutines the gRPC server keeps to run calls.
 // Without them it starts a goroutine per call, whose stack then grows (by
-// copying) through the interceptors, the upstream HTTP call and JSON decoding:
-// about a tenth of the facade's CPU under load (see docs/benchmarks.md). A
-// worker's stack stays grown between calls. Calls beyond this many at once
-// still get a goroutine of their own; idle workers cost only their stacks.
+// copying) through the interceptors, the upstream HTTP call and JSON
+// decoding; a worker's stack stays grown between calls (docs/benchmarks.md
+// has what this saves). Calls beyond this many at once still get a goroutine
+// of their own; idle workers cost only their stacks.
 const streamWorkers = 64
 
 // Server is the facade's gRPC and HTTP servers, built by New and run once by
@@ -97,9 +95,7 @@ type Server struct {
 	health  *health.Server
 	grpcSrv *grpc.Server
 	httpSrv *http.Server
-	rest    *restCalls        // the gateway's in-process calls, drained at shutdown
-	inmem   *bufconn.Listener // the gateway's streaming calls; nil without streaming routes
-	conn    *grpc.ClientConn  // the gateway's client on inmem
+	rest    *restCalls // the gateway's in-process calls, drained at shutdown
 	cutREST context.CancelFunc
 }
 
@@ -196,27 +192,8 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 	gw := gateway{
 		inProcess: &inProcess{svc: s.svc, chain: chainUnary(append(
 			[]grpc.UnaryServerInterceptor{s.rest.intercept}, s.unaryInterceptors(metrics, true)...)...)},
-		streaming: streamingRoutes(pluginServiceDescriptor()),
-	}
-	// Streaming REST calls, which grpc-gateway cannot serve in process (see
-	// gateway.go), call the gRPC server in memory rather than through its
-	// listener: their calls never leave the process, so they need neither TLS
-	// nor, under mutual TLS, a client certificate of their own, and the call
-	// log can tell them apart (see callLog.origin). TLS is therefore set on
-	// the gRPC listener (tls.NewListener in Serve) rather than on the whole
-	// gRPC server (grpc.Creds), which would apply to the in-memory listener too.
-	if len(gw.streaming) > 0 {
-		s.inmem = bufconn.Listen(256 << 10)
-		conn, err := grpc.NewClient("passthrough:///gateway",
-			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return s.inmem.DialContext(ctx) }),
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithStatsHandler(otelgrpc.NewClientHandler(
-				otelgrpc.WithTracerProvider(s.tracer), otelgrpc.WithPropagators(telemetry.Propagator()))),
-		)
-		if err != nil {
-			return nil, fmt.Errorf("gateway connection: %w", err)
-		}
-		s.conn, gw.conn = conn, conn
+		streams: &inProcessStreams{svc: s.svc, desc: &pluginv1.PluginService_ServiceDesc, chain: chainStream(append(
+			[]grpc.StreamServerInterceptor{s.rest.interceptStream}, s.streamInterceptors(metrics, true)...)...)},
 	}
 	handler, err := s.httpHandler(gw)
 	if err != nil {
@@ -245,9 +222,6 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 // or the first error that stopped a server. It closes both listeners.
 func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
 	defer s.cutREST()
-	if s.conn != nil {
-		defer s.conn.Close()
-	}
 	if s.tls != nil {
 		cfg := s.tls.Clone()
 		cfg.NextProtos = []string{"h2"} // gRPC clients require HTTP/2 by ALPN
@@ -256,9 +230,6 @@ func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error
 	g, gctx := errgroup.WithContext(ctx)
 	s.log.Info("serving gRPC", "addr", grpcLis.Addr().String(), "tls", s.tls != nil)
 	g.Go(func() error { return s.serveGRPC(grpcLis) })
-	if s.inmem != nil {
-		g.Go(func() error { return s.serveGRPC(s.inmem) })
-	}
 	s.log.Info("serving HTTP", "addr", httpLis.Addr().String(), "tls", s.tls != nil)
 	g.Go(func() error { return s.serveHTTP(httpLis) })
 	g.Go(func() error {
@@ -294,20 +265,22 @@ func (s *Server) serveHTTP(lis net.Listener) error {
 }
 
 // shutdown stops both servers gracefully: health turns NOT_SERVING (so
-// /readyz answers 503), the gRPC listener closes while calls in flight, gRPC
-// and REST, get the shutdown timeout to finish, and the HTTP server, which
-// answers /readyz and /healthz meanwhile, stops last.
+// /readyz answers 503) and new REST calls are refused from that moment, the
+// gRPC listener closes while calls in flight, gRPC and REST, get the shutdown
+// timeout to finish, and the HTTP server, which answers /readyz and /healthz
+// meanwhile, stops last.
 func (s *Server) shutdown(ctx context.Context) error {
 	s.log.Info("shutting down", "timeout", s.shutdownTimeout.String())
 	s.health.Shutdown()
+	s.rest.refuse()
 	ctx, cancel := context.WithTimeout(ctx, s.shutdownTimeout)
 	defer cancel()
 	// Calls first: the gRPC server stops accepting and waits for its calls in
-	// flight (streaming REST ones included: they are gRPC calls from the
-	// gateway), and the gateway's in-process calls are drained, while the
-	// HTTP server keeps answering /readyz with 503 for the load balancer.
+	// flight, and the gateway's in-process calls (unary and streaming) are
+	// drained, while the HTTP server keeps answering /readyz with 503 for the
+	// load balancer.
 	stopped := make(chan struct{})
-	go func() { s.grpcSrv.GracefulStop(); s.rest.drain(); close(stopped) }()
+	go func() { s.grpcSrv.GracefulStop(); s.rest.wait(); close(stopped) }()
 	select {
 	case <-stopped:
 	case <-ctx.Done():
@@ -324,18 +297,12 @@ func (s *Server) shutdown(ctx context.Context) error {
 
 // grpcServer builds the gRPC server with its interceptors, services and limits.
 func (s *Server) grpcServer(metrics *grpcprom.ServerMetrics) *grpc.Server {
-	calls := callLog{log: s.log}
 	opts := []grpc.ServerOption{
 		grpc.NumStreamWorkers(streamWorkers),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(
 			otelgrpc.WithTracerProvider(s.tracer), otelgrpc.WithPropagators(telemetry.Propagator()))),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptors(metrics, false)...),
-		grpc.ChainStreamInterceptor(
-			streamWithCallInfo,
-			calls.stream,
-			metrics.StreamServerInterceptor(),
-			recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
-		),
+		grpc.ChainStreamInterceptor(s.streamInterceptors(metrics, false)...),
 		grpc.MaxRecvMsgSize(maxRecvMsgBytes),
 		grpc.KeepaliveEnforcementPolicy(keepaliveEnforcement),
 		grpc.KeepaliveParams(keepaliveParams),
@@ -352,13 +319,23 @@ func (s *Server) grpcServer(metrics *grpcprom.ServerMetrics) *grpc.Server {
 // unaryInterceptors are the interceptors of every unary call, outermost
 // first, over gRPC (rest false) and in process from the gateway (rest true),
 // so that both protocols get the same call log line, metrics and recovery.
-// A streaming call gets their stream equivalents (grpcServer).
+// A streaming call gets their stream equivalents (streamInterceptors).
 func (s *Server) unaryInterceptors(metrics *grpcprom.ServerMetrics, rest bool) []grpc.UnaryServerInterceptor {
 	return []grpc.UnaryServerInterceptor{
 		withCallInfo,
 		callLog{log: s.log, rest: rest}.unary,
 		metrics.UnaryServerInterceptor(),
 		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
+	}
+}
+
+// streamInterceptors are unaryInterceptors for streaming calls.
+func (s *Server) streamInterceptors(metrics *grpcprom.ServerMetrics, rest bool) []grpc.StreamServerInterceptor {
+	return []grpc.StreamServerInterceptor{
+		streamWithCallInfo,
+		callLog{log: s.log, rest: rest}.stream,
+		metrics.StreamServerInterceptor(),
+		recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
 	}
 }
 
@@ -369,28 +346,28 @@ func pluginServiceDescriptor() protoreflect.ServiceDescriptor {
 		ByName(protoreflect.FullName(pluginv1.PluginService_ServiceDesc.ServiceName).Name())
 }
 
-// gateway is what the REST mapping calls: inProcess for unary methods and,
-// when the service has streaming methods, conn for their routes.
+// gateway is what the REST mapping calls: inProcess for unary methods,
+// streams for streaming ones.
 type gateway struct {
 	inProcess *inProcess
-	streaming []route
-	conn      *grpc.ClientConn // nil without streaming routes
+	streams   *inProcessStreams
 }
 
-// httpHandler builds the HTTP side: the REST mapping of PluginService (JSON
-// with the proto field names, other gateway defaults kept) traced by otelhttp,
+// httpHandler builds the HTTP side: the REST mapping of PluginService in
+// Confluent Cloud's own JSON (restJSON, rest_errors.go) traced by otelhttp,
 // /openapi.json, /metrics, /healthz (liveness: the process answers) and
 // /readyz (readiness: the gRPC health state).
 func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 	ctx := context.Background() // the handlers' registration keeps no context
+	sd := pluginServiceDescriptor()
+	enc, err := newRESTJSON(sd)
+	if err != nil {
+		return nil, err
+	}
 	gwOpts := []runtime.ServeMuxOption{
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{
-			Marshaler: newFastJSON(runtime.JSONPb{
-				MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true},
-				UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: true},
-			}),
-		}),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, enc),
 		runtime.WithErrorHandler(errorHandler),
+		runtime.WithRoutingErrorHandler(routingErrorHandler),
 		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
 		// Route on the escaped path, so that an encoded '/' (%2F) stays inside
 		// its path variable instead of splitting it: "ccp-1%2F..%2Fx" reaches
@@ -402,19 +379,12 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 	if err := pluginv1.RegisterPluginServiceHandlerServer(ctx, gw, gateway.inProcess); err != nil {
 		return nil, fmt.Errorf("registering the REST gateway: %w", err)
 	}
-	if gateway.conn != nil {
-		viaConn := runtime.NewServeMux(append(gwOpts, runtime.WithStreamErrorHandler(streamErrorHandler))...)
-		if err := pluginv1.RegisterPluginServiceHandlerClient(ctx, viaConn, pluginv1.NewPluginServiceClient(gateway.conn)); err != nil {
-			return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
-		}
-		if err := routeTo(gw, gateway.streaming, withStreamErrorHeaders(viaConn)); err != nil {
-			return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
-		}
+	if err := gateway.streams.register(gw, streamingRoutes(sd), enc); err != nil {
+		return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
 	}
 	mux := http.NewServeMux()
 	// otelhttp reads the caller's traceparent header and puts its span in the
-	// request's context, which in-process calls keep, and which the gateway's
-	// gRPC client sends on as metadata for streaming calls.
+	// request's context, which in-process calls keep.
 	mux.Handle("/", telemetry.Handler(gw, s.tracer, "rest"))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +22,6 @@ import (
 	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/descriptorpb"
@@ -136,20 +136,31 @@ func serveWith(t testing.TB, svc pluginv1.PluginServiceServer, prepare []func(*S
 	return r
 }
 
+// restResponse is one HTTP answer as a client reads it.
 type restResponse struct {
 	status int
 	header http.Header
 	body   []byte
 }
 
+// get GETs path of the stack's HTTP server, with header pairs (name, value).
 func (s *stack) get(t testing.TB, path string, header ...string) restResponse {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, s.httpURL+path, nil)
+	return fetch(t, s.httpURL+path, header...)
+}
+
+// fetch GETs url, with header pairs (name, value); an empty value sends no
+// header.
+func fetch(t testing.TB, url string, header ...string) restResponse {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
+		if header[i+1] != "" {
+			req.Header.Set(header[i], header[i+1])
+		}
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -294,13 +305,17 @@ func TestOpenAPIDocumentIsServed(t *testing.T) {
 		t.Fatalf("/openapi.json = %d %s", r.status, r.header.Get("Content-Type"))
 	}
 	var doc struct {
-		Swagger string                    `json:"swagger"`
+		OpenAPI string                    `json:"openapi"`
 		Paths   map[string]map[string]any `json:"paths"`
 	}
 	if err := json.Unmarshal(r.body, &doc); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"/ccpm/v1/plugins/{plugin_id}/versions/{id}", "/connect/v1/custom-connector-plugins/{id}"} {
+	if doc.OpenAPI != "3.0.3" {
+		t.Errorf("openapi %q, want 3.0.3", doc.OpenAPI)
+	}
+	for _, p := range []string{"/ccpm/v1/plugins/{plugin_id}/versions/{id}", "/connect/v1/custom-connector-plugins/{id}",
+		"/ccpm/v1/plugins/{plugin_id}/versions/{id}:watch"} {
 		if _, ok := doc.Paths[p]["get"]; !ok {
 			t.Errorf("OpenAPI document has no GET %s; paths: %v", p, doc.Paths)
 		}
@@ -314,7 +329,6 @@ func TestBothRPCsOverGRPCAndREST(t *testing.T) {
 		name         string
 		grpc         func(context.Context) (proto.Message, error)
 		restPath     string
-		into         proto.Message
 		allowedUnset []string
 	}{
 		{
@@ -324,7 +338,6 @@ func TestBothRPCsOverGRPCAndREST(t *testing.T) {
 					PluginId: sandbox.PluginID, Id: sandbox.DeletedVersionID, Environment: sandbox.Environment})
 			},
 			restPath:     "/ccpm/v1/plugins/" + sandbox.PluginID + "/versions/" + sandbox.DeletedVersionID + "?environment=" + sandbox.Environment,
-			into:         &pluginv1.CustomConnectPluginVersion{},
 			allowedUnset: []string{"status.error_message"}, // a READY version has no error
 		},
 		{
@@ -334,7 +347,6 @@ func TestBothRPCsOverGRPCAndREST(t *testing.T) {
 					PluginId: sandbox.FailedPluginID, Id: sandbox.FailedVersionID, Environment: sandbox.Environment})
 			},
 			restPath:     "/ccpm/v1/plugins/" + sandbox.FailedPluginID + "/versions/" + sandbox.FailedVersionID + "?environment=" + sandbox.Environment,
-			into:         &pluginv1.CustomConnectPluginVersion{},
 			allowedUnset: []string{"metadata.deleted_at"},
 		},
 		{
@@ -343,7 +355,6 @@ func TestBothRPCsOverGRPCAndREST(t *testing.T) {
 				return s.client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID})
 			},
 			restPath:     "/connect/v1/custom-connector-plugins/" + sandbox.PluginID,
-			into:         &pluginv1.CustomConnectorPlugin{},
 			allowedUnset: []string{"metadata.deleted_at"},
 		},
 	}
@@ -355,39 +366,53 @@ func TestBothRPCsOverGRPCAndREST(t *testing.T) {
 			}
 			assertAllFieldsSet(t, got, tt.allowedUnset...)
 
+			// REST: the upstream's own JSON.
 			r := s.get(t, tt.restPath)
 			if r.status != http.StatusOK {
 				t.Fatalf("GET %s = %d %s", tt.restPath, r.status, r.body)
 			}
-			if err := protojson.Unmarshal(r.body, tt.into); err != nil {
-				t.Fatalf("REST body is not the resource: %v\n%s", err, r.body)
-			}
-			if !proto.Equal(got, tt.into) {
-				t.Errorf("REST and gRPC disagree:\ngRPC: %v\nREST: %v", got, tt.into)
-			}
-			// The gateway speaks the upstream's snake_case field names.
-			if !strings.Contains(string(r.body), `"api_version"`) || strings.Contains(string(r.body), `"apiVersion"`) {
-				t.Errorf("REST JSON does not use proto field names: %s", r.body)
-			}
+			direct := fetch(t, s.sandbox.URL()+tt.restPath, "Authorization", "Bearer "+sandbox.BearerToken)
+			assertSameJSON(t, direct.body, r.body)
 		})
 	}
 }
 
-func TestUnknownEnumValuesReachRESTClients(t *testing.T) {
+// TestUnknownEnumValuesReachBothProtocols: a value the contract does not
+// know yet is the enum's UNSPECIFIED and the raw literal over gRPC, and the
+// literal itself over REST.
+func TestUnknownEnumValuesReachBothProtocols(t *testing.T) {
 	s := startStack(t, []service.Option{service.WithDefaultCredentials(sandboxKey)})
+	v, err := s.client.GetPluginVersion(t.Context(), &pluginv1.GetPluginVersionRequest{
+		PluginId: sandbox.UnknownEnumsPluginID, Id: sandbox.UnknownEnumsVersionID, Environment: sandbox.Environment})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.GetStatus().GetPhase() != pluginv1.VersionPhase_VERSION_PHASE_UNSPECIFIED || v.GetStatus().GetPhaseRaw() != "VALIDATING" {
+		t.Errorf("gRPC phase = %v / %q, want UNSPECIFIED / VALIDATING", v.GetStatus().GetPhase(), v.GetStatus().GetPhaseRaw())
+	}
+	if got := v.GetSpec().GetConnectorClasses()[0].GetTypeRaw(); got != "TRANSFORM" {
+		t.Errorf("gRPC connector class type_raw = %q, want TRANSFORM", got)
+	}
+
 	r := s.get(t, "/ccpm/v1/plugins/"+sandbox.UnknownEnumsPluginID+"/versions/"+sandbox.UnknownEnumsVersionID+"?environment="+sandbox.Environment)
 	if r.status != http.StatusOK {
 		t.Fatalf("status %d: %s", r.status, r.body)
 	}
-	var v pluginv1.CustomConnectPluginVersion
-	if err := protojson.Unmarshal(r.body, &v); err != nil {
+	var rest upstream.PluginVersion
+	if err := json.Unmarshal(r.body, &rest); err != nil {
 		t.Fatal(err)
 	}
-	if v.GetStatus().GetPhase() != pluginv1.VersionPhase_VERSION_PHASE_UNSPECIFIED || v.GetStatus().GetPhaseRaw() != "VALIDATING" {
-		t.Errorf("phase = %v / %q, want UNSPECIFIED / VALIDATING", v.GetStatus().GetPhase(), v.GetStatus().GetPhaseRaw())
+	if got := *rest.Status.Phase; got != "VALIDATING" {
+		t.Errorf("REST phase = %q, want VALIDATING", got)
 	}
-	if got := v.GetSpec().GetConnectorClasses()[0].GetTypeRaw(); got != "TRANSFORM" {
-		t.Errorf("connector class type_raw = %q, want TRANSFORM", got)
+	if got := *rest.Spec.ConnectorClasses[0].Type; got != "TRANSFORM" {
+		t.Errorf("REST connector class type = %q, want TRANSFORM", got)
+	}
+	if got := *rest.Spec.UploadSource.Location; got != "GIT_REPOSITORY_LOCATION" {
+		t.Errorf("REST upload location = %q, want GIT_REPOSITORY_LOCATION", got)
+	}
+	if strings.Contains(string(r.body), "_raw") || strings.Contains(string(r.body), "UNSPECIFIED") {
+		t.Errorf("REST body carries the gRPC representation: %s", r.body)
 	}
 }
 
@@ -453,12 +478,10 @@ func TestErrorsOverBothProtocols(t *testing.T) {
 			if r.status != tt.wantHTTP {
 				t.Errorf("REST %s = %d %s, want %d", tt.path, r.status, r.body, tt.wantHTTP)
 			}
-			var body struct {
-				Code    int32  `json:"code"`
-				Message string `json:"message"`
-			}
-			if err := json.Unmarshal(r.body, &body); err != nil || codes.Code(body.Code) != tt.wantCode || body.Message == "" {
-				t.Errorf("REST error body = %s, want code %d and a message", r.body, tt.wantCode)
+			var body failureEnvelope
+			if err := json.Unmarshal(r.body, &body); err != nil || len(body.Errors) == 0 ||
+				body.Errors[0].Status != strconv.Itoa(tt.wantHTTP) || body.Errors[0].Title == "" {
+				t.Errorf("REST error body = %s, want a Failure envelope of a %d", r.body, tt.wantHTTP)
 			}
 
 			reached := s.sandbox.Requests() > before
@@ -612,6 +635,10 @@ func (panicky) GetConnectorPlugin(context.Context, *pluginv1.GetConnectorPluginR
 	panic("boom")
 }
 
+func (panicky) WatchPluginVersion(*pluginv1.WatchPluginVersionRequest, grpc.ServerStreamingServer[pluginv1.CustomConnectPluginVersion]) error {
+	panic("boom")
+}
+
 func TestPanicsBecomeInternal(t *testing.T) {
 	var logs logBuffer
 	s := startServer(t, panicky{}, nil, WithLogger(logs.logger()))
@@ -624,9 +651,13 @@ func TestPanicsBecomeInternal(t *testing.T) {
 	if r := s.get(t, "/connect/v1/custom-connector-plugins/ccp-1"); r.status != http.StatusInternalServerError {
 		t.Errorf("REST: %d, want 500", r.status)
 	}
+	if r := s.get(t, "/ccpm/v1/plugins/ccp-1/versions/ver-1:watch?environment=env-1"); r.status != http.StatusInternalServerError ||
+		strings.Contains(string(r.body), "boom") {
+		t.Errorf("REST watch: %d %s, want 500 without the panic's words", r.status, r.body)
+	}
 	// The operator sees what the caller does not.
-	if panics := logs.lines(t, "panic in a call"); len(panics) != 3 || panics[0]["panic"] != "boom" || panics[0]["level"] != "ERROR" {
-		t.Errorf("panic log lines = %v, want 3 at ERROR with the panic's words", panics)
+	if panics := logs.lines(t, "panic in a call"); len(panics) != 4 || panics[0]["panic"] != "boom" || panics[0]["level"] != "ERROR" {
+		t.Errorf("panic log lines = %v, want 4 at ERROR with the panic's words", panics)
 	}
 	for _, l := range logs.lines(t, "finished call") {
 		if l["grpc.code"] != "Internal" || l["level"] != "ERROR" {

@@ -2,16 +2,14 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/protobuf/encoding/protojson"
-
-	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/sandbox"
 	"github.com/acme/plugin-facade/internal/service"
 	"github.com/acme/plugin-facade/internal/upstream"
@@ -19,8 +17,9 @@ import (
 )
 
 // TestWatchOverREST: the gateway streams a watch as newline-delimited JSON,
-// one {"result": ...} per change, and ends the response when the phase is
-// terminal; a failure is a final {"error": ...}.
+// one {"result": <the upstream's JSON>} per change, and ends the response
+// when the phase is terminal; a failure is a final {"error": <a Failure
+// envelope>}.
 func TestWatchOverREST(t *testing.T) {
 	s := startStack(t, []service.Option{service.WithDefaultCredentials(sandboxKey),
 		service.WithWatchIntervals(service.WatchIntervals{Min: 10 * time.Millisecond, Default: 20 * time.Millisecond, Cap: 80 * time.Millisecond})},
@@ -38,8 +37,16 @@ func TestWatchOverREST(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertDescribed(t, path, restResponse{resp.StatusCode, resp.Header, body}, nil)
+		if ct := resp.Header.Get("Content-Type"); ct != ndjsonContentType {
+			t.Errorf("Content-Type %q, want %q", ct, ndjsonContentType)
+		}
 		var lines []map[string]json.RawMessage
-		sc := bufio.NewScanner(resp.Body)
+		sc := bufio.NewScanner(bytes.NewReader(body))
 		for sc.Scan() {
 			if strings.TrimSpace(sc.Text()) == "" {
 				continue
@@ -63,11 +70,11 @@ func TestWatchOverREST(t *testing.T) {
 		}
 		var got []string
 		for _, l := range lines {
-			var v pluginv1.CustomConnectPluginVersion
-			if err := protojson.Unmarshal(l["result"], &v); err != nil {
-				t.Fatalf("line %v: %v", l, err)
+			var v upstream.PluginVersion // the upstream's JSON
+			if err := json.Unmarshal(l["result"], &v); err != nil || v.Status == nil || v.Status.Phase == nil {
+				t.Fatalf("line %s: %v", l["result"], err)
 			}
-			got = append(got, v.GetStatus().GetPhaseRaw())
+			got = append(got, *v.Status.Phase)
 		}
 		if strings.Join(got, ",") != "PROCESSING,READY" {
 			t.Errorf("phases %v, want PROCESSING,READY", got)
@@ -78,12 +85,10 @@ func TestWatchOverREST(t *testing.T) {
 		if status != http.StatusNotFound || len(lines) != 1 || lines[0]["error"] == nil {
 			t.Fatalf("%d %v, want 404 (nothing was sent before the error) and one error", status, lines)
 		}
-		var e struct {
-			Code    int    `json:"code"`
-			Message string `json:"message"`
-		}
-		if err := json.Unmarshal(lines[0]["error"], &e); err != nil || codes.Code(e.Code) != codes.NotFound || !strings.Contains(e.Message, "not found") {
-			t.Errorf("error %s, want NOT_FOUND with the upstream's words", lines[0]["error"])
+		var e failureEnvelope
+		if err := json.Unmarshal(lines[0]["error"], &e); err != nil || len(e.Errors) != 1 ||
+			e.Errors[0].Status != "404" || !strings.Contains(e.Errors[0].Detail, "not found") {
+			t.Errorf("error %s, want the upstream's 404 envelope", lines[0]["error"])
 		}
 	})
 	t.Run("an invalid request is a 400", func(t *testing.T) {
@@ -131,5 +136,39 @@ func TestWatchErrorHeadersOverREST(t *testing.T) {
 				t.Errorf("%d, %s %q; want %d, %q", r.status, tt.header, r.header.Get(tt.header), tt.wantStatus, tt.want)
 			}
 		})
+	}
+}
+
+// TestWatchOverRESTGoesThroughTheStreamInterceptors: a watch served over
+// REST in process gets the call log line (protocol rest, with the HTTP
+// client's address and what the upstream answered), the gRPC metrics and
+// panic recovery of a watch over gRPC.
+func TestWatchOverRESTGoesThroughTheStreamInterceptors(t *testing.T) {
+	sb := startSandbox(t)
+	s, logs := instrumentedStack(t, sb.URL())
+	path := "/ccpm/v1/plugins/" + sandbox.PluginID + "/versions/" + sandbox.VersionID + ":watch?environment=" + sandbox.Environment
+	if r := s.get(t, path); r.status != http.StatusOK || !strings.Contains(string(r.body), `"phase":"READY"`) {
+		t.Fatalf("watch of a READY version = %d %s", r.status, r.body)
+	}
+	if r := s.get(t, "/ccpm/v1/plugins/ccp-00000/versions/ver-1:watch?environment="+sandbox.Environment); r.status != http.StatusNotFound {
+		t.Fatalf("watch of an unknown version = %d %s", r.status, r.body)
+	}
+	lines := logs.lines(t, "finished call")
+	if len(lines) != 2 {
+		t.Fatalf("%d call log lines, want 2: %v", len(lines), lines)
+	}
+	for i, code := range []string{"OK", "NotFound"} {
+		l := lines[i]
+		addr, _ := l["peer.address"].(string)
+		if l["grpc.method"] != "WatchPluginVersion" || l["grpc.method_type"] != "server_stream" || l["protocol"] != "rest" ||
+			l["grpc.code"] != code || !strings.HasPrefix(addr, "127.0.0.1") || l["upstream_status"] == nil {
+			t.Errorf("line %d = %v, want WatchPluginVersion server_stream over rest from 127.0.0.1, code %s, with the upstream's status", i, l, code)
+		}
+	}
+	fams := scrape(t, s.httpURL)
+	for code, want := range map[string]float64{"OK": 1, "NotFound": 1} {
+		if got := value(fams, "grpc_server_handled_total", "grpc_method", "WatchPluginVersion", "grpc_type", "server_stream", "grpc_code", code); got != want {
+			t.Errorf("grpc_server_handled_total{WatchPluginVersion, %s} = %v, want %v", code, got, want)
+		}
 	}
 }

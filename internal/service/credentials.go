@@ -22,19 +22,20 @@ func (s *Service) credentials(ctx context.Context) (upstream.Authorization, erro
 	switch vals := md.Get(authorizationKey); len(vals) {
 	case 0:
 		if s.defaultAuth.IsZero() {
-			return upstream.Authorization{}, status.Error(codes.Unauthenticated,
+			return upstream.Authorization{}, refused(status.New(codes.Unauthenticated,
 				"no credentials: send authorization metadata (Basic <base64 key:secret> or Bearer <token>); "+
-					"this service has no Cloud API key of its own configured")
+					"this service has no Cloud API key of its own configured"), ReasonNoCredentials)
 		}
 		return s.defaultAuth, nil
 	case 1:
 		a, err := upstream.ParseAuthorization(vals[0])
 		if err != nil {
-			return upstream.Authorization{}, status.Error(codes.Unauthenticated, "invalid authorization metadata: "+err.Error())
+			return upstream.Authorization{}, refused(status.New(codes.Unauthenticated,
+				"invalid authorization metadata: "+err.Error()), ReasonBadCredentials)
 		}
 		return a, nil
 	default:
-		return upstream.Authorization{}, status.Errorf(codes.Unauthenticated,
-			"invalid authorization metadata: got %d values, send exactly one", len(vals))
+		return upstream.Authorization{}, refused(status.Newf(codes.Unauthenticated,
+			"invalid authorization metadata: got %d values, send exactly one", len(vals)), ReasonBadCredentials)
 	}
 }

@@ -108,12 +108,18 @@ func (s *Service) GetConnectorPlugin(ctx context.Context, req *pluginv1.GetConne
 	return connectorPluginToProto(p), nil
 }
 
+// upstreamInfo is what the call log says of the upstream side of a call.
+func upstreamInfo(meta upstream.Meta) callinfo.Upstream {
+	return callinfo.Upstream{Status: meta.StatusCode, RequestID: meta.RequestID,
+		Attempts: meta.Attempts, Shared: meta.Shared, Cached: meta.Cached}
+}
+
 // answered does what every RPC does once the upstream call is over: it
 // records the call for the log line, passes the upstream's response headers on
 // as response metadata, and turns a failure into the caller's status, logging
 // for the operator what the status leaves out.
 func (s *Service) answered(ctx context.Context, meta upstream.Meta, err error) error {
-	callinfo.FromContext(ctx).Record(meta.StatusCode, meta.RequestID, meta.Attempts)
+	callinfo.FromContext(ctx).Record(upstreamInfo(meta))
 	if md := responseMetadata(meta, err); md.Len() > 0 {
 		// Fails only when headers were sent already, which a unary handler
 		// has not done; nothing to do about it but carry on.
@@ -139,7 +145,7 @@ func (s *Service) failure(ctx context.Context, meta upstream.Meta, err error) er
 	case errors.As(err, &de):
 		s.log.ErrorContext(ctx, "upstream broke its contract", "error", err.Error(), "request_id", de.RequestID)
 	}
-	return toStatus(err, s.client.Host(), meta)
+	return upstreamFailure(err, s.client.Host(), meta)
 }
 
 // prepare does what every RPC does before calling the upstream: it validates

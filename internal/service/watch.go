@@ -103,7 +103,9 @@ func (s *Service) WatchPluginVersion(req *pluginv1.WatchPluginVersionRequest, st
 		if ev == nil {
 			continue
 		}
-		callinfo.FromContext(ctx).Record(ev.meta.StatusCode, ev.meta.RequestID, ev.polls)
+		info := upstreamInfo(ev.meta)
+		info.Attempts = ev.polls // the poll loop's requests so far
+		callinfo.FromContext(ctx).Record(info)
 		if !headerSent {
 			headerSent = true
 			if md := responseMetadata(ev.meta, ev.err); md.Len() > 0 {

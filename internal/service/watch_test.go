@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -145,11 +147,10 @@ func TestWatchEndsWithTheCaller(t *testing.T) {
 			if status.Code(err) != tt.wantCode || len(got) != 1 {
 				t.Fatalf("%d messages, then %v; want 1 message, then %s", len(got), err, tt.wantCode)
 			}
-			// The poll loop stops: the request count settles.
-			time.Sleep(200 * time.Millisecond)
+			// The poll loop stops, so nothing polls any more.
 			n := sb.Requests()
-			time.Sleep(300 * time.Millisecond)
-			if m := sb.Requests(); m != n {
+			waitForNoPollLoop(t)
+			if m := sb.Requests(); m > n+1 {
 				t.Errorf("the upstream was polled %d more times after the caller left", m-n)
 			}
 		})
@@ -333,5 +334,20 @@ func TestWatcherMailbox(t *testing.T) {
 			t.Fatalf("event %d after %d: an older event came back", ev.polls, last)
 		}
 		last = ev.polls
+	}
+}
+
+// waitForNoPollLoop waits until no poll loop's goroutine is left: once none
+// runs, nothing polls the upstream any more.
+func waitForNoPollLoop(t *testing.T) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(5 * time.Second); ; runtime.Gosched() {
+		if !strings.Contains(string(buf[:runtime.Stack(buf, true)]), "service.(*Service).poll(") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a poll loop still runs 5s after its last watcher left")
+		}
 	}
 }

@@ -122,8 +122,7 @@ func exporting(getenv func(string) string) bool {
 // context along with each upstream HTTP exchange, and traces the exchange as a
 // client span when the call's span is recorded (sampled, with an exporter).
 // Calls whose span is not recorded skip otelhttp, which would compute span and
-// metric attributes nobody reads: about a tenth of the facade's CPU under load
-// (docs/benchmarks.md).
+// metric attributes nobody reads.
 func Transport(tp trace.TracerProvider) func(http.RoundTripper) http.RoundTripper {
 	return func(rt http.RoundTripper) http.RoundTripper {
 		return &transport{

@@ -68,9 +68,6 @@ func isToken68(s string) bool {
 // IsZero reports whether a holds no credential.
 func (a Authorization) IsZero() bool { return a.token == "" }
 
-// Scheme returns "Basic", "Bearer", or "" for the zero value.
-func (a Authorization) Scheme() string { return a.scheme }
-
 // String returns the scheme and a redaction mark, never the credential.
 func (a Authorization) String() string {
 	if a.IsZero() {

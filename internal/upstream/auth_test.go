@@ -42,8 +42,8 @@ func TestParseAuthorization(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if a.Scheme() != tt.wantScheme || a.headerValue() != tt.wantHeader {
-				t.Errorf("got %s %q, want %s %q", a.Scheme(), a.headerValue(), tt.wantScheme, tt.wantHeader)
+			if a.scheme != tt.wantScheme || a.headerValue() != tt.wantHeader {
+				t.Errorf("got %s %q, want %s %q", a.scheme, a.headerValue(), tt.wantScheme, tt.wantHeader)
 			}
 		})
 	}

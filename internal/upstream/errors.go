@@ -53,6 +53,14 @@ type Error struct {
 	// Excerpt is the start of a body that was not a Failure envelope, so that
 	// something of an unexpected answer still reaches a person.
 	Excerpt string
+	// Envelope is the body exactly as sent when it was a Failure envelope
+	// (Items holds it decoded); nil otherwise.
+	Envelope []byte
+	// Header holds the documented headers of the answer that it sent
+	// (X-Request-Id, X-RateLimit-Limit, -Remaining, -Reset, Retry-After,
+	// WWW-Authenticate), as sent but for any byte that is not printable
+	// ASCII, which becomes '?'.
+	Header http.Header
 }
 
 // ErrorItem is one problem of the Failure envelope.
@@ -111,6 +119,7 @@ func newError(a *answer) *Error {
 		RequestID:    headerText(a.header, headerRequestID),
 		RateLimit:    parseRateLimit(a.header),
 		Authenticate: headerText(a.header, headerWWWAuthenticate),
+		Header:       documentedHeaders(a.header),
 	}
 	// A 429 is about the rate-limit window, so its hint is never shorter than
 	// the reset; neither is that of any answer saying the window is exhausted.
@@ -127,6 +136,7 @@ func newError(a *answer) *Error {
 		e.Excerpt = "(the body exceeds the size limit and was not read)"
 	case json.Unmarshal(a.body, &f) == nil && len(f.Errors) > 0:
 		e.Items = f.Errors
+		e.Envelope = a.body
 	default:
 		e.Excerpt = excerpt(a.body)
 	}
@@ -255,6 +265,19 @@ func excerpt(body []byte) string {
 		s += "…"
 	}
 	return s
+}
+
+// documentedHeaders returns the headers of h that the upstream documents for
+// its answers, made safe by headerText.
+func documentedHeaders(h http.Header) http.Header {
+	out := make(http.Header, 6)
+	for _, key := range []string{headerRequestID, headerRateLimitLimit, headerRateLimitRemaining,
+		headerRateLimitReset, headerRetryAfter, headerWWWAuthenticate} {
+		if _, ok := h[http.CanonicalHeaderKey(key)]; ok {
+			out.Set(key, headerText(h, key))
+		}
+	}
+	return out
 }
 
 // headerText is a header's value as text that is safe to pass on in messages,

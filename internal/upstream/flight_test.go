@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/acme/plugin-facade/internal/upstream/upstreamtest"
@@ -22,18 +23,33 @@ func TestConcurrentIdenticalCallsShareOneRequest(t *testing.T) {
 	const callers = 50
 	var wg sync.WaitGroup
 	errs := make(chan error, callers)
+	metas := make(chan Meta, callers)
 	for range callers {
 		wg.Go(func() {
-			_, _, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
+			_, meta, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
 			errs <- err
+			metas <- meta
 		})
 	}
 	wg.Wait()
 	close(errs)
+	close(metas)
 	for err := range errs {
 		if err != nil {
 			t.Fatalf("a caller failed: %v", err)
 		}
+	}
+	// Meta.Attempts counts the requests a call sent itself; the others
+	// count the answer they took from it as Shared.
+	sent, shared := 0, 0
+	for m := range metas {
+		if m.Attempts+m.Shared != 1 {
+			t.Errorf("a caller's Meta: %d attempts, %d shared; want one answer in all", m.Attempts, m.Shared)
+		}
+		sent, shared = sent+m.Attempts, shared+m.Shared
+	}
+	if sent != up.Count() || shared != callers-sent {
+		t.Errorf("callers say %d requests sent and %d answers shared; the upstream received %d requests", sent, shared, up.Count())
 	}
 	t.Logf("%d concurrent identical calls, %d upstream requests", callers, up.Count())
 	// One request, or two if some callers arrived just as the first ended.
@@ -100,46 +116,6 @@ func TestCoalescingKeepsCallersApart(t *testing.T) {
 	}
 }
 
-// TestOneCallerLeavingDoesNotFailTheOthers: the caller that started the shared
-// request cancels; the others still get the answer.
-func TestOneCallerLeavingDoesNotFailTheOthers(t *testing.T) {
-	up := slowMinimal(t, 400*time.Millisecond)
-	c := newClient(t, up.URL)
-	first, cancelFirst := context.WithCancel(t.Context())
-	firstErr := make(chan error, 1)
-	go func() {
-		_, _, err := c.GetConnectorPlugin(first, testAuth, "ccp-1")
-		firstErr <- err
-	}()
-	time.Sleep(50 * time.Millisecond) // the first call's request is in flight
-	var wg sync.WaitGroup
-	errs := make(chan error, 5)
-	for range 5 {
-		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-			defer cancel()
-			_, _, err := c.GetConnectorPlugin(ctx, testAuth, "ccp-1")
-			errs <- err
-		})
-	}
-	time.Sleep(50 * time.Millisecond)
-	cancelFirst()
-	var te *TransportError
-	if err := <-firstErr; !errors.As(err, &te) || !te.Canceled() {
-		t.Errorf("the canceled caller got %v, want its cancellation", err)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Errorf("a caller that stayed failed: %v", err)
-		}
-	}
-	if n := up.Count(); n != 1 {
-		t.Errorf("upstream received %d requests, want the 1 shared", n)
-	}
-}
-
 // TestSharedRequestEndsWhenEveryCallerHasLeft: nobody waits any more, so the
 // upstream request is abandoned at once, as a lone caller's would be.
 func TestSharedRequestEndsWhenEveryCallerHasLeft(t *testing.T) {
@@ -196,12 +172,17 @@ func TestCache(t *testing.T) {
 		}
 	})
 	t.Run("expires", func(t *testing.T) {
-		up := slowMinimal(t, 0)
-		c := newClient(t, up.URL, WithCache(50*time.Millisecond, 10))
-		_, _, _ = c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
-		time.Sleep(200 * time.Millisecond)
-		if _, meta, _ := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1"); meta.Cached || up.Count() != 2 {
-			t.Errorf("an expired entry answered (cached %v, %d requests)", meta.Cached, up.Count())
+		now := time.Unix(1_700_000_000, 0)
+		c := newMemoryCache(time.Minute, 10, func() time.Time { return now })
+		a := &answer{status: 200}
+		c.add(t.Context(), "k", a)
+		now = now.Add(time.Minute)
+		if got := c.get(t.Context(), "k"); got != a {
+			t.Fatalf("within the TTL: %v, want the entry", got)
+		}
+		now = now.Add(time.Nanosecond)
+		if got := c.get(t.Context(), "k"); got != nil || c.lru.Len() != 0 {
+			t.Errorf("past the TTL: %v (%d entries), want a miss and the entry gone", got, c.lru.Len())
 		}
 	})
 	t.Run("bounded in size", func(t *testing.T) {
@@ -226,37 +207,130 @@ func TestCache(t *testing.T) {
 	})
 }
 
-// TestStuckSharedRequestIsLeftBehind: once a caller gives up on a shared
-// request (it may be stuck), later callers send their own instead of joining
-// it; callers already waiting leave at their own deadlines.
-func TestStuckSharedRequestIsLeftBehind(t *testing.T) {
-	up := upstreamtest.StartScript(t,
-		upstreamtest.Response{Status: 200, Body: minimal, Delay: 10 * time.Second},
-		upstreamtest.Response{Status: 200, Body: minimal})
-	c := newClient(t, up.URL)
-	call := func(deadline time.Duration) (time.Duration, error) {
-		ctx, cancel := context.WithTimeout(t.Context(), deadline)
+// The tests below drive flights itself, without HTTP, in a synctest bubble:
+// fake time, and synctest.Wait to know that every caller is blocked where
+// the test expects it, with no sleep.
+
+// exchangeStub is a shared exchange the test ends: it answers when release
+// is closed, or fails with its context's error when that ends first.
+type exchangeStub struct {
+	started  chan struct{}
+	release  chan struct{}
+	canceled bool
+}
+
+func newExchangeStub() *exchangeStub {
+	return &exchangeStub{started: make(chan struct{}, 8), release: make(chan struct{})}
+}
+
+func (x *exchangeStub) fn(ctx context.Context) (*answer, error) {
+	x.started <- struct{}{}
+	select {
+	case <-x.release:
+		return &answer{status: 200}, nil
+	case <-ctx.Done():
+		x.canceled = true
+		return nil, ctx.Err()
+	}
+}
+
+type flightResult struct {
+	a      *answer
+	shared bool
+	err    error
+}
+
+func goDo(fs *flights, ctx context.Context, key requestID, fn func(context.Context) (*answer, error)) chan flightResult {
+	out := make(chan flightResult, 1)
+	go func() {
+		a, shared, err := fs.do(ctx, key, fn)
+		out <- flightResult{a, shared, err}
+	}()
+	return out
+}
+
+// TestOneCallerLeavingDoesNotFailTheOthers: the caller that started the shared
+// exchange cancels; the others still get its answer.
+func TestOneCallerLeavingDoesNotFailTheOthers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var fs flights
+		x := newExchangeStub()
+		first, cancelFirst := context.WithCancel(t.Context())
+		firstDone := goDo(&fs, first, requestID{1}, x.fn)
+		synctest.Wait() // the exchange runs
+		var others []chan flightResult
+		for range 5 {
+			others = append(others, goDo(&fs, t.Context(), requestID{1}, x.fn))
+		}
+		synctest.Wait() // they have joined it
+		cancelFirst()
+		close(x.release)
+		if r := <-firstDone; !errors.Is(r.err, context.Canceled) {
+			t.Errorf("the canceled caller got %v, want its cancellation", r.err)
+		}
+		for _, o := range others {
+			if r := <-o; r.err != nil || r.a == nil || !r.shared {
+				t.Errorf("a caller that stayed got %+v, want the shared answer", r)
+			}
+		}
+		if n := len(x.started); n != 1 || x.canceled {
+			t.Errorf("%d exchanges (canceled %v), want the 1 shared, answered", n, x.canceled)
+		}
+	})
+}
+
+// TestLastCallerLeavingCancelsTheExchange: nobody waits any more, so the
+// exchange is canceled at once, as a lone caller's would be.
+func TestLastCallerLeavingCancelsTheExchange(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var fs flights
+		x := newExchangeStub()
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
+		var results []chan flightResult
+		for range 3 {
+			results = append(results, goDo(&fs, ctx, requestID{1}, x.fn))
+		}
+		for _, r := range results {
+			if r := <-r; !errors.Is(r.err, context.DeadlineExceeded) {
+				t.Errorf("a caller got %v, want its deadline", r.err)
+			}
+		}
+		synctest.Wait()
+		if !x.canceled {
+			t.Error("the exchange went on after every caller had left")
+		}
+	})
+}
+
+// TestStuckExchangeIsLeftBehind: once a caller gives up on a shared exchange
+// (it may be stuck), later callers start their own instead of joining it;
+// callers already waiting leave at their own deadlines.
+func TestStuckExchangeIsLeftBehind(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var fs flights
+		stuck := newExchangeStub()
+		withTimeout := func(d time.Duration) context.Context {
+			ctx, cancel := context.WithTimeout(t.Context(), d)
+			t.Cleanup(cancel)
+			return ctx
+		}
 		start := time.Now()
-		_, _, err := c.GetConnectorPlugin(ctx, testAuth, "ccp-1")
-		return time.Since(start), err
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() { _, _ = call(500 * time.Millisecond) }) // starts the stuck request
-	time.Sleep(200 * time.Millisecond)
-	var joinerTook time.Duration
-	var joinerErr error
-	wg.Go(func() { joinerTook, joinerErr = call(500 * time.Millisecond) }) // joins it
-	time.Sleep(500 * time.Millisecond)                                     // the first has given up
-	took, err := call(5 * time.Second)
-	if err != nil || took > 2*time.Second {
-		t.Errorf("a caller after the first gave up: %v after %v, want a fresh request's answer", err, took)
-	}
-	wg.Wait()
-	if joinerErr == nil || joinerTook > 1500*time.Millisecond {
-		t.Errorf("the caller that joined the stuck request: %v after %v, want its own deadline (500ms)", joinerErr, joinerTook)
-	}
-	if up.Count() != 2 {
-		t.Errorf("upstream received %d requests, want 2 (the stuck one and a fresh one)", up.Count())
-	}
+		first := goDo(&fs, withTimeout(500*time.Millisecond), requestID{1}, stuck.fn)
+		time.Sleep(200 * time.Millisecond)
+		joiner := goDo(&fs, withTimeout(500*time.Millisecond), requestID{1}, stuck.fn)
+		<-first // the first gives up at 500ms
+		fresh := newExchangeStub()
+		close(fresh.release)
+		if r := <-goDo(&fs, t.Context(), requestID{1}, fresh.fn); r.err != nil || r.shared {
+			t.Errorf("a caller after the first gave up: %+v, want an exchange of its own", r)
+		}
+		r := <-joiner
+		if took := time.Since(start); !errors.Is(r.err, context.DeadlineExceeded) || took != 700*time.Millisecond {
+			t.Errorf("the joiner: %v after %v, want its own deadline at 700ms", r.err, took)
+		}
+		if len(fresh.started) != 1 {
+			t.Errorf("%d fresh exchanges, want 1", len(fresh.started))
+		}
+	})
 }

@@ -52,7 +52,7 @@ func (g *guard) check(ctx context.Context, cred string) *ThrottledError {
 	}
 	return &ThrottledError{
 		RetryAfter: left,
-		RateLimit:  RateLimit{Limit: limit, Remaining: 0, Reset: left.Round(time.Second)},
+		RateLimit:  RateLimit{Limit: limit, Remaining: 0, Reset: left},
 	}
 }
 

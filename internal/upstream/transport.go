@@ -37,9 +37,10 @@ func newTransport() http.RoundTripper {
 // whenever the pool has emptied (idle connections are closed after 90s).
 //
 // So while no connection to the upstream is open, the first https request
-// goes alone and the others wait until it has its connection. If that
-// connection speaks HTTP/2 they then share it; if it speaks HTTP/1.1 the
-// gate opens for good, since HTTP/1.1 needs a connection per concurrent call.
+// goes alone and the others wait until it is answered. If its connection
+// speaks HTTP/2 they then share it; if it speaks HTTP/1.1 they go as soon as
+// the handshake says so, and the gate opens for good, since HTTP/1.1 needs a
+// connection per concurrent call.
 // Plain-HTTP upstreams are never held back.
 type coldStart struct {
 	next *http.Transport
@@ -74,19 +75,28 @@ func (g *coldStart) RoundTrip(req *http.Request) (*http.Response, error) {
 	g.mu.Unlock()
 
 	var once sync.Once
-	lead := func(conn net.Conn) {
+	release := func() {
 		once.Do(func() {
 			g.mu.Lock()
 			defer g.mu.Unlock()
-			if tc, ok := conn.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol != "h2" {
-				g.http1 = true
-			}
 			g.warming = nil
 			close(warming)
 		})
 	}
-	defer lead(nil) // no connection came: the others try for themselves
-	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { lead(info.Conn) }}
+	// The others go once the leader's answer has come (or it failed): by
+	// then the server's HTTP/2 SETTINGS have arrived, so the connection's
+	// real stream limit is known. Released earlier, on the client's initial
+	// assumption of 100 streams, a burst larger than that would dial a
+	// connection for each request past it.
+	defer release()
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+		if tc, ok := info.Conn.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol != "h2" {
+			g.mu.Lock()
+			g.http1 = true
+			g.mu.Unlock()
+			release()
+		}
+	}}
 	return g.next.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
 }
 

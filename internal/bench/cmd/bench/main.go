@@ -33,6 +33,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/bench"
@@ -62,6 +63,7 @@ type options struct {
 	latency    time.Duration
 	tls        bool
 	conc       []int
+	enforce    bool
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -72,11 +74,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each cell")
 	fs.StringVar(&o.out, "out", "", "Markdown file to write the report to (default: none)")
 	fs.StringVar(&o.micro, "micro", "./internal/service/", "packages whose Go benchmarks to run after the load (empty: none)")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the facade during the gRPC and gateway cells at concurrency 32 to this file prefix (PREFIX-gRPC.pprof, PREFIX-gateway.pprof)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the facade during the gRPC and gateway cells at the highest concurrency to this file prefix (PREFIX-gRPC.pprof, PREFIX-gateway.pprof)")
 	fs.StringVar(&o.trace, "trace", "", "write execution traces (go tool trace) of the facade during the gRPC and gateway cells at concurrency 1 to this file prefix (PREFIX-gRPC.trace, PREFIX-gateway.trace)")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "the facade's --log-level (info adds a log line per call)")
 	fs.DurationVar(&o.latency, "upstream-latency", 0, "hold each of the sandbox's answers back this long (the realistic run: 40ms)")
 	fs.BoolVar(&o.tls, "upstream-tls", false, "serve the sandbox over HTTPS and HTTP/2 (the realistic run)")
+	fs.BoolVar(&o.enforce, "enforce-targets", true, "fail when a measured target is missed (the report is written first)")
 	concurrency := fs.String("concurrency", "1,32", "comma-separated concurrencies to measure")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -97,7 +100,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	table, targets := bench.Table(cells), bench.TargetsTable(bench.Targets(cells))
+	ts := bench.Targets(cells)
+	table, targets := bench.Table(cells), bench.TargetsTable(ts)
 	fmt.Fprintf(stdout, "\n%s\n%s\n", table, targets)
 
 	var micro string
@@ -119,7 +123,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	if o.out != "" {
-		doc := render(o, machine, table, targets, micro)
+		doc := render(o, machine, table, targets, micro) + keptSection(o.out)
 		if err := os.WriteFile(o.out, []byte(doc), 0o644); err != nil {
 			return err
 		}
@@ -127,6 +131,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if len(failed) > 0 {
 		return errors.New("calls failed; the figures are not valid:\n  " + strings.Join(failed, "\n  "))
+	}
+	if missed := bench.Missed(ts); len(missed) > 0 && o.enforce {
+		var names []string
+		for _, t := range missed {
+			names = append(names, fmt.Sprintf("%s: %.2f", t.Name, t.Got))
+		}
+		return errors.New("targets missed (-enforce-targets=false to only report them):\n  " + strings.Join(names, "\n  "))
 	}
 	return nil
 }
@@ -173,6 +184,7 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 		{bench.PathGRPC, bench.GRPCCall(pluginv1.NewPluginServiceClient(conn)), st.Facade},
 		// No Authorization: the facade sends its own key, as over gRPC.
 		{bench.PathGateway, bench.HTTPCall(httpClient, st.HTTPURL, ""), st.Facade},
+		{bench.PathHealth, bench.HealthCall(healthpb.NewHealthClient(conn)), st.Facade},
 	}
 	redisPaths, stopRedis, err := startRedisFacades(o, st, log)
 	if err != nil {
@@ -193,7 +205,7 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 			var profile chan error
 			facade := p.name == bench.PathGRPC || p.name == bench.PathGateway
 			switch {
-			case o.cpuProfile != "" && facade && conc == 32:
+			case o.cpuProfile != "" && facade && conc == slices.Max(o.conc):
 				profile = make(chan error, 1)
 				file := o.cpuProfile + "-" + p.name + ".pprof"
 				go func() { profile <- saveProfile(ctx, st.DebugURL, "profile", o.duration, file) }()
@@ -215,7 +227,7 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 					return nil, fmt.Errorf("CPU profile: %w", err)
 				}
 			}
-			fmt.Fprintf(log, "%-8s c=%-3d %8.0f req/s  p50 %8.3f ms  p99 %8.3f ms  (%d calls, %d errors)\n",
+			fmt.Fprintf(log, "%-11s c=%-3d %8.0f req/s  p50 %8.3f ms  p99 %8.3f ms  (%d calls, %d errors)\n",
 				p.name, conc, r.Throughput(), ms(r.P50), ms(r.P99), r.Calls, r.Errors)
 			cell := bench.Cell{Path: p.name, Concurrency: conc, Result: r}
 			if p.facade != nil {
@@ -357,7 +369,9 @@ sharing the cores with the load generator:
   off): the rate-limit guard is shared, and answers from its local copy, so each call costs what sharing adds;
 - **gRPC, Redis cache hits**: gRPC through a third facade with `+"`--redis-url --cache-ttl 1h --cache-max-entries 1`"+`,
   reading %d resources over and over: after the warm-up every call is a cache hit, read from Redis (the replica's
-  local copy keeps one entry), against the upstream call of the **gRPC** row.
+  local copy keeps one entry), against the upstream call of the **gRPC** row;
+- **gRPC health**: a `+"`grpc.health.v1`"+` Check on the same gRPC connection: a bare gRPC round trip to the facade
+  that never reaches the upstream, the floor under any gRPC call on this machine.
 
 Except in the cache-hit rows, each request reads a resource no other request reads (`+"`ccp-load-<n>`"+`, `+"`ver-load-<n>`"+`: half connector
 plugins, half plugin versions), so no cache or request coalescing can serve one from another. Each cell is
@@ -390,4 +404,21 @@ func upstreamArgs(o options) string {
 		s += " --tls-cert-out <file>"
 	}
 	return s
+}
+
+// keptMarker starts the part of a report that people write (what the figures
+// justify, measured by hand): a new report keeps it as it was.
+const keptMarker = "<!-- Written by hand below this line; make bench keeps it. -->"
+
+// keptSection returns the hand-written part of the report at path, from
+// keptMarker on, or "" when it has none.
+func keptSection(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	if i := strings.Index(string(b), keptMarker); i >= 0 {
+		return "\n" + string(b[i:])
+	}
+	return ""
 }

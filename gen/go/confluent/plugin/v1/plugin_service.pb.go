@@ -7,7 +7,6 @@
 package pluginv1
 
 import (
-	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -224,33 +223,22 @@ var File_confluent_plugin_v1_plugin_service_proto protoreflect.FileDescriptor
 
 const file_confluent_plugin_v1_plugin_service_proto_rawDesc = "" +
 	"\n" +
-	"(confluent/plugin/v1/plugin_service.proto\x12\x13confluent.plugin.v1\x1a*confluent/plugin/v1/connector_plugin.proto\x1a(confluent/plugin/v1/plugin_version.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x8e\x01\n" +
+	"(confluent/plugin/v1/plugin_service.proto\x12\x13confluent.plugin.v1\x1a*confluent/plugin/v1/connector_plugin.proto\x1a(confluent/plugin/v1/plugin_version.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\"h\n" +
 	"\x17GetPluginVersionRequest\x12\x1b\n" +
 	"\tplugin_id\x18\x01 \x01(\tR\bpluginId\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12 \n" +
-	"\venvironment\x18\x03 \x01(\tR\venvironment:$\x92A!\n" +
-	"\x1f\xd2\x01\tplugin_id\xd2\x01\x02id\xd2\x01\venvironment\"\xd0\x01\n" +
+	"\venvironment\x18\x03 \x01(\tR\venvironment\"\xaa\x01\n" +
 	"\x19WatchPluginVersionRequest\x12\x1b\n" +
 	"\tplugin_id\x18\x01 \x01(\tR\bpluginId\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12 \n" +
 	"\venvironment\x18\x03 \x01(\tR\venvironment\x12>\n" +
-	"\rpoll_interval\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\fpollInterval:$\x92A!\n" +
-	"\x1f\xd2\x01\tplugin_id\xd2\x01\x02id\xd2\x01\venvironment\"+\n" +
+	"\rpoll_interval\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\fpollInterval\"+\n" +
 	"\x19GetConnectorPluginRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id2\x91\x04\n" +
 	"\rPluginService\x12\xa5\x01\n" +
 	"\x10GetPluginVersion\x12,.confluent.plugin.v1.GetPluginVersionRequest\x1a/.confluent.plugin.v1.CustomConnectPluginVersion\"2\x82\xd3\xe4\x93\x02,\x12*/ccpm/v1/plugins/{plugin_id}/versions/{id}\x12\xa3\x01\n" +
 	"\x12GetConnectorPlugin\x12..confluent.plugin.v1.GetConnectorPluginRequest\x1a*.confluent.plugin.v1.CustomConnectorPlugin\"1\x82\xd3\xe4\x93\x02+\x12)/connect/v1/custom-connector-plugins/{id}\x12\xb1\x01\n" +
-	"\x12WatchPluginVersion\x12..confluent.plugin.v1.WatchPluginVersionRequest\x1a/.confluent.plugin.v1.CustomConnectPluginVersion\"8\x82\xd3\xe4\x93\x022\x120/ccpm/v1/plugins/{plugin_id}/versions/{id}:watch0\x01B\x98\x04\x92A\xd1\x03\x12\xb2\x01\n" +
-	"\rplugin-facade\x12\x9c\x01Reads Confluent Cloud custom connector plugins and their versions. The REST paths are the upstream's own; errors are google.rpc.Status objects with details.2\x02v1*\x02\x01\x022\x10application/json:\x10application/jsonZ\xc9\x01\n" +
-	"I\n" +
-	"\vBearerToken\x12:\b\x02\x12%`Bearer <token>`, forwarded upstream.\x1a\rAuthorization \x02\n" +
-	"|\n" +
-	"\vCloudAPIKey\x12m\b\x01\x12iA Confluent Cloud API key and secret, forwarded upstream. Optional when the service has a key of its own.b\x11\n" +
-	"\x0f\n" +
-	"\vCloudAPIKey\x12\x00b\x11\n" +
-	"\x0f\n" +
-	"\vBearerToken\x12\x00b\x00ZAgithub.com/acme/plugin-facade/gen/go/confluent/plugin/v1;pluginv1b\x06proto3"
+	"\x12WatchPluginVersion\x12..confluent.plugin.v1.WatchPluginVersionRequest\x1a/.confluent.plugin.v1.CustomConnectPluginVersion\"8\x82\xd3\xe4\x93\x022\x120/ccpm/v1/plugins/{plugin_id}/versions/{id}:watch0\x01BCZAgithub.com/acme/plugin-facade/gen/go/confluent/plugin/v1;pluginv1b\x06proto3"
 
 var (
 	file_confluent_plugin_v1_plugin_service_proto_rawDescOnce sync.Once

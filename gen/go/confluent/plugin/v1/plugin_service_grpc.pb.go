@@ -44,6 +44,10 @@ const (
 // error code), a google.rpc.RequestInfo with the upstream's X-Request-Id, a
 // google.rpc.BadRequest naming the offending parameter when the upstream names
 // one, and a google.rpc.RetryInfo when the upstream says when to retry.
+//
+// REST: the gateway serves each method on the upstream's own path and answers
+// in the upstream's own JSON: resources as Confluent Cloud writes them, errors
+// as its Failure envelope (see the README's error mapping).
 type PluginServiceClient interface {
 	// Reads one version of a custom Connect plugin
 	// (upstream `GET /ccpm/v1/plugins/{plugin_id}/versions/{id}?environment=...`).
@@ -65,7 +69,8 @@ type PluginServiceClient interface {
 	// status and details GetPluginVersion would return.
 	//
 	// Over REST the stream is newline-delimited JSON: one `{"result": {...}}`
-	// object per message, or a final `{"error": {...}}`.
+	// object per message (the version in Confluent Cloud's own JSON), or a
+	// final `{"error": {...}}` (Confluent Cloud's Failure envelope).
 	WatchPluginVersion(ctx context.Context, in *WatchPluginVersionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[CustomConnectPluginVersion], error)
 }
 
@@ -136,6 +141,10 @@ type PluginService_WatchPluginVersionClient = grpc.ServerStreamingClient[CustomC
 // error code), a google.rpc.RequestInfo with the upstream's X-Request-Id, a
 // google.rpc.BadRequest naming the offending parameter when the upstream names
 // one, and a google.rpc.RetryInfo when the upstream says when to retry.
+//
+// REST: the gateway serves each method on the upstream's own path and answers
+// in the upstream's own JSON: resources as Confluent Cloud writes them, errors
+// as its Failure envelope (see the README's error mapping).
 type PluginServiceServer interface {
 	// Reads one version of a custom Connect plugin
 	// (upstream `GET /ccpm/v1/plugins/{plugin_id}/versions/{id}?environment=...`).
@@ -157,7 +166,8 @@ type PluginServiceServer interface {
 	// status and details GetPluginVersion would return.
 	//
 	// Over REST the stream is newline-delimited JSON: one `{"result": {...}}`
-	// object per message, or a final `{"error": {...}}`.
+	// object per message (the version in Confluent Cloud's own JSON), or a
+	// final `{"error": {...}}` (Confluent Cloud's Failure envelope).
 	WatchPluginVersion(*WatchPluginVersionRequest, grpc.ServerStreamingServer[CustomConnectPluginVersion]) error
 	mustEmbedUnimplementedPluginServiceServer()
 }
