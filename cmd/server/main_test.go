@@ -42,7 +42,7 @@ func TestParseConfig(t *testing.T) {
 				want := config{GRPCAddr: ":9090", HTTPAddr: ":8080", UpstreamURL: "https://api.confluent.cloud",
 					UpstreamTimeout: 30 * time.Second, UpstreamMaxAttempts: 3, UpstreamMaxWait: 10 * time.Second,
 					UpstreamMaxBody: 1 << 20, RateLimitGuard: true, CacheMaxEntries: 1024, ShutdownTimeout: 15 * time.Second,
-					LogLevel: slog.LevelInfo, LogFormat: "json"}
+					LogLevel: slog.LevelInfo, LogFormat: "json", RedisTimeout: 50 * time.Millisecond}
 				if diff := cmp.Diff(want, c, cmp.AllowUnexported(upstream.Authorization{})); diff != "" {
 					t.Errorf("defaults (-want +got):\n%s", diff)
 				}
@@ -56,7 +56,7 @@ func TestParseConfig(t *testing.T) {
 				want := config{GRPCAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2", UpstreamURL: "http://localhost:3",
 					UpstreamTimeout: 2 * time.Second, UpstreamMaxAttempts: 3, UpstreamMaxWait: 10 * time.Second,
 					UpstreamMaxBody: 1 << 20, RateLimitGuard: true, CacheMaxEntries: 1024, ShutdownTimeout: 3 * time.Second,
-					LogLevel: slog.LevelDebug, LogFormat: "json"}
+					LogLevel: slog.LevelDebug, LogFormat: "json", RedisTimeout: 50 * time.Millisecond}
 				if diff := cmp.Diff(want, c, cmp.AllowUnexported(upstream.Authorization{})); diff != "" {
 					t.Errorf("from the environment (-want +got):\n%s", diff)
 				}
@@ -112,6 +112,18 @@ func TestParseConfig(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "Redis from the environment",
+			env:  env("PLUGIN_FACADE_REDIS_URL", "rediss://facade:hunter2@redis.internal:6380/2", "PLUGIN_FACADE_REDIS_TIMEOUT", "200ms"),
+			check: func(t *testing.T, c config) {
+				if c.RedisURL != "rediss://facade:hunter2@redis.internal:6380/2" || c.RedisTimeout != 200*time.Millisecond {
+					t.Errorf("Redis URL %q, timeout %v", c.RedisURL, c.RedisTimeout)
+				}
+			},
+		},
+		{name: "Redis URL of another scheme", args: []string{"--redis-url", "http://redis.internal:6379"}, env: env(), wantErr: "the scheme must be redis or rediss"},
+		{name: "Redis URL with a bad database", env: env("PLUGIN_FACADE_REDIS_URL", "redis://facade:hunter2@redis.internal:6379/x"), wantErr: "--redis-url"},
+		{name: "zero Redis timeout", args: []string{"--redis-timeout", "0"}, env: env(), wantErr: "--redis-timeout must be positive"},
 		{name: "too many attempts", args: []string{"--upstream-max-attempts", "50"}, env: env(), wantErr: "between 1 and 10"},
 		{name: "zero attempts", args: []string{"--upstream-max-attempts", "0"}, env: env(), wantErr: "between 1 and 10"},
 		{name: "tiny body cap", args: []string{"--upstream-max-body-bytes", "10"}, env: env(), wantErr: "at least 1024"},
