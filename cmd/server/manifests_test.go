@@ -435,10 +435,6 @@ func TestKubernetesManifests(t *testing.T) {
 			t.Run(v.name, func(t *testing.T) {
 				d, c := v.m.facade(t)
 				env := containerEnv(t, v.m, d, c)
-				if v.name == "redis" && !reads("PLUGIN_FACADE_REDIS_URL") {
-					// Remove when --redis-url lands (branch fleet-redis).
-					t.Skip("--redis-url is not a flag of this tree yet")
-				}
 				for name := range env {
 					if !reads(name) {
 						t.Errorf("%s: %s is set, but the binary does not read it", v.name, name)
