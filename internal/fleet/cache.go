@@ -122,3 +122,19 @@ func (c *Cache) Claim(ctx context.Context, key string, ttl time.Duration) bool {
 	})
 	return claimed
 }
+
+// unclaim deletes the claim key (KEYS[1]) if this replica (ARGV[1]) holds it.
+var unclaim = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`)
+
+// Release gives up this replica's claim on key, whose call could not fill the
+// entry: the next caller fleet-wide claims at once instead of waiting for an
+// entry that will not come.
+func (c *Cache) Release(ctx context.Context, key string) {
+	c.f.do(ctx, "cache_release", func(ctx context.Context) error {
+		return unclaim.Run(ctx, c.f.rdb, []string{claimKey(key)}, c.f.id).Err()
+	})
+}

@@ -211,6 +211,20 @@ func TestCacheClaim(t *testing.T) {
 	if !b.Claim(ctx, "filled", time.Minute) {
 		t.Error("the claim of a filled entry still holds after the entry expired")
 	}
+
+	// A claimant whose call failed releases its claim: the next caller
+	// claims at once. Only the holder's release counts.
+	if !a.Claim(ctx, "failed", time.Minute) {
+		t.Fatal("the first claim is refused")
+	}
+	b.Release(ctx, "failed")
+	if b.Claim(ctx, "failed", time.Minute) {
+		t.Error("another replica's release freed a claim it did not hold")
+	}
+	a.Release(ctx, "failed")
+	if !b.Claim(ctx, "failed", time.Minute) {
+		t.Error("a released claim still holds")
+	}
 }
 
 func TestWatchLease(t *testing.T) {

@@ -12,10 +12,13 @@ import (
 // answerCache keeps successful answers for the client's cache TTL (WithCache).
 // Failures are never cached.
 type answerCache interface {
-	// get returns the answer kept for key, or nil.
-	get(ctx context.Context, key string) *answer
+	// get returns the answer kept for key, or nil; claimed reports that this
+	// caller is to fill the missing entry (see CacheClaimer).
+	get(ctx context.Context, key string) (a *answer, claimed bool)
 	// add keeps a for key.
 	add(ctx context.Context, key string, a *answer)
+	// release gives up the claim get gave, when the call could not fill it.
+	release(ctx context.Context, key string)
 }
 
 // cachedAnswer is an entry of memoryCache: an answer, and until when it may be
@@ -39,17 +42,19 @@ func newMemoryCache(ttl time.Duration, size int, now func() time.Time) *memoryCa
 	return &memoryCache{lru: l, ttl: ttl, now: now}
 }
 
-func (c *memoryCache) get(_ context.Context, key string) *answer {
+func (c *memoryCache) get(_ context.Context, key string) (*answer, bool) {
 	e, ok := c.lru.Get(key)
 	if !ok {
-		return nil
+		return nil, false
 	}
 	if c.now().After(e.until) {
 		c.lru.Remove(key)
-		return nil
+		return nil, false
 	}
-	return e.answer
+	return e.answer, false
 }
+
+func (c *memoryCache) release(context.Context, string) {}
 
 func (c *memoryCache) add(_ context.Context, key string, a *answer) {
 	c.lru.Add(key, cachedAnswer{answer: a, until: c.now().Add(c.ttl)})
@@ -72,13 +77,16 @@ const (
 	claimWait = 2 * time.Second
 )
 
-func (c *storeCache) get(ctx context.Context, key string) *answer {
+func (c *storeCache) get(ctx context.Context, key string) (*answer, bool) {
 	if a := c.load(ctx, key); a != nil {
-		return a
+		return a, false
 	}
 	claimer, ok := c.store.(CacheClaimer)
-	if !ok || claimer.Claim(ctx, key, claimTTL) {
-		return nil
+	if !ok {
+		return nil, false
+	}
+	if claimer.Claim(ctx, key, claimTTL) {
+		return nil, true
 	}
 	wait, cancel := context.WithTimeout(ctx, claimWait)
 	defer cancel()
@@ -87,12 +95,18 @@ func (c *storeCache) get(ctx context.Context, key string) *answer {
 	for {
 		select {
 		case <-wait.Done():
-			return nil
+			return nil, false
 		case <-tick.C:
 			if a := c.load(ctx, key); a != nil {
-				return a
+				return a, false
 			}
 		}
+	}
+}
+
+func (c *storeCache) release(ctx context.Context, key string) {
+	if claimer, ok := c.store.(CacheClaimer); ok {
+		claimer.Release(ctx, key)
 	}
 }
 

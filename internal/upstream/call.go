@@ -43,7 +43,7 @@ func (r *request) cacheKey() string { return hex.EncodeToString(r.id[:]) }
 // call makes the GET of u with auth and decodes the resource into out. Its
 // steps, in order: the cache; then, for each attempt, the rate-limit guard,
 // one exchange shared with identical concurrent calls, and what the answer
-// teaches the guard; a success is cached and decoded; a temporary failure is
+// teaches the guard; a success is decoded and cached; a temporary failure is
 // tried again after the wait retryWait decides. Meta describes the last
 // answer, whatever the outcome.
 func (c *Client) call(ctx context.Context, auth Authorization, route string, u *url.URL, out resource) (Meta, error) {
@@ -52,10 +52,21 @@ func (c *Client) call(ctx context.Context, auth Authorization, route string, u *
 		return meta, errNoCredentials
 	}
 	r := c.newRequest(auth, route, u)
-	if a := c.fromCache(ctx, r); a != nil {
+	a, claimed := c.fromCache(ctx, r)
+	if a != nil {
 		meta.describe(a)
 		meta.Cached = true
 		return meta, c.decode(a, out)
+	}
+	filled := false
+	if claimed {
+		// A claimant that ends without an answer to cache gives its claim
+		// up, even once its caller has left.
+		defer func() {
+			if !filled {
+				c.cache.release(context.WithoutCancel(ctx), r.cacheKey())
+			}
+		}()
 	}
 	for {
 		if t := c.admit(ctx, r); t != nil {
@@ -64,8 +75,11 @@ func (c *Client) call(ctx context.Context, auth Authorization, route string, u *
 		}
 		a, err := c.exchangeShared(ctx, r, &meta)
 		if err == nil && a.ok() {
-			c.toCache(ctx, r, a)
-			return meta, c.decode(a, out)
+			if err := c.decode(a, out); err != nil {
+				return meta, err
+			}
+			filled = c.toCache(ctx, r, a)
+			return meta, nil
 		}
 		if a != nil {
 			meta.LastError = newError(a)
@@ -84,17 +98,20 @@ func (c *Client) call(ctx context.Context, auth Authorization, route string, u *
 	}
 }
 
-func (c *Client) fromCache(ctx context.Context, r *request) *answer {
+func (c *Client) fromCache(ctx context.Context, r *request) (*answer, bool) {
 	if c.cache == nil {
-		return nil
+		return nil, false
 	}
 	return c.cache.get(ctx, r.cacheKey())
 }
 
-func (c *Client) toCache(ctx context.Context, r *request, a *answer) {
-	if c.cache != nil {
-		c.cache.add(ctx, r.cacheKey(), a)
+// toCache keeps a success, and reports whether it did.
+func (c *Client) toCache(ctx context.Context, r *request, a *answer) bool {
+	if c.cache == nil {
+		return false
 	}
+	c.cache.add(ctx, r.cacheKey(), a)
+	return true
 }
 
 // admit returns the guard's refusal while the credential's window is exhausted.

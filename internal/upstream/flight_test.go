@@ -177,11 +177,11 @@ func TestCache(t *testing.T) {
 		a := &answer{status: 200}
 		c.add(t.Context(), "k", a)
 		now = now.Add(time.Minute)
-		if got := c.get(t.Context(), "k"); got != a {
+		if got, _ := c.get(t.Context(), "k"); got != a {
 			t.Fatalf("within the TTL: %v, want the entry", got)
 		}
 		now = now.Add(time.Nanosecond)
-		if got := c.get(t.Context(), "k"); got != nil || c.lru.Len() != 0 {
+		if got, _ := c.get(t.Context(), "k"); got != nil || c.lru.Len() != 0 {
 			t.Errorf("past the TTL: %v (%d entries), want a miss and the entry gone", got, c.lru.Len())
 		}
 	})
@@ -333,4 +333,69 @@ func TestStuckExchangeIsLeftBehind(t *testing.T) {
 			t.Errorf("%d fresh exchanges, want 1", len(fresh.started))
 		}
 	})
+}
+
+// claimStore is a CacheStore and CacheClaimer in memory, as a shared store
+// behaves for one replica.
+type claimStore struct {
+	mu       sync.Mutex
+	entries  map[string][]byte
+	claims   map[string]bool
+	released int
+}
+
+func (s *claimStore) Get(_ context.Context, key string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.entries[key]
+	return b, ok
+}
+
+func (s *claimStore) Set(_ context.Context, key string, value []byte, _ time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.entries[key] = value
+	delete(s.claims, key)
+}
+
+func (s *claimStore) Claim(_ context.Context, key string, _ time.Duration) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.claims[key] {
+		return false
+	}
+	s.claims[key] = true
+	return true
+}
+
+func (s *claimStore) Release(_ context.Context, key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.claims, key)
+	s.released++
+}
+
+// TestFailedFillReleasesItsClaim: a caller that claimed a missing entry and
+// failed gives the claim up, so the next caller fills it at once instead of
+// waiting claimWait for an entry that would never come.
+func TestFailedFillReleasesItsClaim(t *testing.T) {
+	up := upstreamtest.StartScript(t, answerFailure(500, nil), ok200)
+	store := &claimStore{entries: map[string][]byte{}, claims: map[string]bool{}}
+	c := newClient(t, up.URL, WithCache(time.Minute, 10), WithCacheStore(store))
+	if _, _, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1"); err == nil {
+		t.Fatal("the first call succeeded; want the scripted 500")
+	}
+	start := time.Now()
+	if _, meta, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1"); err != nil || meta.Cached {
+		t.Fatalf("the second call: %v (cached %v), want the upstream's answer", err, meta.Cached)
+	}
+	if took := time.Since(start); took >= claimWait {
+		t.Errorf("the second call took %v: it waited for the failed caller's claim", took)
+	}
+	if _, meta, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1"); err != nil || !meta.Cached {
+		t.Errorf("the third call: %v (cached %v), want the cached answer", err, meta.Cached)
+	}
+	if store.released != 1 || up.Count() != 2 {
+		t.Errorf("%d releases, %d upstream requests; want 1 and 2", store.released, up.Count())
+	}
 }

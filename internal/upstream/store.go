@@ -41,7 +41,10 @@ type CacheStore interface {
 // fill a missing entry while the others wait for it: Claim returns true for the
 // caller that should call the upstream (and then Set), and false while another
 // holds the claim (held for at most ttl). A caller turned away polls Get for a
-// while (see claimWait) before calling the upstream itself.
+// while (see claimWait) before calling the upstream itself. A claimant whose
+// call fails calls Release, so that the next caller claims at once instead of
+// waiting for an entry that will not come.
 type CacheClaimer interface {
 	Claim(ctx context.Context, key string, ttl time.Duration) bool
+	Release(ctx context.Context, key string)
 }
