@@ -3,28 +3,21 @@ package fleet
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"log/slog"
-	"math/big"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/acme/plugin-facade/internal/fleet/fleettest"
-	tu "github.com/acme/plugin-facade/internal/testutil"
+	"github.com/acme/plugin-facade/internal/testutil"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -311,7 +304,7 @@ func receive(t *testing.T, ch <-chan []byte) string {
 func TestDegradesAndRecovers(t *testing.T) {
 	r := fleettest.Start(t)
 	reg := prometheus.NewRegistry()
-	var logs tu.Buffer
+	var logs testutil.Buffer
 	a := open(t, r.URL(), Options{Timeout: 50 * time.Millisecond, Registerer: reg, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	b := open(t, r.URL(), Options{Timeout: 50 * time.Millisecond})
 	ga, gb := a.Guard(upstream.NewMemoryGuardStore()), b.Guard(upstream.NewMemoryGuardStore())
@@ -337,8 +330,8 @@ func TestDegradesAndRecovers(t *testing.T) {
 			v, ok, claimed, led, exhausted)
 	}
 	eventually(t, 2*time.Second, "the fleet says it is degraded", func() bool { return a.Degraded() && b.Degraded() })
-	if a.Status() != "degraded" || testutil.ToFloat64(a.metrics.degraded) != 1 {
-		t.Errorf("status %q, gauge %v; want degraded, 1", a.Status(), testutil.ToFloat64(a.metrics.degraded))
+	if a.Status() != "degraded" || promtestutil.ToFloat64(a.metrics.degraded) != 1 {
+		t.Errorf("status %q, gauge %v; want degraded, 1", a.Status(), promtestutil.ToFloat64(a.metrics.degraded))
 	}
 	if !strings.Contains(logs.String(), "redis unreachable") {
 		t.Errorf("no log line says Redis is unreachable:\n%s", logs.String())
@@ -348,7 +341,7 @@ func TestDegradesAndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "the fleet shares again", func() bool { return !a.Degraded() && !b.Degraded() })
-	if testutil.ToFloat64(a.metrics.degraded) != 0 {
+	if promtestutil.ToFloat64(a.metrics.degraded) != 0 {
 		t.Error("the gauge still says degraded")
 	}
 	// Pub/sub is subscribed again: a window one learns reaches the other.
@@ -381,7 +374,7 @@ func TestOpenWithoutRedis(t *testing.T) {
 func TestPasswordNeverShown(t *testing.T) {
 	const password = "s3cret-Pa55word"
 	r := fleettest.StartWith(t, fleettest.Options{User: "facade", Password: password})
-	var logs tu.Buffer
+	var logs testutil.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 
 	f := open(t, r.URL(), Options{Logger: log})
@@ -436,38 +429,10 @@ func TestTLS(t *testing.T) {
 	}
 }
 
-// selfSigned writes a self-signed certificate for 127.0.0.1 and its key into
-// dir, and returns a pool trusting it.
+// selfSigned writes a certificate for 127.0.0.1 and its key into dir, as
+// cert.pem and key.pem, and returns a pool trusting it.
 func selfSigned(t *testing.T, dir string) *x509.CertPool {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "redis-test"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := os.WriteFile(filepath.Join(dir, "cert.pem"), certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(certPEM)
-	return pool
+	ca := testutil.NewCA(t, "redis-test CA")
+	testutil.WritePEM(t, ca.Issue(t, "redis-test"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	return ca.Pool
 }

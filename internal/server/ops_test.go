@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"log/slog"
+
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -21,7 +23,6 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"log/slog"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/sandbox"
@@ -79,12 +80,7 @@ func instrumentedStack(t *testing.T, up string, prepare ...func(*Server)) (*stac
 
 func startSandbox(t *testing.T, opts ...sandbox.Option) *sandbox.Server {
 	t.Helper()
-	sb, err := sandbox.Start(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sb.Close() })
-	return sb
+	return testutil.StartSandbox(t, opts...)
 }
 
 // TestCallLog checks that each call, over gRPC or REST, is one log line with

@@ -1,14 +1,7 @@
 package server
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -20,68 +13,17 @@ import (
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/sandbox"
 	"github.com/acme/plugin-facade/internal/service"
+	"github.com/acme/plugin-facade/internal/testutil"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
-
-// testCA is a certificate authority made for one test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
-
-// issue returns a leaf certificate for 127.0.0.1 usable by a server or a client.
-func (ca *testCA) issue(t *testing.T, name string) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
 
 // TestTLS serves both listeners over TLS, then mutual TLS, and checks who gets
 // through over gRPC and over HTTPS (REST included: the gateway's own calls must
 // not be refused).
 func TestTLS(t *testing.T) {
-	serverCA, clientCA := newTestCA(t, "server CA"), newTestCA(t, "client CA")
-	serverCert, clientCert := serverCA.issue(t, "facade"), clientCA.issue(t, "caller")
-	otherClientCert := newTestCA(t, "stranger CA").issue(t, "stranger")
+	serverCA, clientCA := testutil.NewCA(t, "server CA"), testutil.NewCA(t, "client CA")
+	serverCert, clientCert := serverCA.Issue(t, "facade"), clientCA.Issue(t, "caller")
+	otherClientCert := testutil.NewCA(t, "stranger CA").Issue(t, "stranger")
 
 	tests := []struct {
 		name   string
@@ -91,11 +33,11 @@ func TestTLS(t *testing.T) {
 	}{
 		{"TLS", &tls.Config{Certificates: []tls.Certificate{serverCert}}, nil, true},
 		{"mutual TLS with a trusted client certificate", &tls.Config{Certificates: []tls.Certificate{serverCert},
-			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCA.pool}, &clientCert, true},
+			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCA.Pool}, &clientCert, true},
 		{"mutual TLS without a client certificate", &tls.Config{Certificates: []tls.Certificate{serverCert},
-			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCA.pool}, nil, false},
+			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCA.Pool}, nil, false},
 		{"mutual TLS with an untrusted client certificate", &tls.Config{Certificates: []tls.Certificate{serverCert},
-			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCA.pool}, &otherClientCert, false},
+			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clientCA.Pool}, &otherClientCert, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -105,7 +47,7 @@ func TestTLS(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := serve(t, service.New(uc, service.WithDefaultCredentials(sandboxKey)), WithTLS(tt.server))
-			clientTLS := &tls.Config{RootCAs: serverCA.pool}
+			clientTLS := &tls.Config{RootCAs: serverCA.Pool}
 			if tt.client != nil {
 				clientTLS.Certificates = []tls.Certificate{*tt.client}
 			}
