@@ -85,7 +85,7 @@ func (c *Client) call(ctx context.Context, auth Authorization, route string, u *
 			meta.LastError = newError(a)
 			err = meta.LastError
 		}
-		wait, retry := c.retryWait(ctx, r, meta.Attempts+meta.Shared, err)
+		wait, retry := c.retryWait(ctx, meta.Attempts+meta.Shared, err)
 		if !retry {
 			return meta, withRetryHint(err, wait)
 		}

@@ -121,15 +121,8 @@ func newError(a *answer) *Error {
 		Authenticate: headerText(a.header, headerWWWAuthenticate),
 		Header:       documentedHeaders(a.header),
 	}
-	// A 429 is about the rate-limit window, so its hint is never shorter than
-	// the reset; neither is that of any answer saying the window is exhausted.
-	ra, hasRA := parseSeconds(a.header.Get(headerRetryAfter))
-	switch {
-	case a.status == http.StatusTooManyRequests || e.RateLimit.exhausted():
-		e.RetryAfter = max(ra, e.RateLimit.Reset, 0)
-	case hasRA:
-		e.RetryAfter = ra
-	}
+	ra, _ := parseSeconds(a.header.Get(headerRetryAfter))
+	e.RetryAfter = retryAfterOf(a.status, e.RateLimit, ra)
 	var f failure
 	switch {
 	case a.tooLarge:
@@ -203,6 +196,25 @@ func (it ErrorItem) Summary() string {
 // exhausted reports whether the window has no request left and says when it
 // resets.
 func (rl RateLimit) exhausted() bool { return rl.Remaining == 0 && rl.Reset > 0 }
+
+// minThrottle is how long a 429 that says nothing of when to come back holds
+// its credential back.
+const minThrottle = time.Second
+
+// retryAfterOf is how long an answer asks its caller to wait (zero for no
+// hint), from its status, its rate-limit window and its Retry-After (zero when
+// absent). A 429 is about the rate-limit window, so its wait is never shorter
+// than the reset; nor is that of any answer saying the window is exhausted.
+// The rate-limit guard holds the credential back for this same wait.
+func retryAfterOf(status int, rl RateLimit, retryAfter time.Duration) time.Duration {
+	switch {
+	case status == http.StatusTooManyRequests:
+		return max(retryAfter, rl.Reset, minThrottle)
+	case rl.exhausted():
+		return max(retryAfter, rl.Reset)
+	}
+	return retryAfter
+}
 
 // noRateLimit is a RateLimit of which no header was sent.
 var noRateLimit = RateLimit{Limit: -1, Remaining: -1, Reset: -1}

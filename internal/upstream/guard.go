@@ -27,13 +27,12 @@ func credentialID(a Authorization) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// observe updates the credential's window from an answer.
+// observe updates the credential's window from an answer: its status, its
+// rate-limit window and its Retry-After (zero when absent).
 func (g *guard) observe(ctx context.Context, cred string, status int, rl RateLimit, retryAfter time.Duration) {
 	switch {
-	case status == http.StatusTooManyRequests:
-		g.store.SetExhausted(ctx, cred, g.now().Add(max(retryAfter, rl.Reset, time.Second)), rl.Limit)
-	case rl.exhausted():
-		g.store.SetExhausted(ctx, cred, g.now().Add(rl.Reset), rl.Limit)
+	case status == http.StatusTooManyRequests || rl.exhausted():
+		g.store.SetExhausted(ctx, cred, g.now().Add(retryAfterOf(status, rl, retryAfter)), rl.Limit)
 	case rl.Remaining > 0:
 		g.store.ClearExhausted(ctx, cred)
 	}

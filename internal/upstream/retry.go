@@ -67,24 +67,21 @@ func (c *Client) backoff(n int) time.Duration {
 	return half + time.Duration(c.jitter(int64(d-half)+1))
 }
 
-// retryWait decides whether r's call tries again after err, its answers-th
+// retryWait decides whether a call tries again after err, its answers-th
 // failure, and how long it waits first: the upstream's own hint when it gave
-// one (or the guard's window for the credential, when longer), plus a little
-// jitter so that the callers it turned away do not come back in the same
-// instant; the backoff otherwise. A temporary failure that is not retried
+// one, plus a little jitter so that the callers it turned away do not come
+// back in the same instant; the backoff otherwise. (A window the guard learnt
+// meanwhile from another call is the next attempt's admit's to answer.) A temporary failure that is not retried
 // (attempts spent, a hint longer than MaxWait, a wait that would outlast the
 // caller's deadline) gets the hint, or else the backoff, as the caller's.
-func (c *Client) retryWait(ctx context.Context, r *request, answers int, err error) (time.Duration, bool) {
+func (c *Client) retryWait(ctx context.Context, answers int, err error) (time.Duration, bool) {
 	if !IsTemporary(err) {
 		return 0, false
 	}
 	backoff := c.backoff(answers)
 	hint := time.Duration(0)
 	if e, ok := errors.AsType[*Error](err); ok {
-		hint = e.RetryAfter
-	}
-	if t := c.admit(ctx, r); t != nil {
-		hint = max(hint, t.RetryAfter)
+		hint = e.RetryAfter // the guard's window for this answer, too
 	}
 	if answers >= c.retry.MaxAttempts || hint > c.retry.MaxWait {
 		return cmp.Or(hint, backoff), false
