@@ -70,10 +70,11 @@ func (c *Client) backoff(n int) time.Duration {
 // retryWait decides whether a call tries again after err, its answers-th
 // failure, and how long it waits first: the upstream's own hint when it gave
 // one, plus a little jitter so that the callers it turned away do not come
-// back in the same instant; the backoff otherwise. (A window the guard learnt
-// meanwhile from another call is the next attempt's admit's to answer.) A temporary failure that is not retried
-// (attempts spent, a hint longer than MaxWait, a wait that would outlast the
-// caller's deadline) gets the hint, or else the backoff, as the caller's.
+// back in the same instant; the backoff otherwise. A window the guard learnt
+// meanwhile from another call is for the next attempt's admit to answer. A
+// temporary failure that is not retried (attempts spent, a hint longer than
+// MaxWait, a wait that would outlast the caller's deadline) gets the hint, or
+// else the backoff, as the caller's.
 func (c *Client) retryWait(ctx context.Context, answers int, err error) (time.Duration, bool) {
 	if !IsTemporary(err) {
 		return 0, false
