@@ -1,8 +1,9 @@
 // Package upstream is a client for the two Confluent Cloud REST endpoints the
 // facade fronts. It knows HTTP, the upstream's URLs, headers and JSON, and
 // nothing of gRPC: resources come back as plain Go values, failures as *Error
-// (a non-2xx answer), *DecodeError (a 2xx answer that is not the resource) or a
-// *TransportError (no answer at all).
+// (a non-2xx answer), *DecodeError (a 2xx answer that is not the resource), a
+// *TransportError (no answer at all) or a *ThrottledError (the rate-limit guard
+// answered); IsTemporary and RetryHint say whether and when to try again.
 package upstream
 
 import (
