@@ -122,14 +122,10 @@ func (c *storeCache) load(ctx context.Context, key string) *answer {
 	return &answer{status: e.Status, header: e.Header, body: e.Body}
 }
 
+// add keeps a with the headers the upstream documents (what Meta reports of
+// it), not every header it came with.
 func (c *storeCache) add(ctx context.Context, key string, a *answer) {
-	h := http.Header{}
-	for _, k := range cachedHeaders {
-		if v := a.header.Values(k); len(v) > 0 {
-			h[http.CanonicalHeaderKey(k)] = v
-		}
-	}
-	b, err := json.Marshal(encodedAnswer{Status: a.status, Header: h, Body: a.body})
+	b, err := json.Marshal(encodedAnswer{Status: a.status, Header: documentedHeaders(a.header), Body: a.body})
 	if err == nil {
 		c.store.Set(ctx, key, b, c.ttl)
 	}
@@ -141,7 +137,3 @@ type encodedAnswer struct {
 	Header http.Header `json:"h,omitempty"`
 	Body   []byte      `json:"b"`
 }
-
-// cachedHeaders are the headers of an answer that a cached copy keeps: those
-// Meta reports.
-var cachedHeaders = []string{headerRequestID, headerRateLimitLimit, headerRateLimitRemaining, headerRateLimitReset, headerRetryAfter}
