@@ -127,4 +127,3 @@ func sameAsService(gomod string, linked map[string]string) error {
 	}
 	return nil
 }
-
