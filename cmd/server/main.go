@@ -182,6 +182,7 @@ func build(cfg config, log *slog.Logger, tp *telemetry.TracerProvider, closers *
 		a.upstreamURL, a.creds = sb.URL(), upstream.BasicAuth(sandbox.APIKey, sandbox.APISecret)
 	}
 	registry := telemetry.NewRegistry()
+	telemetry.RegisterBuildInfo(registry, buildVersion())
 	clientOpts := append(cfg.Upstream.Options(),
 		upstream.WithUserAgent("plugin-facade/"+buildVersion()),
 		upstream.WithHooks(telemetry.NewUpstreamMetrics(registry).Hooks()),
@@ -196,6 +197,7 @@ func build(cfg config, log *slog.Logger, tp *telemetry.TracerProvider, closers *
 		// The replicas of a fleet share the guard's windows, the cache and
 		// the watches' polling through Redis; while it does not answer, each
 		// runs on its local state.
+		fleet.UseLogger(log)
 		fl, err := fleet.Open(cfg.Fleet.URL, fleet.Options{Timeout: cfg.Fleet.Timeout, Logger: log, Registerer: registry})
 		if err != nil {
 			return nil, configError{fmt.Errorf("--redis-url: %w", err)}
