@@ -19,6 +19,7 @@ import (
 	"github.com/acme/plugin-facade/internal/fleet/fleettest"
 	"github.com/acme/plugin-facade/internal/testutil"
 	"github.com/acme/plugin-facade/internal/upstream"
+	"github.com/acme/plugin-facade/internal/upstream/upstreamtest"
 )
 
 // testTimeout bounds Redis operations in tests: generous, so that a loaded
@@ -435,4 +436,55 @@ func selfSigned(t *testing.T, dir string) *x509.CertPool {
 	ca := testutil.NewCA(t, "redis-test CA")
 	testutil.WritePEM(t, ca.Issue(t, "redis-test"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
 	return ca.Pool
+}
+
+// TestCacheMissJoinsTheLocalFlight is issue 15's defect 8: while replica A
+// fills a missing entry, the callers of replica B that want it wait in one
+// flight, of which one asks Redis, instead of each polling Redis.
+func TestCacheMissJoinsTheLocalFlight(t *testing.T) {
+	r := fleettest.Start(t)
+	up := upstreamtest.Start(t, upstreamtest.Response{Status: 200, Delay: 500 * time.Millisecond,
+		Body: `{"api_version":"connect/v1","kind":"CustomConnectorPlugin","id":"ccp-1"}`})
+	client := func() *upstream.Client {
+		f := open(t, r.URL(), Options{})
+		c, err := upstream.New(up.URL, upstream.WithCache(time.Minute, 16), upstream.WithCacheStore(f.Cache(16)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a, b := client(), client()
+	auth := upstream.BasicAuth("KEY", "SECRET")
+	ctx := t.Context()
+	go func() { _, _, _ = a.GetConnectorPlugin(ctx, auth, "ccp-1") }()
+	eventually(t, 5*time.Second, "replica A claims the entry", func() bool {
+		keys, _ := direct(t, r).Keys(ctx, "plugin-facade:claim:*").Result()
+		return len(keys) == 1
+	})
+
+	const callers = 10
+	metas := make(chan upstream.Meta, callers)
+	for range callers {
+		go func() {
+			_, meta, err := b.GetConnectorPlugin(ctx, auth, "ccp-1")
+			if err != nil {
+				t.Error(err)
+			}
+			metas <- meta
+		}()
+	}
+	joined := 0
+	for range callers {
+		meta := <-metas
+		if !meta.Cached || meta.Attempts != 0 {
+			t.Errorf("a caller of B: %+v, want the entry A filled", meta)
+		}
+		joined += meta.Shared
+	}
+	if joined != callers-1 {
+		t.Errorf("%d of B's %d callers joined the one waiting for the entry, want %d", joined, callers, callers-1)
+	}
+	if up.Count() != 1 {
+		t.Errorf("the upstream got %d requests, want 1", up.Count())
+	}
 }

@@ -396,7 +396,9 @@ type pollState struct {
 func (s *Service) pollOnce(ctx context.Context, t watchTarget, st *pollState, base time.Duration) (ev *watchEvent, wait time.Duration, done bool) {
 	longest := max(s.watchIntervals.Cap, base)
 	pctx, cancel := s.pollContext(ctx)
-	v, meta, err := s.client.GetPluginVersion(pctx, t.auth, t.pluginID, t.id, t.environment)
+	// Fresh: an answer cached for unary reads would hide the change the
+	// watch waits for for as long as the cache keeps it.
+	v, meta, err := s.client.GetPluginVersion(pctx, t.auth, t.pluginID, t.id, t.environment, upstream.Fresh())
 	cancel()
 	if ctx.Err() != nil {
 		return nil, 0, true

@@ -280,10 +280,10 @@ func IsLoopbackHost(host string) bool {
 
 // GetPluginVersion reads version id of plugin pluginID in the given environment
 // (GET /ccpm/v1/plugins/{plugin_id}/versions/{id}?environment=...).
-func (c *Client) GetPluginVersion(ctx context.Context, auth Authorization, pluginID, id, environment string) (*PluginVersion, Meta, error) {
+func (c *Client) GetPluginVersion(ctx context.Context, auth Authorization, pluginID, id, environment string, opts ...ReadOption) (*PluginVersion, Meta, error) {
 	var v PluginVersion
 	u := c.url(url.Values{"environment": {environment}}, "ccpm", "v1", "plugins", pluginID, "versions", id)
-	meta, err := c.call(ctx, auth, RoutePluginVersion, u, &v)
+	meta, err := c.call(ctx, auth, RoutePluginVersion, u, &v, readConfigOf(opts))
 	if err != nil {
 		return nil, meta, err
 	}
@@ -292,10 +292,10 @@ func (c *Client) GetPluginVersion(ctx context.Context, auth Authorization, plugi
 
 // GetConnectorPlugin reads custom connector plugin id
 // (GET /connect/v1/custom-connector-plugins/{id}).
-func (c *Client) GetConnectorPlugin(ctx context.Context, auth Authorization, id string) (*ConnectorPlugin, Meta, error) {
+func (c *Client) GetConnectorPlugin(ctx context.Context, auth Authorization, id string, opts ...ReadOption) (*ConnectorPlugin, Meta, error) {
 	var p ConnectorPlugin
 	u := c.url(nil, "connect", "v1", "custom-connector-plugins", id)
-	meta, err := c.call(ctx, auth, RouteConnectorPlugin, u, &p)
+	meta, err := c.call(ctx, auth, RouteConnectorPlugin, u, &p, readConfigOf(opts))
 	if err != nil {
 		return nil, meta, err
 	}
@@ -310,6 +310,9 @@ type answer struct {
 	// tooLarge means the body exceeded the cap; body is then empty and the
 	// rest of it was never read.
 	tooLarge bool
+	// cached means the answer came from the cache, not from an exchange of
+	// this call's.
+	cached bool
 }
 
 // ok reports whether a is a success (2xx).
