@@ -273,6 +273,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.log.Info("shutting down", "timeout", s.shutdownTimeout.String())
 	s.health.Shutdown()
 	s.rest.refuse()
+	if e, ok := s.svc.(StreamEnder); ok {
+		e.EndStreams() // before waiting: an open watch would hold shutdown to its timeout
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.shutdownTimeout)
 	defer cancel()
 	// Calls first: the gRPC server stops accepting and waits for its calls in
@@ -293,6 +296,14 @@ func (s *Server) shutdown(ctx context.Context) error {
 		return fmt.Errorf("HTTP shutdown: %w", err)
 	}
 	return nil
+}
+
+// StreamEnder is a service whose streams do not end on their own (a watch
+// lasts as long as its version takes to change): shutdown calls EndStreams
+// first, so that they end at once, each with a status that tells its caller
+// to call again, rather than hold shutdown to its timeout and be cut.
+type StreamEnder interface {
+	EndStreams()
 }
 
 // grpcServer builds the gRPC server with its interceptors, services and limits.

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -32,6 +33,9 @@ type Service struct {
 	watchIntervals WatchIntervals
 	watches        watches
 	relay          WatchRelay // nil: every replica polls for its own watchers
+
+	ending  chan struct{} // closed by EndStreams
+	endOnce sync.Once
 }
 
 // Option configures a Service.
@@ -66,7 +70,7 @@ func WithLogger(l *slog.Logger) Option {
 
 // New returns a Service that reads from client.
 func New(client *upstream.Client, opts ...Option) *Service {
-	s := &Service{client: client, watchIntervals: DefaultWatchIntervals}
+	s := &Service{client: client, watchIntervals: DefaultWatchIntervals, ending: make(chan struct{})}
 	for _, opt := range opts {
 		opt(s)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -88,6 +89,11 @@ func (s *Service) WatchPluginVersion(req *pluginv1.WatchPluginVersionRequest, st
 	if err != nil {
 		return err
 	}
+	select {
+	case <-s.ending:
+		return errStreamsEnded
+	default:
+	}
 	target := watchTarget{auth: auth, pluginID: req.GetPluginId(), id: req.GetId(), environment: req.GetEnvironment()}
 	w := s.watches.join(s, target, s.watchIntervals.interval(req.GetPollInterval().AsDuration()))
 	defer s.watches.leave(target.key(), w)
@@ -97,6 +103,8 @@ func (s *Service) WatchPluginVersion(req *pluginv1.WatchPluginVersionRequest, st
 		select {
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
+		case <-s.ending:
+			return errStreamsEnded
 		case <-w.ready:
 		}
 		ev := w.take()
@@ -122,6 +130,19 @@ func (s *Service) WatchPluginVersion(req *pluginv1.WatchPluginVersionRequest, st
 			return nil
 		}
 	}
+}
+
+// errStreamsEnded ends the watches of a server that is shutting down. It is
+// UNAVAILABLE, which a client retries: the watch resumes on another replica
+// (or this one, restarted) from the version as it is then.
+var errStreamsEnded = status.Error(codes.Unavailable, "the server is shutting down: watch again to resume")
+
+// EndStreams ends every watch at once with UNAVAILABLE, and refuses new ones
+// the same way: a server shutting down calls it before it waits for the
+// calls in flight, which a watch would otherwise hold open for as long as
+// the version takes to change.
+func (s *Service) EndStreams() {
+	s.endOnce.Do(func() { close(s.ending) })
 }
 
 // watchTarget is what a watcher watches, with whose credential.
