@@ -155,7 +155,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			clientOpts = append(clientOpts, upstream.WithGuardStore(fl.Guard(upstream.NewMemoryGuardStore())))
 		}
 		if cfg.CacheTTL > 0 {
-			clientOpts = append(clientOpts, upstream.WithCacheStore(fl.Cache(cfg.CacheMaxEntries)))
+			clientOpts = append(clientOpts, upstream.WithCacheStore(fl.Cache()))
 		}
 		svcOpts = append(svcOpts, service.WithWatchRelay(fl.Watches()))
 		srvOpts = append(srvOpts, server.WithReadyDetail("fleet", fl.Status))

@@ -153,22 +153,27 @@ func (c *Client) fetchShared(ctx context.Context, r *request, meta *Meta) (*answ
 // the answer, and otherwise with one exchange, whose success it caches once
 // it decodes. A fleet cache may have another replica fill a missing entry
 // meanwhile: fetch then waits for it, and the identical calls of this
-// process wait with it, in the same flight.
+// process wait with it, in the same flight. A 2xx answer leaves fetch
+// decoded (decodeAnswer), once for all who share it.
 func (c *Client) fetch(ctx context.Context, r *request) (*answer, error) {
-	if c.cache == nil {
-		return c.exchange(ctx, r)
-	}
 	claimed := false
-	if !r.fresh {
+	if c.cache != nil && !r.fresh {
 		var a *answer
-		if a, claimed = c.cache.get(ctx, r.cacheKey()); a != nil {
+		decode := func(a *answer) { c.decodeAnswer(r.route, a) }
+		if a, claimed = c.cache.get(ctx, r.cacheKey(), decode); a != nil {
 			hit := *a
 			hit.cached = true
 			return &hit, nil
 		}
 	}
 	a, err := c.exchange(ctx, r)
-	filled := err == nil && a.ok() && c.decode(a, resourceOf(r.route)) == nil
+	if err == nil && a.ok() {
+		c.decodeAnswer(r.route, a)
+		if a.res != nil {
+			c.drift.inspect(r.route, a.body)
+		}
+	}
+	filled := c.cache != nil && err == nil && a.res != nil
 	if filled {
 		c.cache.add(ctx, r.cacheKey(), a)
 	} else if claimed {
@@ -177,14 +182,6 @@ func (c *Client) fetch(ctx context.Context, r *request) (*answer, error) {
 		c.cache.release(context.WithoutCancel(ctx), r.cacheKey())
 	}
 	return a, err
-}
-
-// resourceOf is a new value of the resource route answers with.
-func resourceOf(route string) resource {
-	if route == RoutePluginVersion {
-		return &PluginVersion{}
-	}
-	return &ConnectorPlugin{}
 }
 
 // callerLeft is the error of a call whose caller's ctx ended while it waited:
