@@ -128,6 +128,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		upstream.WithRateLimitGuard(cfg.RateLimitGuard),
 		upstream.WithCache(cfg.CacheTTL, cfg.CacheMaxEntries),
 		upstream.WithHooks(upstreamMetrics.Hooks()),
+		upstream.WithLogger(log),
 		upstream.WithTransport(telemetry.Transport(tp)),
 	}
 	svcOpts := []service.Option{

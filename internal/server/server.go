@@ -385,6 +385,9 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 		// validation (decoded) and gets a clear INVALID_ARGUMENT rather than an
 		// opaque route miss.
 		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
+		// A resource the service attached the upstream's JSON to is written
+		// as the upstream sent it (see package passthrough).
+		runtime.WithForwardResponseRewriter(upstreamJSON),
 	}
 	gw := runtime.NewServeMux(gwOpts...)
 	if err := pluginv1.RegisterPluginServiceHandlerServer(ctx, gw, gateway.inProcess); err != nil {
@@ -396,7 +399,7 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 	mux := http.NewServeMux()
 	// otelhttp reads the caller's traceparent header and puts its span in the
 	// request's context, which in-process calls keep.
-	mux.Handle("/", telemetry.Handler(gw, s.tracer, "rest"))
+	mux.Handle("/", telemetry.Handler(carryUpstreamJSON(gw), s.tracer, "rest"))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}))

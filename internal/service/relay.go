@@ -56,6 +56,7 @@ func renewEvery(base time.Duration) time.Duration { return base / 2 }
 // response metadata.
 type relayed struct {
 	Version    []byte        `json:"version,omitempty"` // a CustomConnectPluginVersion, binary proto
+	Raw        []byte        `json:"raw,omitempty"`     // the version's JSON, as the upstream sent it to the polling replica
 	Status     []byte        `json:"status,omitempty"`  // a google.rpc.Status, binary proto
 	Final      bool          `json:"final,omitempty"`
 	HTTPStatus int           `json:"http_status,omitempty"`
@@ -79,6 +80,7 @@ func encodeRelayed(ev *watchEvent) ([]byte, error) {
 		r.Status, err = proto.Marshal(status.Convert(ev.err).Proto())
 	} else {
 		r.Version, err = proto.Marshal(ev.version)
+		r.Raw = ev.raw
 	}
 	if err != nil {
 		return nil, err
@@ -114,7 +116,7 @@ func decodeRelayed(msg []byte, polls int) (*watchEvent, error) {
 		}
 		return ev, nil
 	}
-	ev.version = &pluginv1.CustomConnectPluginVersion{}
+	ev.version, ev.raw = &pluginv1.CustomConnectPluginVersion{}, r.Raw
 	if err := proto.Unmarshal(r.Version, ev.version); err != nil {
 		return nil, err
 	}

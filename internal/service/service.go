@@ -18,6 +18,7 @@ import (
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/callinfo"
+	"github.com/acme/plugin-facade/internal/passthrough"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -95,7 +96,9 @@ func (s *Service) GetPluginVersion(ctx context.Context, req *pluginv1.GetPluginV
 	if err := s.answered(ctx, meta, err); err != nil {
 		return nil, err
 	}
-	return pluginVersionToProto(v), nil
+	pv := pluginVersionToProto(v)
+	passthrough.Attach(ctx, pv, v.Raw)
+	return pv, nil
 }
 
 // GetConnectorPlugin reads one custom connector plugin.
@@ -109,7 +112,9 @@ func (s *Service) GetConnectorPlugin(ctx context.Context, req *pluginv1.GetConne
 	if err := s.answered(ctx, meta, err); err != nil {
 		return nil, err
 	}
-	return connectorPluginToProto(p), nil
+	pp := connectorPluginToProto(p)
+	passthrough.Attach(ctx, pp, p.Raw)
+	return pp, nil
 }
 
 // upstreamInfo is what the call log says of the upstream side of a call.

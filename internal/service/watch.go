@@ -15,6 +15,7 @@ import (
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/callinfo"
+	"github.com/acme/plugin-facade/internal/passthrough"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -123,6 +124,7 @@ func (s *Service) WatchPluginVersion(req *pluginv1.WatchPluginVersionRequest, st
 		if ev.err != nil {
 			return ev.err
 		}
+		passthrough.Attach(ctx, ev.version, ev.raw)
 		if err := stream.Send(ev.version); err != nil {
 			return err
 		}
@@ -172,8 +174,9 @@ func (t watchTarget) key() watchKey {
 // error that ends the watch.
 type watchEvent struct {
 	version *pluginv1.CustomConnectPluginVersion
-	err     error // a status error; ends the watch
-	final   bool  // the version's phase is terminal, or err is set
+	raw     []byte // the version's JSON as the upstream sent it
+	err     error  // a status error; ends the watch
+	final   bool   // the version's phase is terminal, or err is set
 	meta    upstream.Meta
 	polls   int // upstream requests the loop has made so far
 }
@@ -432,7 +435,7 @@ func (s *Service) pollOnce(ctx context.Context, t watchTarget, st *pollState, ba
 		final := terminal(pv)
 		if st.last == nil || !proto.Equal(st.last, pv) {
 			st.last, st.backoff = pv, base
-			ev = &watchEvent{version: pv, final: final, meta: meta, polls: st.polls}
+			ev = &watchEvent{version: pv, raw: v.Raw, final: final, meta: meta, polls: st.polls}
 		} else {
 			st.backoff = min(2*st.backoff, longest)
 		}
