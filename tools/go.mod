@@ -1,8 +1,10 @@
-// Module tools pins the heavy command-line tools of plugin-facade (buf and grpcurl)
-// apart from the service's module, so that their large dependency graphs never mix
-// with what the server links. The protoc plugins are pinned as tool directives in
-// the main go.mod instead, so that each generator matches the runtime library it
-// generates code for. The Makefile installs all of them into ./bin.
+// Module tools pins the command-line tools of plugin-facade that are built from
+// source (grpcurl and oapi-codegen) and the generator of the imported protos
+// (googleprotos), apart from the service's module, so that their dependency
+// graphs never mix with what the server links. buf is not here: the Makefile
+// installs Buf's prebuilt release binary (pinned by version and checksum). The
+// protoc plugins are pinned as tool directives in the main go.mod instead, so
+// that each generator matches the runtime library it generates code for.
 module github.com/acme/plugin-facade/tools
 
 go 1.26.7
@@ -10,6 +12,14 @@ go 1.26.7
 tool (
 	github.com/fullstorydev/grpcurl/cmd/grpcurl
 	github.com/oapi-codegen/oapi-codegen/v2/cmd/oapi-codegen
+)
+
+require (
+	github.com/jhump/protoreflect/v2 v2.0.0
+	golang.org/x/mod v0.42.0
+	google.golang.org/genproto/googleapis/api v0.0.0-20261026165753-2ffab32bce7e
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20261019180522-ce908d29299b
+	google.golang.org/protobuf v1.36.13-0.20261016172727-e9ee2a76ab8e
 )
 
 require (
@@ -35,7 +45,6 @@ require (
 	github.com/googleapis/enterprise-certificate-proxy v0.3.11 // indirect
 	github.com/googleapis/gax-go/v2 v2.17.0 // indirect
 	github.com/jhump/protoreflect v1.18.1 // indirect
-	github.com/jhump/protoreflect/v2 v2.0.0 // indirect
 	github.com/oapi-codegen/oapi-codegen/v2 v2.8.2 // indirect
 	github.com/oasdiff/yaml v0.1.1 // indirect
 	github.com/oasdiff/yaml3 v0.0.14 // indirect
@@ -54,16 +63,12 @@ require (
 	go.opentelemetry.io/otel/trace v1.47.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
-	golang.org/x/mod v0.42.0 // indirect
 	golang.org/x/net v0.61.0 // indirect
 	golang.org/x/oauth2 v0.36.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/tools v0.52.0 // indirect
-	google.golang.org/genproto/googleapis/api v0.0.0-20261012220534-4341edf3f941 // indirect
-	google.golang.org/genproto/googleapis/rpc v0.0.0-20261012220534-4341edf3f941 // indirect
 	google.golang.org/grpc v1.83.2 // indirect
-	google.golang.org/protobuf v1.36.13-0.20261016172727-e9ee2a76ab8e // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +19,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/acme/plugin-facade/internal/failure"
+	"github.com/acme/plugin-facade/internal/passthrough"
 )
 
 // The gateway serves a server-streaming method in process: it builds the
@@ -96,17 +101,23 @@ func (c *streamCall) requestOf(r *http.Request, params map[string]string) (proto
 	names := make([][]string, 0, len(params))
 	for name, v := range params {
 		if err := runtime.PopulateFieldFromPath(req, name, v); err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "parameter %s: %v", name, err)
+			return nil, invalidQuery(fmt.Sprintf("parameter %s: %v", name, err))
 		}
 		names = append(names, []string{name})
 	}
 	if err := r.ParseForm(); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+		return nil, invalidQuery(err.Error())
 	}
 	if err := runtime.PopulateQueryParameters(req, r.Form, utilities.NewDoubleArray(names)); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+		return nil, invalidQuery(err.Error())
 	}
 	return req, nil
+}
+
+// invalidQuery is the failure of a request whose path or query does not
+// parse; msg quotes the caller's input (see echo).
+func invalidQuery(msg string) error {
+	return failure.Facade(failure.ReasonInvalidArgument, echo(msg))
 }
 
 // ndjsonStream is the grpc.ServerStream of a streaming call served over
@@ -154,9 +165,16 @@ func (s *ndjsonStream) RecvMsg(m any) error {
 	return nil
 }
 
-// SendMsg writes one {"result": ...} line and flushes it to the caller.
+// SendMsg writes one {"result": ...} line and flushes it to the caller: the
+// upstream's JSON of m when the service attached it, on one line.
 func (s *ndjsonStream) SendMsg(m any) error {
-	b, err := s.enc.Marshal(m)
+	var b []byte
+	var err error
+	if raw, ok := passthrough.FromContext(s.ctx).Take(m); ok {
+		b, err = oneLine(raw)
+	} else {
+		b, err = s.enc.Marshal(m)
+	}
 	if err != nil {
 		return status.Errorf(codes.Internal, "writing the response: %v", err)
 	}
@@ -173,10 +191,21 @@ func (s *ndjsonStream) SendMsg(m any) error {
 	return nil
 }
 
-func (s *ndjsonStream) writeHeader(code int, f *restFailure) {
+// oneLine is raw without the line breaks a line of NDJSON cannot hold; the
+// upstream's compact JSON (the usual case) is returned as it is.
+func oneLine(raw []byte) ([]byte, error) {
+	if !bytes.ContainsAny(raw, "\r\n") {
+		return raw, nil
+	}
+	var b bytes.Buffer
+	err := json.Compact(&b, raw)
+	return b.Bytes(), err
+}
+
+func (s *ndjsonStream) writeHeader(code int, f *failure.REST) {
 	h := s.w.Header()
 	if f != nil {
-		f.writeHeaders(h, s.header)
+		writeFailureHeaders(h, *f, s.header)
 	} else {
 		metadataHeaders(h, s.header)
 	}
@@ -195,11 +224,11 @@ func (s *ndjsonStream) finish(err error) {
 		}
 		return
 	}
-	f := failureOf(err)
+	f := restFailure(err)
 	if !s.wrote {
-		s.writeHeader(f.status, &f)
+		s.writeHeader(f.Status, &f)
 	}
-	line := make([]byte, 0, len(f.body)+11)
-	line = append(append(append(line, `{"error":`...), f.body...), "}\n"...)
+	line := make([]byte, 0, len(f.Body)+11)
+	line = append(append(append(line, `{"error":`...), f.Body...), "}\n"...)
 	_, _ = s.w.Write(line)
 }

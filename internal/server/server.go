@@ -31,15 +31,14 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/failure"
 	"github.com/acme/plugin-facade/internal/telemetry"
 )
 
@@ -273,6 +272,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.log.Info("shutting down", "timeout", s.shutdownTimeout.String())
 	s.health.Shutdown()
 	s.rest.refuse()
+	if e, ok := s.svc.(StreamEnder); ok {
+		e.EndStreams() // before waiting: an open watch would hold shutdown to its timeout
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.shutdownTimeout)
 	defer cancel()
 	// Calls first: the gRPC server stops accepting and waits for its calls in
@@ -293,6 +295,14 @@ func (s *Server) shutdown(ctx context.Context) error {
 		return fmt.Errorf("HTTP shutdown: %w", err)
 	}
 	return nil
+}
+
+// StreamEnder is a service whose streams do not end on their own (a watch
+// lasts as long as its version takes to change): shutdown calls EndStreams
+// first, so that they end at once, each with a status that tells its caller
+// to call again, rather than hold shutdown to its timeout and be cut.
+type StreamEnder interface {
+	EndStreams()
 }
 
 // grpcServer builds the gRPC server with its interceptors, services and limits.
@@ -374,6 +384,10 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 		// validation (decoded) and gets a clear INVALID_ARGUMENT rather than an
 		// opaque route miss.
 		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
+		runtime.WithMiddlewares(nameSpanByRoute),
+		// A resource the service attached the upstream's JSON to is written
+		// as the upstream sent it (see package passthrough).
+		runtime.WithForwardResponseRewriter(upstreamJSON),
 	}
 	gw := runtime.NewServeMux(gwOpts...)
 	if err := pluginv1.RegisterPluginServiceHandlerServer(ctx, gw, gateway.inProcess); err != nil {
@@ -385,7 +399,7 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 	mux := http.NewServeMux()
 	// otelhttp reads the caller's traceparent header and puts its span in the
 	// request's context, which in-process calls keep.
-	mux.Handle("/", telemetry.Handler(gw, s.tracer, "rest"))
+	mux.Handle("/", telemetry.Handler(carryUpstreamJSON(gw), s.tracer, "rest"))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}))
@@ -425,7 +439,7 @@ func writeStatus(w http.ResponseWriter, code int, status string, details ...read
 // error log for the operator, instead of a crashed process.
 func (s *Server) recoverPanic(ctx context.Context, p any) error {
 	s.log.ErrorContext(ctx, "panic in a call", "panic", fmt.Sprint(p))
-	return status.Error(codes.Internal, "internal error")
+	return failure.Facade(failure.ReasonInternal, "internal error")
 }
 
 // LoopbackAddr is the address a local client dials to reach a listener: the

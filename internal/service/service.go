@@ -11,12 +11,15 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/callinfo"
+	"github.com/acme/plugin-facade/internal/failure"
+	"github.com/acme/plugin-facade/internal/passthrough"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -32,6 +35,9 @@ type Service struct {
 	watchIntervals WatchIntervals
 	watches        watches
 	relay          WatchRelay // nil: every replica polls for its own watchers
+
+	ending  chan struct{} // closed by EndStreams
+	endOnce sync.Once
 }
 
 // Option configures a Service.
@@ -66,7 +72,7 @@ func WithLogger(l *slog.Logger) Option {
 
 // New returns a Service that reads from client.
 func New(client *upstream.Client, opts ...Option) *Service {
-	s := &Service{client: client, watchIntervals: DefaultWatchIntervals}
+	s := &Service{client: client, watchIntervals: DefaultWatchIntervals, ending: make(chan struct{})}
 	for _, opt := range opts {
 		opt(s)
 	}
@@ -91,7 +97,9 @@ func (s *Service) GetPluginVersion(ctx context.Context, req *pluginv1.GetPluginV
 	if err := s.answered(ctx, meta, err); err != nil {
 		return nil, err
 	}
-	return pluginVersionToProto(v), nil
+	pv := pluginVersionToProto(v)
+	passthrough.Attach(ctx, pv, v.Raw)
+	return pv, nil
 }
 
 // GetConnectorPlugin reads one custom connector plugin.
@@ -105,7 +113,9 @@ func (s *Service) GetConnectorPlugin(ctx context.Context, req *pluginv1.GetConne
 	if err := s.answered(ctx, meta, err); err != nil {
 		return nil, err
 	}
-	return connectorPluginToProto(p), nil
+	pp := connectorPluginToProto(p)
+	passthrough.Attach(ctx, pp, p.Raw)
+	return pp, nil
 }
 
 // upstreamInfo is what the call log says of the upstream side of a call.
@@ -145,7 +155,7 @@ func (s *Service) failure(ctx context.Context, meta upstream.Meta, err error) er
 	case errors.As(err, &de):
 		s.log.ErrorContext(ctx, "upstream broke its contract", "error", err.Error(), "request_id", de.RequestID)
 	}
-	return upstreamFailure(err, s.client.Host(), meta)
+	return failure.FromUpstream(err, s.client.Host(), meta)
 }
 
 // prepare does what every RPC does before calling the upstream: it validates
@@ -156,8 +166,8 @@ func (s *Service) failure(ctx context.Context, meta upstream.Meta, err error) er
 // rather than only its own deadline firing. On error, nothing is left to
 // cancel.
 func (s *Service) prepare(ctx context.Context, fields ...field) (context.Context, context.CancelFunc, upstream.Authorization, error) {
-	if err := validate(fields...); err != nil {
-		return nil, nil, upstream.Authorization{}, err
+	if vs := validate(fields...); len(vs) > 0 {
+		return nil, nil, upstream.Authorization{}, failure.Invalid(vs...)
 	}
 	auth, err := s.credentials(ctx)
 	if err != nil {
