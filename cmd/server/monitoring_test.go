@@ -277,7 +277,9 @@ func scrapeExercised(t *testing.T) map[string]bool {
 	}
 	var wg sync.WaitGroup
 	for range 8 {
-		wg.Go(func() { _, _ = r.client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID}) })
+		wg.Go(func() {
+			_, _ = r.client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID})
+		})
 	}
 	wg.Wait()
 	if _, err := r.client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: "ccp-00000"}); status.Code(err) != codes.NotFound {
