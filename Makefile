@@ -61,7 +61,7 @@ total=$$(go list -tags $(GO_TAGS) -deps $(1) | wc -l | tr -d ' '); \
       if (tty) printf "\r  compiled %d of at most %d packages: %-60.60s\033[K", n, total, $$0 > "/dev/stderr"; \
       else if (n % 50 == 0) printf "  compiled %d of at most %d packages\n", n, total > "/dev/stderr"; next } \
     { if (tty) printf "\n" > "/dev/stderr"; print > "/dev/stderr" } \
-    END { if ((n || d) && tty) printf "\n" > "/dev/stderr"; if (n) printf "  compiled %d packages\n", n > "/dev/stderr" }'
+    END { if ((n || d) && tty) printf "\n" > "/dev/stderr"; if (n) printf "  packages compiled: %d\n", n > "/dev/stderr" }'
 endef
 
 .PHONY: help

@@ -239,7 +239,7 @@ func variants(t *testing.T) []variant {
 // binaryEnv returns whether the binary reads the environment variable name:
 // a flag's (its PLUGIN_FACADE_ name, from the flag set itself), the Cloud API
 // key's, the OTEL_* ones of OpenTelemetry's SDK
-// (see the README's Traces), or the Go runtime's GOGC and GOMEMLIMIT.
+// (see docs/operations.md, Traces), or the Go runtime's GOGC and GOMEMLIMIT.
 func binaryEnv(t *testing.T) func(name string) bool {
 	t.Helper()
 	c := defaultConfig()
