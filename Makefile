@@ -115,8 +115,9 @@ soak: ## About a minute at concurrency 64 with injected upstream faults; fails o
 # CONTAINER_FLAGS go before its subcommand (e.g. --storage-driver=vfs).
 # The version inside (the binary's and the image label's) is IMAGE's tag when
 # IMAGE has one (`make image IMAGE=registry.example.com/plugin-facade:1.2.0`
-# reports 1.2.0), else VERSION. Images the build leaves dangling (a previous
-# build of the same tag, podman's per-step layers) are removed.
+# reports 1.2.0), else VERSION. podman builds without keeping an image per
+# step (--layers=false), and an image the build leaves dangling (the previous
+# build of the same tag) is removed.
 IMAGE           ?= plugin-facade:$(VERSION)
 IMAGE_TAG       := $(lastword $(subst :, ,$(IMAGE)))
 IMAGE_VERSION   := $(if $(or $(findstring /,$(IMAGE_TAG)),$(filter $(IMAGE),$(IMAGE_TAG)),$(filter latest,$(IMAGE_TAG))),$(VERSION),$(IMAGE_TAG))
@@ -149,7 +150,8 @@ image: ## Build the container image (IMAGE, default plugin-facade:<git describe>
 	  -o "$$ctx/plugin-facade" ./cmd/server; \
 	cp $(CA_BUNDLE) "$$ctx/ca-certificates.crt"; \
 	cp Containerfile "$$ctx/Containerfile"; \
-	$$tool $(CONTAINER_FLAGS) build --platform linux/$(IMAGE_ARCH) --build-arg VERSION=$(IMAGE_VERSION) \
+	layers=; if [ "$$tool" = podman ]; then layers=--layers=false; fi; \
+	$$tool $(CONTAINER_FLAGS) build $$layers --platform linux/$(IMAGE_ARCH) --build-arg VERSION=$(IMAGE_VERSION) \
 	  -f "$$ctx/Containerfile" -t $(IMAGE) "$$ctx"; \
 	set +x; \
 	left=$$(comm -13 <(echo "$$before") <(dangling)); \
