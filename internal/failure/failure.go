@@ -91,13 +91,17 @@ func Reason(st *status.Status) string {
 	return ""
 }
 
-func errorInfo(st *status.Status) *errdetails.ErrorInfo {
+func errorInfo(st *status.Status) *errdetails.ErrorInfo { return detail[*errdetails.ErrorInfo](st) }
+
+// detail is st's first detail of type T; nil when it has none.
+func detail[T any](st *status.Status) T {
+	var zero T
 	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			return info
+		if t, ok := d.(T); ok {
+			return t
 		}
 	}
-	return nil
+	return zero
 }
 
 // Violation is one invalid field of a request.
