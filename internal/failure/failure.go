@@ -13,6 +13,8 @@
 package failure
 
 import (
+	"context"
+	"errors"
 	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -140,6 +142,16 @@ func Refused(reason, msg string) *Error {
 // that begin in the facade (ReasonInternal, ReasonShuttingDown, ...).
 func Facade(reason, msg string) *Error {
 	return newError(nil, reason, msg, info(reason, FacadeDomain, nil))
+}
+
+// FromContext is the failure of a call its caller's context ended (err is
+// ctx.Err()) before the facade had anything else to say: a watch the caller
+// left, or whose deadline passed, between two polls.
+func FromContext(err error) *Error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return newError(err, ReasonDeadline, "the caller's deadline passed", info(ReasonDeadline, FacadeDomain, nil))
+	}
+	return newError(err, ReasonCanceled, "the caller canceled the call", info(ReasonCanceled, FacadeDomain, nil))
 }
 
 // newError builds the Error of a failure of the table's reason, whose code it
