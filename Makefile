@@ -35,11 +35,11 @@ help: ## List the targets.
 
 .PHONY: run
 run: ## Start the facade against the built-in sandbox upstream (prints ready-to-paste grpcurl and curl commands).
-	go run ./cmd/server --sandbox
+	go build -o $(BIN)/plugin-facade ./cmd/server && exec $(BIN)/plugin-facade --sandbox # not go run: it exits 1 on Ctrl-C whatever the server does
 
 .PHONY: build
 build: ## Build the server binary into ./bin/plugin-facade.
-	go build -o $(BIN)/plugin-facade ./cmd/server
+	go build -ldflags '-X main.version=$(VERSION)' -o $(BIN)/plugin-facade ./cmd/server
 
 .PHONY: test
 test: check-generated lint vet tidy-check ## Run every check: generation drift, buf lint, gofmt, go vet, go mod tidy, go test -race.
