@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -40,21 +41,23 @@ type RetryPolicy struct {
 // DefaultRetryPolicy is the policy of a client without WithRetry.
 var DefaultRetryPolicy = RetryPolicy{MaxAttempts: 3, BaseDelay: 100 * time.Millisecond, MaxDelay: 2 * time.Second, MaxWait: 10 * time.Second}
 
+// withDefaults fills the zero fields of p from DefaultRetryPolicy.
 func (p RetryPolicy) withDefaults() RetryPolicy {
 	d := DefaultRetryPolicy
-	if p.MaxAttempts > 0 {
-		d.MaxAttempts = p.MaxAttempts
+	return RetryPolicy{
+		MaxAttempts: cmp.Or(p.MaxAttempts, d.MaxAttempts),
+		BaseDelay:   cmp.Or(p.BaseDelay, d.BaseDelay),
+		MaxDelay:    cmp.Or(p.MaxDelay, d.MaxDelay),
+		MaxWait:     cmp.Or(p.MaxWait, d.MaxWait),
 	}
-	if p.BaseDelay > 0 {
-		d.BaseDelay = p.BaseDelay
+}
+
+// validate refuses a negative field, which no default can mend.
+func (p RetryPolicy) validate() error {
+	if p.MaxAttempts < 0 || p.BaseDelay < 0 || p.MaxDelay < 0 || p.MaxWait < 0 {
+		return fmt.Errorf("upstream: the retry policy %+v has a negative field", p)
 	}
-	if p.MaxDelay > 0 {
-		d.MaxDelay = p.MaxDelay
-	}
-	if p.MaxWait > 0 {
-		d.MaxWait = p.MaxWait
-	}
-	return d
+	return nil
 }
 
 // backoff is the jittered wait before retry number n (1 for the first retry).
