@@ -73,15 +73,7 @@ func (w WatchIntervals) interval(asked time.Duration) time.Duration {
 // every change. The loop runs as long as one of them still watches.
 func (s *Service) WatchPluginVersion(req *pluginv1.WatchPluginVersionRequest, stream grpc.ServerStreamingServer[pluginv1.CustomConnectPluginVersion]) error {
 	ctx := stream.Context()
-	vs := validate(
-		field{"plugin_id", req.GetPluginId()},
-		field{"id", req.GetId()},
-		field{"environment", req.GetEnvironment()},
-	)
-	if d := req.GetPollInterval(); d != nil && (!d.IsValid() || d.AsDuration() < 0) {
-		vs = append(vs, failure.Violation{Field: "poll_interval", Description: "must be a valid, non-negative duration", Reason: "INVALID_DURATION"})
-	}
-	if len(vs) > 0 {
+	if vs := watchViolations(req); len(vs) > 0 {
 		return failure.Invalid(vs...)
 	}
 	auth, err := s.credentials(ctx)
@@ -143,6 +135,20 @@ var errStreamsEnded = failure.Facade(failure.ReasonShuttingDown, "the server is 
 // the version takes to change.
 func (s *Service) EndStreams() {
 	s.endOnce.Do(func() { close(s.ending) })
+}
+
+// watchViolations are every invalid field of a watch request, the poll
+// interval with the identifiers.
+func watchViolations(req *pluginv1.WatchPluginVersionRequest) []failure.Violation {
+	vs := validate(
+		field{"plugin_id", req.GetPluginId()},
+		field{"id", req.GetId()},
+		field{"environment", req.GetEnvironment()},
+	)
+	if d := req.GetPollInterval(); d != nil && (!d.IsValid() || d.AsDuration() < 0) {
+		vs = append(vs, failure.Violation{Field: "poll_interval", Description: "must be a valid, non-negative duration", Reason: "INVALID_DURATION"})
+	}
+	return vs
 }
 
 // watchTarget is what a watcher watches, with whose credential.
