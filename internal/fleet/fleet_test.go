@@ -481,3 +481,27 @@ func TestCacheMissJoinsTheLocalFlight(t *testing.T) {
 		t.Errorf("the upstream got %d requests, want 1", up.Count())
 	}
 }
+
+// TestMessagesOfAnotherFormatAreIgnored: a replica of another release,
+// whose messages are of another format, teaches this one nothing; one of
+// this format does.
+func TestMessagesOfAnotherFormatAreIgnored(t *testing.T) {
+	r := fleettest.Start(t)
+	g := guard(t, r.URL())
+	ctx := context.Background()
+	publish := func(m guardMessage) {
+		t.Helper()
+		if err := direct(t, r).Publish(ctx, guardChannel, encodeGuard(m)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 5*time.Second, "a window of this format is applied", func() bool {
+		publish(guardMessage{V: guardFormat + 1, From: "other", Cred: "future", LeftMS: 60000, Limit: 1})
+		publish(guardMessage{V: guardFormat, From: "other", Cred: "now", LeftMS: 60000, Limit: 1})
+		_, _, ok := g.Exhausted(ctx, "now")
+		return ok
+	})
+	if _, _, ok := g.Exhausted(ctx, "future"); ok {
+		t.Error("a window of another format was applied")
+	}
+}
