@@ -384,6 +384,7 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 		// validation (decoded) and gets a clear INVALID_ARGUMENT rather than an
 		// opaque route miss.
 		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
+		runtime.WithMiddlewares(nameSpanByRoute),
 		// A resource the service attached the upstream's JSON to is written
 		// as the upstream sent it (see package passthrough).
 		runtime.WithForwardResponseRewriter(upstreamJSON),

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"syscall"
@@ -120,12 +121,22 @@ func (e *Error) Temporary() bool {
 	return false
 }
 
-// Temporary reports whether the connection failed before a whole answer
-// arrived: refused, reset, or closed early. Such a GET had no effect and can
-// be sent again. Neither the caller's deadline or cancellation nor a network
-// timeout is temporary: the caller's deadline is what ends a slow upstream.
+// Temporary reports whether the upstream could not be reached, through no
+// fault of the caller and without waiting out a timeout: the connection was
+// refused, reset or closed before a whole answer arrived, or the upstream's
+// name did not resolve. Such a GET had no effect and can be sent again, and
+// may succeed later. Neither the caller's deadline or cancellation nor a
+// network timeout is temporary: the caller's deadline is what ends a slow
+// upstream.
 func (e *TransportError) Temporary() bool {
-	return e.ContextErr == nil && connectionFailed(e.Err)
+	return e.ContextErr == nil && (connectionFailed(e.Err) || unresolved(e.Err))
+}
+
+// unresolved reports whether err is a failure to resolve the upstream's name
+// (no such host, a resolver that failed), other than a lookup timing out.
+func unresolved(err error) bool {
+	dns, ok := errors.AsType[*net.DNSError](err)
+	return ok && !dns.IsTimeout
 }
 
 // Temporary is true: the window resets (RetryAfter).
