@@ -224,7 +224,9 @@ func build(cfg config, log *slog.Logger, tp *telemetry.TracerProvider, closers *
 		upstream.WithUserAgent("plugin-facade/"+buildVersion()),
 		upstream.WithHooks(telemetry.NewUpstreamMetrics(registry).Hooks()),
 		upstream.WithTransport(func(rt http.RoundTripper) http.RoundTripper { return learn(traced(rt)) }))
-	svcOpts := append(cfg.Service.Options(), service.WithDefaultCredentials(a.creds), service.WithLogger(log))
+	wm := telemetry.NewWatchMetrics(registry)
+	svcOpts := append(cfg.Service.Options(), service.WithDefaultCredentials(a.creds), service.WithLogger(log),
+		service.WithWatchObserver(service.WatchObserver{Loop: wm.Loop, Poll: wm.Poll}))
 	srvOpts := append(cfg.Server.Options(), server.WithLogger(log), server.WithOpenAPI(pluginfacade.OpenAPI()),
 		server.WithRegistry(registry), server.WithTracerProvider(tp),
 		server.WithReadyDetail("default_credentials", a.credential.Status))

@@ -33,6 +33,7 @@ type Service struct {
 	watchIntervals WatchIntervals
 	watches        watches
 	relay          WatchRelay // nil: every replica polls for its own watchers
+	watchObserver  WatchObserver
 }
 
 // Option configures a Service.

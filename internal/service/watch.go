@@ -288,6 +288,8 @@ func (ws *watches) interval(l *pollLoop) time.Duration {
 // leaves, and within two poll intervals when it dies.
 func (s *Service) poll(ctx context.Context, k watchKey, l *pollLoop, t watchTarget) {
 	defer l.cancel()
+	s.watchObserver.loop(1)
+	defer s.watchObserver.loop(-1)
 	var (
 		st      pollState
 		due     time.Time        // of the next poll; zero: at once
@@ -401,6 +403,7 @@ func (s *Service) pollOnce(ctx context.Context, t watchTarget, st *pollState, ba
 	if ctx.Err() != nil {
 		return nil, 0, true
 	}
+	s.watchObserver.poll(err == nil)
 	st.polls += meta.Attempts
 	switch {
 	case err == nil:

@@ -46,8 +46,11 @@ func (r *request) cacheKey() string { return hex.EncodeToString(r.id[:]) }
 // teaches the guard; a success is decoded and cached; a temporary failure is
 // tried again after the wait retryWait decides. Meta describes the last
 // answer, whatever the outcome.
-func (c *Client) call(ctx context.Context, auth Authorization, route string, u *url.URL, out resource) (Meta, error) {
-	meta := Meta{RateLimit: noRateLimit}
+func (c *Client) call(ctx context.Context, auth Authorization, route string, u *url.URL, out resource) (meta Meta, err error) {
+	meta = Meta{RateLimit: noRateLimit}
+	if c.hooks.Call != nil {
+		defer func() { c.hooks.Call(route, meta, err) }()
+	}
 	if auth.IsZero() {
 		return meta, errNoCredentials
 	}
@@ -102,7 +105,11 @@ func (c *Client) fromCache(ctx context.Context, r *request) (*answer, bool) {
 	if c.cache == nil {
 		return nil, false
 	}
-	return c.cache.get(ctx, r.cacheKey())
+	a, claimed := c.cache.get(ctx, r.cacheKey())
+	if c.hooks.Cache != nil {
+		c.hooks.Cache(r.route, a != nil)
+	}
+	return a, claimed
 }
 
 // toCache keeps a success, and reports whether it did.
