@@ -223,6 +223,7 @@ func build(cfg config, log *slog.Logger, tp *telemetry.TracerProvider, closers *
 	clientOpts := append(cfg.Upstream.Options(),
 		upstream.WithUserAgent("plugin-facade/"+buildVersion()),
 		upstream.WithHooks(telemetry.NewUpstreamMetrics(registry).Hooks()),
+		upstream.WithLogger(log),
 		upstream.WithTransport(func(rt http.RoundTripper) http.RoundTripper { return learn(traced(rt)) }))
 	wm := telemetry.NewWatchMetrics(registry)
 	svcOpts := append(cfg.Service.Options(), service.WithDefaultCredentials(a.creds), service.WithLogger(log),
@@ -247,7 +248,7 @@ func build(cfg config, log *slog.Logger, tp *telemetry.TracerProvider, closers *
 			clientOpts = append(clientOpts, upstream.WithGuardStore(fl.Guard(upstream.NewMemoryGuardStore())))
 		}
 		if cfg.Upstream.CacheTTL > 0 {
-			clientOpts = append(clientOpts, upstream.WithCacheStore(fl.Cache(cfg.Upstream.CacheMaxEntries)))
+			clientOpts = append(clientOpts, upstream.WithCacheStore(fl.Cache()))
 		}
 		svcOpts = append(svcOpts, service.WithWatchRelay(fl.Watches()))
 		srvOpts = append(srvOpts, server.WithReadyDetail("fleet", fl.Status))

@@ -39,6 +39,7 @@ type UpstreamMetrics struct {
 	misses    *prometheus.CounterVec
 	coalesced *prometheus.CounterVec
 	refused   *prometheus.CounterVec
+	unknown   *prometheus.CounterVec
 }
 
 // NewUpstreamMetrics registers the upstream metrics with reg:
@@ -58,6 +59,9 @@ type UpstreamMetrics struct {
 //     answer from an identical call's exchange instead of one of their own;
 //   - plugin_facade_guard_refusals_total{route}: calls the rate-limit guard
 //     answered without calling the upstream (the window was exhausted).
+//   - plugin_facade_upstream_unknown_fields_total{route,field}: fields of the
+//     upstream's resources this version does not know (the contract's drift
+//     from the upstream), per answer they came in.
 func NewUpstreamMetrics(reg prometheus.Registerer) *UpstreamMetrics {
 	m := &UpstreamMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -78,6 +82,10 @@ func NewUpstreamMetrics(reg prometheus.Registerer) *UpstreamMetrics {
 			Name: "plugin_facade_upstream_rate_limit_remaining",
 			Help: "Requests left in the last rate-limit window Confluent Cloud described (X-RateLimit-Remaining), by route template.",
 		}, []string{"route"}),
+		unknown: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plugin_facade_upstream_unknown_fields_total",
+			Help: "Fields of Confluent Cloud's resources this version does not know, by route template and field path, per answer: REST callers get them as sent, gRPC callers do not until the contract has them.",
+		}, []string{"route", "field"}),
 	}
 	counter := func(name, help string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"route"})
@@ -95,7 +103,7 @@ func NewUpstreamMetrics(reg prometheus.Registerer) *UpstreamMetrics {
 			c.WithLabelValues(route) // present at zero from the start
 		}
 	}
-	reg.MustRegister(m.requests, m.latency, m.retries, m.remaining, m.limit, m.hits, m.misses, m.coalesced, m.refused)
+	reg.MustRegister(m.requests, m.latency, m.retries, m.remaining, m.unknown, m.limit, m.hits, m.misses, m.coalesced, m.refused)
 	return m
 }
 
@@ -135,6 +143,9 @@ func (m *UpstreamMetrics) Hooks() upstream.Hooks {
 			if _, ok := errors.AsType[*upstream.ThrottledError](err); ok {
 				m.refused.WithLabelValues(route).Inc()
 			}
+		},
+		UnknownField: func(route, field string) {
+			m.unknown.WithLabelValues(route, field).Inc()
 		},
 	}
 }
