@@ -37,6 +37,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	gatewaypb "github.com/acme/plugin-facade/internal/gatewaypb/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/failure"
 	"github.com/acme/plugin-facade/internal/telemetry"
 )
@@ -398,7 +399,7 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 		runtime.WithForwardResponseRewriter(upstreamJSON),
 	}
 	gw := runtime.NewServeMux(gwOpts...)
-	if err := pluginv1.RegisterPluginServiceHandlerServer(ctx, gw, gateway.inProcess); err != nil {
+	if err := gatewaypb.RegisterPluginServiceHandlerServer(ctx, gw, gateway.inProcess); err != nil {
 		return nil, fmt.Errorf("registering the REST gateway: %w", err)
 	}
 	if err := gateway.streams.register(gw, streamingRoutes(sd), enc); err != nil {
