@@ -284,7 +284,7 @@ breaking: $(BUF) protos ## buf breaking (FILE) of proto/ against BREAKING_AGAINS
 
 # The alert rules live in a PrometheusRule (for the Prometheus Operator); its
 # spec, unindented, is an ordinary rule file, which promtool checks and runs
-# the unit tests of rules_test.yaml against. promtool is Debian's prometheus
+# the unit tests of rules_test.yaml and rules_slow_test.yaml against. promtool is Debian's prometheus
 # package (.ci/run installs it), or any Prometheus release's.
 MONITORING := deploy/kubernetes/components/monitoring
 
@@ -293,9 +293,9 @@ rules: ## promtool check rules and promtool test rules on the alert rules (deplo
 	@command -v promtool >/dev/null || { echo "make rules: no promtool: install it (Debian/Ubuntu: apt-get install prometheus)" >&2; exit 1; }
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	  sed -n '/^spec:$$/,$$p' $(MONITORING)/prometheusrule.yaml | sed '1d; s/^  //' > "$$tmp/rules.yaml"; \
-	  cp $(MONITORING)/rules_test.yaml "$$tmp/"; \
+	  cp $(MONITORING)/rules_test.yaml $(MONITORING)/rules_slow_test.yaml "$$tmp/"; \
 	  promtool check rules "$$tmp/rules.yaml"; \
-	  promtool test rules "$$tmp/rules_test.yaml"
+	  promtool test rules "$$tmp/rules_test.yaml" "$$tmp/rules_slow_test.yaml"
 
 .PHONY: vet
 vet: ## go vet (make test runs the same analyzers through go test -vet=all).
