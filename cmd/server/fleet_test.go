@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"strconv"
@@ -70,7 +69,7 @@ func startFleet(t *testing.T, sb *sandbox.Server, n int, redisURL string, extra 
 
 func startReplica(t *testing.T, sb *sandbox.Server, redisURL string, extra ...string) *replica {
 	t.Helper()
-	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
+	grpcAddr, httpAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	env := []string{"CONFLUENT_CLOUD_API_KEY=" + sandbox.APIKey, "CONFLUENT_CLOUD_API_SECRET=" + sandbox.APISecret}
 	if redisURL != "" {
 		// Through the environment, as a URL with a password should be given.
@@ -162,16 +161,6 @@ func (r *replica) upstreamRequests(t *testing.T) int {
 		n += int(v)
 	}
 	return n
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // redisFor starts a Redis for a setup that shares its state, and returns its

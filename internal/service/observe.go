@@ -14,7 +14,7 @@ type WatchObserver struct {
 
 // WithWatchObserver sets the observer of the watches' poll loops.
 func WithWatchObserver(o WatchObserver) Option {
-	return func(s *Service) { s.watchObserver = o }
+	return func(c *config) { c.watchObserver = o }
 }
 
 func (o WatchObserver) loop(delta int) {
