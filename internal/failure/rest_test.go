@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -77,5 +78,25 @@ func TestCarriedEnvelopeBound(t *testing.T) {
 				t.Errorf("body %.200s has no code %q", r.Body, tt.wantCode)
 			}
 		})
+	}
+}
+
+// TestFromErrorGivesEveryFailureAnErrorInfo: a status another library built
+// (grpc-gateway's generated handlers answer a path they cannot parse with a
+// bare INVALID_ARGUMENT) becomes a failure with its ErrorInfo; a failure
+// stays itself.
+func TestFromErrorGivesEveryFailureAnErrorInfo(t *testing.T) {
+	bare := status.Error(codes.InvalidArgument, "missing parameter plugin_id")
+	f := FromError(bare)
+	if f.Reason() != ReasonInvalidArgument || errorInfo(f.GRPCStatus()).GetDomain() != FacadeDomain || f.Unwrap() != bare {
+		t.Errorf("reason %q, domain %q, cause %v; want %s, %s and the bare status", f.Reason(),
+			errorInfo(f.GRPCStatus()).GetDomain(), f.Unwrap(), ReasonInvalidArgument, FacadeDomain)
+	}
+	if r := RenderREST(f.GRPCStatus()); r.Status != 400 || !strings.Contains(string(r.Body), `"code":"invalid_argument"`) {
+		t.Errorf("REST %d %s, want 400 invalid_argument", r.Status, r.Body)
+	}
+	own := Refused(ReasonNoCredentials, "no credentials")
+	if FromError(own) != own {
+		t.Error("a failure was rebuilt")
 	}
 }
