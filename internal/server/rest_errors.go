@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -157,7 +158,11 @@ func facadeFailure(err error) restFailure {
 			Detail: v.GetField() + ": " + v.GetDescription(), Source: &failureSource{Parameter: v.GetField()}})
 	}
 	if len(items) == 0 {
-		items = append(items, failureItem{Status: strconv.Itoa(httpStatus), Code: code, Title: title, Detail: st.Message()})
+		detail := st.Message()
+		if se == nil { // the gateway's own words, which quote what the caller sent
+			detail = echo(detail)
+		}
+		items = append(items, failureItem{Status: strconv.Itoa(httpStatus), Code: code, Title: title, Detail: detail})
 	}
 	f.body = envelope(items...)
 	return f
@@ -240,7 +245,28 @@ func routingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.M
 		code = codes.Unimplemented
 	}
 	errorHandler(ctx, mux, m, w, r, &runtime.HTTPStatusError{HTTPStatus: httpStatus,
-		Err: status.Error(code, fmt.Sprintf("%s %s: %s", r.Method, r.URL.Path, http.StatusText(httpStatus)))})
+		Err: status.Error(code, fmt.Sprintf("%s %s: %s", echo(r.Method), echo(r.URL.Path), http.StatusText(httpStatus)))})
+}
+
+// maxEcho is the most of a caller's input an error body repeats: enough to
+// recognise a path or a value, too little to make an answer larger than the
+// request that caused it.
+const maxEcho = 128
+
+// echo is s as an error body may repeat it: at most maxEcho bytes (cut at a
+// character), control and non-ASCII characters escaped as in a Go string, and
+// the length left out said.
+func echo(s string) string {
+	cut := ""
+	if len(s) > maxEcho {
+		n := maxEcho
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		s, cut = s[:n], fmt.Sprintf("... (%d more bytes)", len(s)-n)
+	}
+	q := strconv.QuoteToASCII(s)
+	return q[1:len(q)-1] + cut
 }
 
 // outgoingHeader passes the response metadata the service sets (the upstream's

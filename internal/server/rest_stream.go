@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -100,10 +101,12 @@ func (c *streamCall) requestOf(r *http.Request, params map[string]string) (proto
 		}
 		names = append(names, []string{name})
 	}
-	if err := r.ParseForm(); err != nil {
+	// The query only: the route is GET, and a body is never read (getOnly).
+	query, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
-	if err := runtime.PopulateQueryParameters(req, r.Form, utilities.NewDoubleArray(names)); err != nil {
+	if err := runtime.PopulateQueryParameters(req, query, utilities.NewDoubleArray(names)); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
 	}
 	return req, nil
