@@ -55,6 +55,9 @@ type config struct {
 	// share their state (see internal/fleet); it may hold a password.
 	RedisURL     string
 	RedisTimeout time.Duration
+
+	// Limits bound what callers may hold of the listeners (server.Limits).
+	Limits server.Limits
 }
 
 const envPrefix = "PLUGIN_FACADE_"
@@ -84,6 +87,7 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	fs.IntVar(&c.CacheMaxEntries, "cache-max-entries", 1024, "most answers the cache keeps (least recently used out first)")
 	fs.StringVar(&c.RedisURL, "redis-url", "", "redis:// or rediss:// URL (user:password@host:port/db) of a Redis through which the replicas of a fleet share the rate-limit guard, the cache and watch polling (default: none, state in this process); give a password through "+envName("redis-url")+", not this flag")
 	fs.DurationVar(&c.RedisTimeout, "redis-timeout", fleet.DefaultTimeout, "longest wait for one Redis operation, after which the replica uses its local state")
+	limitFlags(fs, &c.Limits)
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "how long calls in flight may finish after SIGINT/SIGTERM")
 	fs.BoolVar(&c.Sandbox, "sandbox", false, "serve against a built-in simulated Confluent Cloud on loopback, with its own credentials")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
@@ -159,6 +163,9 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	if c.UpstreamMaxBody < 1024 {
 		problems = append(problems, "--upstream-max-body-bytes must be at least 1024")
 	}
+	if err := c.Limits.Validate(); err != nil {
+		problems = append(problems, err.Error())
+	}
 	if c.ShutdownTimeout <= 0 {
 		problems = append(problems, "--shutdown-timeout must be positive")
 	}
@@ -184,6 +191,18 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 		return config{}, errors.New("invalid configuration:\n  " + strings.Join(problems, "\n  "))
 	}
 	return c, nil
+}
+
+// limitFlags are the flags of server.Limits, whose defaults they show.
+func limitFlags(fs *flag.FlagSet, l *server.Limits) {
+	d := server.DefaultLimits()
+	fs.DurationVar(&l.ReadTimeout, "read-timeout", d.ReadTimeout, "longest an HTTP request may take to arrive, headers and body")
+	fs.IntVar(&l.MaxConcurrentStreams, "max-concurrent-streams", d.MaxConcurrentStreams, "most streams at once on one HTTP/2 connection, gRPC and HTTPS")
+	fs.IntVar(&l.MaxHeaderBytes, "max-header-bytes", d.MaxHeaderBytes, "largest request headers (gRPC metadata, HTTP headers with the request line); a credential may be up to 8 KiB")
+	fs.IntVar(&l.MaxInFlight, "max-in-flight", d.MaxInFlight, "most unary calls running at once on each listener; beyond it RESOURCE_EXHAUSTED (429)")
+	fs.IntVar(&l.MaxInFlightPerCaller, "max-in-flight-per-caller", d.MaxInFlightPerCaller, "most unary calls running at once per caller on each listener (0: no bound per caller)")
+	fs.IntVar(&l.MaxWatchers, "max-watchers", d.MaxWatchers, "most watch streams open at once, gRPC and REST; beyond it RESOURCE_EXHAUSTED (429)")
+	fs.IntVar(&l.MaxWatchersPerCaller, "max-watchers-per-caller", d.MaxWatchersPerCaller, "most watch streams open at once per caller (its credential, else its address)")
 }
 
 // tlsConfig reads the server's certificate and key and, for mutual TLS, the

@@ -139,6 +139,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		server.WithLogger(log),
 		server.WithOpenAPI(pluginfacade.OpenAPI()),
 		server.WithShutdownTimeout(cfg.ShutdownTimeout),
+		server.WithLimits(cfg.Limits),
 		server.WithRegistry(registry),
 		server.WithTracerProvider(tp),
 	}

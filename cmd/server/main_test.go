@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/acme/plugin-facade/internal/server"
 	"github.com/acme/plugin-facade/internal/testutil"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
@@ -42,7 +43,7 @@ func TestParseConfig(t *testing.T) {
 				want := config{GRPCAddr: ":9090", HTTPAddr: ":8080", UpstreamURL: "https://api.confluent.cloud",
 					UpstreamTimeout: 30 * time.Second, UpstreamMaxAttempts: 3, UpstreamMaxWait: 10 * time.Second,
 					UpstreamMaxBody: 1 << 20, RateLimitGuard: true, CacheMaxEntries: 1024, ShutdownTimeout: 15 * time.Second,
-					LogLevel: slog.LevelInfo, LogFormat: "json", RedisTimeout: 50 * time.Millisecond}
+					LogLevel: slog.LevelInfo, LogFormat: "json", RedisTimeout: 50 * time.Millisecond, Limits: server.DefaultLimits()}
 				if diff := cmp.Diff(want, c, cmp.AllowUnexported(upstream.Authorization{})); diff != "" {
 					t.Errorf("defaults (-want +got):\n%s", diff)
 				}
@@ -56,12 +57,26 @@ func TestParseConfig(t *testing.T) {
 				want := config{GRPCAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2", UpstreamURL: "http://localhost:3",
 					UpstreamTimeout: 2 * time.Second, UpstreamMaxAttempts: 3, UpstreamMaxWait: 10 * time.Second,
 					UpstreamMaxBody: 1 << 20, RateLimitGuard: true, CacheMaxEntries: 1024, ShutdownTimeout: 3 * time.Second,
-					LogLevel: slog.LevelDebug, LogFormat: "json", RedisTimeout: 50 * time.Millisecond}
+					LogLevel: slog.LevelDebug, LogFormat: "json", RedisTimeout: 50 * time.Millisecond, Limits: server.DefaultLimits()}
 				if diff := cmp.Diff(want, c, cmp.AllowUnexported(upstream.Authorization{})); diff != "" {
 					t.Errorf("from the environment (-want +got):\n%s", diff)
 				}
 			},
 		},
+		{
+			name: "limits", args: []string{"--max-watchers", "10", "--max-watchers-per-caller", "2", "--max-in-flight", "7",
+				"--max-in-flight-per-caller", "3", "--max-concurrent-streams", "50", "--max-header-bytes", "32768", "--read-timeout", "4s"},
+			env: env(),
+			check: func(t *testing.T, c config) {
+				want := server.Limits{ReadTimeout: 4 * time.Second, MaxConcurrentStreams: 50, MaxHeaderBytes: 32 << 10,
+					MaxInFlight: 7, MaxInFlightPerCaller: 3, MaxWatchers: 10, MaxWatchersPerCaller: 2}
+				if c.Limits != want {
+					t.Errorf("Limits = %+v, want %+v", c.Limits, want)
+				}
+			},
+		},
+		{name: "no watchers", args: []string{"--max-watchers", "0"}, env: env(), wantErr: "MaxWatchers"},
+		{name: "a zero read timeout", args: []string{"--read-timeout", "0s"}, env: env(), wantErr: "ReadTimeout must be positive"},
 		{
 			name: "flags win over the environment", args: []string{"--grpc-addr", "127.0.0.1:5"},
 			env: env("PLUGIN_FACADE_GRPC_ADDR", "127.0.0.1:1"),

@@ -32,7 +32,7 @@ type Limits struct {
 	// MaxConcurrentStreams is the SETTINGS_MAX_CONCURRENT_STREAMS advertised
 	// on every HTTP/2 connection, gRPC and HTTPS: streams beyond it are
 	// refused by the transport, and handlers beyond it never start.
-	MaxConcurrentStreams uint32
+	MaxConcurrentStreams int
 	// MaxHeaderBytes bounds a request's headers: the HTTP/2 header list
 	// (gRPC metadata included; SETTINGS_MAX_HEADER_LIST_SIZE) and HTTP/1.1's
 	// request line and headers.
@@ -84,8 +84,8 @@ func (l Limits) Validate() error {
 	if l.ReadTimeout <= 0 {
 		problems = append(problems, "ReadTimeout must be positive")
 	}
-	if l.MaxConcurrentStreams < 1 {
-		problems = append(problems, "MaxConcurrentStreams must be at least 1")
+	if l.MaxConcurrentStreams < 1 || l.MaxConcurrentStreams > 1<<20 {
+		problems = append(problems, "MaxConcurrentStreams must be between 1 and 1048576")
 	}
 	if l.MaxHeaderBytes < 4<<10 {
 		problems = append(problems, "MaxHeaderBytes must be at least 4096")
@@ -271,9 +271,11 @@ func (g *gate) perCallerText() string {
 }
 
 // decodeErrors makes a request message the server could not decode the
-// caller's fault: INVALID_ARGUMENT, where grpc-go says INTERNAL, so that it is
-// neither logged at ERROR nor counted as a server fault. (A unary call's
-// request is decoded before any interceptor runs, so only streams get here.)
+// caller's fault in the call log and the metrics: INVALID_ARGUMENT, where
+// grpc-go says INTERNAL, so that it is neither logged at ERROR nor counted as
+// a server fault. (grpc-go itself has already answered the caller INTERNAL
+// by then: its RecvMsg writes the status. A unary call's request is decoded
+// before any interceptor runs, so it is neither logged nor counted.)
 func decodeErrors(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	return handler(srv, &decodingStream{ss})
 }
@@ -293,13 +295,11 @@ func (s *decodingStream) RecvMsg(m any) error {
 }
 
 // getOnly serves only what a REST route can be: a GET (or HEAD) without a
-// body. Another method is answered 405, a body 413, without reading it: the
-// response closes an HTTP/1.1 connection, so that a declared body the client
-// never sends holds nothing. Once a request is known to be complete (its
-// headers read, no body), its read deadline is lifted, so that a long watch
-// or a slow upstream is not cut by the whole-request deadline
-// (Limits.ReadTimeout), which net/http would otherwise apply to the
-// connection while the handler runs.
+// body. Another method is answered 405, a body 413, without reading it: over
+// HTTP/1.1 the answer closes the connection at once (no read of the rest of
+// the body to reuse it), so that a declared body the client never sends holds
+// nothing. (The whole-request deadline, Limits.ReadTimeout, bounds only the
+// reading: a watch or a slow upstream call outlasts it.)
 func getOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		httpStatus := 0
@@ -315,9 +315,13 @@ func getOnly(h http.Handler) http.Handler {
 				w.Header().Set("Connection", "close")
 			}
 			routingErrorHandler(r.Context(), nil, nil, w, r, httpStatus)
+			if r.ProtoMajor == 1 {
+				// net/http would read up to 256 KiB of the unread body before
+				// closing; with the deadline past, it closes at once.
+				_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+			}
 			return
 		}
-		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 		h.ServeHTTP(w, r)
 	})
 }

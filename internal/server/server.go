@@ -225,8 +225,8 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 	s.cutREST = cutREST
 	s.httpSrv = &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       l.ReadTimeout, // lifted once a request is complete (getOnly)
+		ReadHeaderTimeout: min(readHeaderTimeout, l.ReadTimeout),
+		ReadTimeout:       l.ReadTimeout, // the whole request, body included (there is none: getOnly)
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    l.MaxHeaderBytes, // HTTP/2: SETTINGS_MAX_HEADER_LIST_SIZE
 		// The HTTPS listener's HTTP/2 gets the gRPC listener's stream bound.
@@ -334,7 +334,7 @@ func (s *Server) grpcServer(metrics *grpcprom.ServerMetrics) *grpc.Server {
 		// Advertised in SETTINGS; grpc-go also runs at most this many
 		// handlers per connection, so a client resetting streams waits for
 		// its handlers rather than starting more.
-		grpc.MaxConcurrentStreams(s.limits.MaxConcurrentStreams),
+		grpc.MaxConcurrentStreams(uint32(s.limits.MaxConcurrentStreams)),
 		grpc.MaxHeaderListSize(uint32(s.limits.MaxHeaderBytes)),
 		grpc.KeepaliveEnforcementPolicy(keepaliveEnforcement),
 		grpc.KeepaliveParams(keepaliveParams),
