@@ -9,15 +9,14 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/failure"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -200,27 +199,9 @@ func (g *gate) held() int {
 	return g.total
 }
 
-// Reasons of the limits' refusals, in their ErrorInfo (and so the REST
-// envelope's code).
-const (
-	ReasonTooManyCalls    = "TOO_MANY_CALLS"
-	ReasonTooManyWatchers = "TOO_MANY_WATCHERS"
-)
-
-// limitDomain is the ErrorInfo domain of the refusals of the facade itself.
-const limitDomain = "plugin-facade"
-
-// refusal is the RESOURCE_EXHAUSTED status of a call a limit refused, with
-// a retry hint of a second: what is held is released as calls finish.
-func refusal(reason, msg string) error {
-	st, err := status.New(codes.ResourceExhausted, msg).WithDetails(
-		&errdetails.ErrorInfo{Reason: reason, Domain: limitDomain},
-		&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
-	if err != nil {
-		return status.Error(codes.ResourceExhausted, msg)
-	}
-	return st.Err()
-}
+// refusal is the RESOURCE_EXHAUSTED failure of a call a limit refused
+// (failure.ReasonTooManyCalls, failure.ReasonTooManyWatchers): 429 over REST.
+func refusal(reason, msg string) error { return failure.Facade(reason, msg) }
 
 // isPluginService reports whether fullMethod is one of PluginService's: the
 // calls that reach the upstream. Health and reflection are never refused.
@@ -241,7 +222,7 @@ func (g *gate) inFlight(ctx context.Context, req any, info *grpc.UnaryServerInfo
 	}
 	leave, ok := g.enter(ctx)
 	if !ok {
-		return nil, refusal(ReasonTooManyCalls, fmt.Sprintf(
+		return nil, refusal(failure.ReasonTooManyCalls, fmt.Sprintf(
 			"too many calls in flight on this listener (at most %d at once%s); try again shortly", g.max, g.perCallerText()))
 	}
 	defer leave()
@@ -256,7 +237,7 @@ func (g *gate) watchers(srv any, ss grpc.ServerStream, info *grpc.StreamServerIn
 	}
 	leave, ok := g.enter(ss.Context())
 	if !ok {
-		return refusal(ReasonTooManyWatchers, fmt.Sprintf(
+		return refusal(failure.ReasonTooManyWatchers, fmt.Sprintf(
 			"too many watches open (at most %d at once%s); close one or try again later", g.max, g.perCallerText()))
 	}
 	defer leave()
