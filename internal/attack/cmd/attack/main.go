@@ -243,4 +243,3 @@ func crowdScenarios(o options, up *attack.Upstream) error {
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
-
