@@ -117,9 +117,10 @@ func facade(o options, up *attack.Upstream, cert, key string, extra ...string) (
 				return p, grpcAddr, httpURL, nil
 			}
 		}
-		if time.Now().After(deadline) {
+		if exited, _ := p.Exited(); exited || time.Now().After(deadline) {
+			log := p.Stderr()
 			_ = p.Stop()
-			return nil, "", "", fmt.Errorf("the facade was not ready within 15s: %v\n%s", gerr, p.Stderr())
+			return nil, "", "", fmt.Errorf("the facade was not ready within 15s: %v\n%s", gerr, log)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -218,15 +219,6 @@ func crowdScenarios(o options, up *attack.Upstream) error {
 		return err
 	}
 	defer p.Stop()
-	all := up.All()
-	open, err := attack.SlowBodies(strings.TrimPrefix(httpURL, "http://"), o.slow, 3*time.Second)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("| %d HTTP/1.1 GETs declaring `Content-Length: 100000`, no body | %d connections still open after 3s; %d upstream calls |\n",
-		o.slow, open, up.All()-all)
-
-	_, _, _ = p.Memory()
 	rss0, _, _ := p.Memory()
 	w, err := attack.OpenWatchers(grpcAddr, o.watchers, 90)
 	if err != nil {
@@ -239,6 +231,14 @@ func crowdScenarios(o options, up *attack.Upstream) error {
 	rss2, _, _ := p.Memory()
 	fmt.Printf("| %d never-read watch streams (90 per connection) | %d accepted, %d refused RESOURCE_EXHAUSTED; RSS %.1f MiB before, %.1f MiB open (peak %.1f), %.1f MiB 2s after they left |\n",
 		o.watchers, accepted, refused, mib(rss0), mib(rss1), mib(peak), mib(rss2))
+	all := up.All()
+	open, err := attack.SlowBodies(strings.TrimPrefix(httpURL, "http://"), o.slow, 3*time.Second)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("| %d HTTP/1.1 GETs declaring `Content-Length: 100000`, no body | %d connections still open after 3s; %d upstream calls |\n",
+		o.slow, open, up.All()-all)
+
 	return nil
 }
 
