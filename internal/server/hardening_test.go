@@ -215,6 +215,58 @@ func TestMetadataLimits(t *testing.T) {
 	}
 }
 
+// Header blocks that never end (CONTINUATION after CONTINUATION) are cut off
+// once past the header-list limit: the connection is closed, nothing reaches
+// the upstream, and the server goes on serving.
+func TestEndlessContinuationIsClosed(t *testing.T) {
+	h := startHardened(t, false)
+	calls := h.upstreamCalls(func() {
+		c := dialH2(t, h.grpcAddr, nil)
+		defer c.Close()
+		closed := make(chan struct{})
+		go func() {
+			defer close(closed)
+			for {
+				f, err := c.fr.ReadFrame()
+				if err != nil {
+					return
+				}
+				if _, ok := f.(*http2.GoAwayFrame); ok {
+					return
+				}
+			}
+		}()
+		hdr := c.headers(":method", "POST", ":scheme", "http", ":authority", h.grpcAddr,
+			":path", pluginv1.PluginService_GetConnectorPlugin_FullMethodName, "content-type", "application/grpc")
+		if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hdr}); err != nil {
+			t.Fatal(err)
+		}
+		pad := c.headers("x-pad", strings.Repeat("p", 4<<10))
+		sent := 0
+		for sent < 4<<20 { // grpc-go alone would take 16 MiB
+			select {
+			case <-closed:
+				t.Logf("closed after %d KiB of CONTINUATION", sent>>10)
+				return
+			default:
+			}
+			if err := c.fr.WriteContinuation(1, false, pad); err != nil {
+				<-closed
+				t.Logf("closed after %d KiB of CONTINUATION", sent>>10)
+				return
+			}
+			sent += len(pad)
+		}
+		t.Errorf("the server took %d KiB of one header block without closing the connection", sent>>10)
+	})
+	if calls != 0 {
+		t.Errorf("%d upstream calls, want 0", calls)
+	}
+	if _, err := h.client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID}); err != nil {
+		t.Errorf("a call after the attack: %v", err)
+	}
+}
+
 // h2Conn is an HTTP/2 client connection spoken frame by frame.
 type h2Conn struct {
 	net.Conn
