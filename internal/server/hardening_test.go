@@ -757,7 +757,9 @@ func TestWatcherMemoryIsReleased(t *testing.T) {
 	grown := int64(open) - int64(before)
 	t.Logf("%d watchers: heap in use %+d KiB open (%.1f KiB each, client side included), %+d KiB after they left",
 		n, grown>>10, float64(grown)/1024/n, (int64(after)-int64(before))>>10)
-	if left := int64(after) - int64(before); left > grown/4 {
+	// The heap holds more than the watchers (the sandbox's, the clients'
+	// connections being torn down), so "most" is more than half.
+	if left := int64(after) - int64(before); left > grown/2 {
 		t.Errorf("heap %+d KiB after the watchers left, want most of the %+d KiB they took back", left>>10, grown>>10)
 	}
 }

@@ -53,9 +53,11 @@ type Limits struct {
 // credential: an Authorization value of upstream.MaxAuthorizationBytes (8
 // KiB), plus 8 KiB for everything else a request carries (its path and query
 // of a few identifiers of at most 255 characters, traceparent, user agent,
-// gRPC's own headers; HTTP/2 counts 32 bytes more per field). Watchers cost
-// 40-90 KiB each while their clients do not read (docs/hardening.md), so 512
-// of them stay within a third of the Deployment's 128 MiB.
+// gRPC's own headers; HTTP/2 counts 32 bytes more per field). A never-read
+// watcher costs the process about 90 KiB of RSS, its connection's share
+// included (docs/hardening.md), so 512 of them take about 45 MiB and leave
+// most of the Deployment's 128 MiB to calls; 64 per caller lets one team
+// watch a release's worth of versions without taking the lot.
 const (
 	DefaultReadTimeout          = 10 * time.Second
 	DefaultMaxConcurrentStreams = 100
