@@ -17,6 +17,7 @@ import (
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/failure"
+	"github.com/acme/plugin-facade/internal/settings"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -79,31 +80,18 @@ func DefaultLimits() Limits {
 	}
 }
 
-// Validate reports the limits that cannot be served with.
+// Validate returns every limit that cannot be served with as a
+// *settings.Problem.
 func (l Limits) Validate() error {
-	var problems []string
-	if l.ReadTimeout <= 0 {
-		problems = append(problems, "ReadTimeout must be positive")
-	}
-	if l.MaxConcurrentStreams < 1 || l.MaxConcurrentStreams > 1<<20 {
-		problems = append(problems, "MaxConcurrentStreams must be between 1 and 1048576")
-	}
-	if l.MaxHeaderBytes < 4<<10 {
-		problems = append(problems, "MaxHeaderBytes must be at least 4096")
-	}
-	if l.MaxInFlight < 1 {
-		problems = append(problems, "MaxInFlight must be at least 1")
-	}
-	if l.MaxInFlightPerCaller < 0 {
-		problems = append(problems, "MaxInFlightPerCaller must not be negative")
-	}
-	if l.MaxWatchers < 1 || l.MaxWatchersPerCaller < 1 {
-		problems = append(problems, "MaxWatchers and MaxWatchersPerCaller must be at least 1")
-	}
-	if len(problems) > 0 {
-		return fmt.Errorf("server limits: %s", strings.Join(problems, "; "))
-	}
-	return nil
+	var ps settings.Problems
+	ps.Check(l.ReadTimeout > 0, "ReadTimeout", "must be positive")
+	ps.Check(l.MaxConcurrentStreams >= 1 && l.MaxConcurrentStreams <= 1<<20, "MaxConcurrentStreams", "must be between 1 and 1048576")
+	ps.Check(l.MaxHeaderBytes >= 4<<10, "MaxHeaderBytes", "must be at least 4096")
+	ps.Check(l.MaxInFlight >= 1, "MaxInFlight", "must be at least 1")
+	ps.Check(l.MaxInFlightPerCaller >= 0, "MaxInFlightPerCaller", "must not be negative (0: no bound per caller)")
+	ps.Check(l.MaxWatchers >= 1, "MaxWatchers", "must be at least 1")
+	ps.Check(l.MaxWatchersPerCaller >= 1, "MaxWatchersPerCaller", "must be at least 1")
+	return ps.Err()
 }
 
 // WithLimits sets the servers' limits; New refuses limits that do not
