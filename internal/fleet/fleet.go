@@ -3,7 +3,12 @@
 // answers (Cache), and the lease and relay of the watches' poll loops
 // (Watches). It knows Redis (through github.com/redis/go-redis/v9) and nothing
 // of gRPC or of the upstream's HTTP: its types implement the small interfaces
-// that package upstream and package service define, with standard types only.
+// that package upstream and package service define. It only propagates: each
+// piece of state has one local store, kept by its owner (the client's cache
+// and guard windows, the service's poll loops), and the fleet carries what
+// one replica's store learns to the others'. What it writes to Redis is a
+// small versioned struct, so that replicas of two releases ignore what they
+// cannot read.
 //
 // Every Redis operation is bounded by a short timeout (Options.Timeout). When
 // Redis is slow or down, each operation falls back to the replica's local
@@ -99,7 +104,10 @@ func Open(rawURL string, o Options) (*Fleet, error) {
 	if err != nil {
 		return nil, err
 	}
-	if o.Timeout <= 0 {
+	switch {
+	case o.Timeout < 0:
+		return nil, fmt.Errorf("the Redis timeout (%v) must be positive", o.Timeout)
+	case o.Timeout == 0:
 		o.Timeout = DefaultTimeout
 	}
 	if o.Logger == nil {
