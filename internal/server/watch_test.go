@@ -174,7 +174,7 @@ func TestWatchOverRESTGoesThroughTheStreamInterceptors(t *testing.T) {
 	}
 	fams := scrape(t, s.httpURL)
 	for code, want := range map[string]float64{"OK": 1, "NotFound": 1} {
-		if got := value(fams, "grpc_server_handled_total", "grpc_method", "WatchPluginVersion", "grpc_type", "server_stream", "grpc_code", code); got != want {
+		if got := value(fams, "grpc_server_handled_total", "protocol", "rest", "grpc_method", "WatchPluginVersion", "grpc_type", "server_stream", "grpc_code", code); got != want {
 			t.Errorf("grpc_server_handled_total{WatchPluginVersion, %s} = %v, want %v", code, got, want)
 		}
 	}

@@ -47,6 +47,8 @@ func (c clientSource) read(ctx context.Context) (*upstream.PluginVersion, upstre
 // left). Between polls it relays what the leading replica publishes.
 func (s *Service) poll(ctx context.Context, k watchKey, l *pollLoop, src source) {
 	defer l.cancel()
+	s.watchObserver.loop(1)
+	defer s.watchObserver.loop(-1)
 	var (
 		st  pollState
 		due time.Time // of the next poll; zero: at once
@@ -136,6 +138,7 @@ func (s *Service) pollOnce(ctx context.Context, src source, st *pollState, base 
 	if ctx.Err() != nil {
 		return nil, 0, true
 	}
+	s.watchObserver.poll(err == nil)
 	st.polls += meta.Attempts
 	switch {
 	case err == nil:

@@ -35,6 +35,7 @@ type Service struct {
 	watchIntervals WatchIntervals
 	watches        watches
 	relay          WatchRelay // nil: every replica polls for its own watchers
+	watchObserver  WatchObserver
 
 	ending  chan struct{} // closed by EndStreams
 	endOnce sync.Once
@@ -52,6 +53,7 @@ type config struct {
 	log            *slog.Logger
 	watchIntervals WatchIntervals
 	relay          WatchRelay
+	watchObserver  WatchObserver
 }
 
 // WithDefaultCredentials sets the credential sent upstream when a caller sends no
@@ -97,6 +99,7 @@ func New(client *upstream.Client, opts ...Option) *Service {
 		log:            c.log,
 		watchIntervals: c.watchIntervals.withDefaults(),
 		relay:          c.relay,
+		watchObserver:  c.watchObserver,
 		ending:         make(chan struct{}),
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/status"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/callinfo"
@@ -67,8 +66,8 @@ func (w WatchIntervals) interval(asked time.Duration) time.Duration {
 // every change. The loop runs as long as one of them still watches.
 func (s *Service) WatchPluginVersion(req *pluginv1.WatchPluginVersionRequest, stream grpc.ServerStreamingServer[pluginv1.CustomConnectPluginVersion]) error {
 	ctx := stream.Context()
-	if err := validateWatch(req); err != nil {
-		return err
+	if vs := watchViolations(req); len(vs) > 0 {
+		return failure.Invalid(vs...)
 	}
 	auth, err := s.credentials(ctx)
 	if err != nil {
@@ -85,21 +84,6 @@ func (s *Service) WatchPluginVersion(req *pluginv1.WatchPluginVersionRequest, st
 	return s.stream(ctx, w, stream)
 }
 
-func validateWatch(req *pluginv1.WatchPluginVersionRequest) error {
-	vs := validate(
-		field{"plugin_id", req.GetPluginId()},
-		field{"id", req.GetId()},
-		field{"environment", req.GetEnvironment()},
-	)
-	if d := req.GetPollInterval(); d != nil && (!d.IsValid() || d.AsDuration() < 0) {
-		vs = append(vs, failure.Violation{Field: "poll_interval", Description: "must be a valid, non-negative duration", Reason: "INVALID_DURATION"})
-	}
-	if len(vs) > 0 {
-		return failure.Invalid(vs...)
-	}
-	return nil
-}
-
 // stream sends the caller what its mailbox w gets, until the version is
 // terminal, the watch fails, the caller leaves or the server shuts down.
 func (s *Service) stream(ctx context.Context, w *watcher, stream grpc.ServerStreamingServer[pluginv1.CustomConnectPluginVersion]) error {
@@ -107,7 +91,7 @@ func (s *Service) stream(ctx context.Context, w *watcher, stream grpc.ServerStre
 	for {
 		select {
 		case <-ctx.Done():
-			return status.FromContextError(ctx.Err()).Err()
+			return failure.FromContext(ctx.Err())
 		case <-s.ending:
 			return errStreamsEnded
 		case <-w.ready:
@@ -149,6 +133,20 @@ var errStreamsEnded = failure.Facade(failure.ReasonShuttingDown, "the server is 
 // the version takes to change.
 func (s *Service) EndStreams() {
 	s.endOnce.Do(func() { close(s.ending) })
+}
+
+// watchViolations are every invalid field of a watch request, the poll
+// interval with the identifiers.
+func watchViolations(req *pluginv1.WatchPluginVersionRequest) []failure.Violation {
+	vs := validate(
+		field{"plugin_id", req.GetPluginId()},
+		field{"id", req.GetId()},
+		field{"environment", req.GetEnvironment()},
+	)
+	if d := req.GetPollInterval(); d != nil && (!d.IsValid() || d.AsDuration() < 0) {
+		vs = append(vs, failure.Violation{Field: "poll_interval", Description: "must be a valid, non-negative duration", Reason: "INVALID_DURATION"})
+	}
+	return vs
 }
 
 // watchTarget is what a watcher watches, with whose credential.
