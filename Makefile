@@ -166,6 +166,9 @@ tools: $(BUF) $(GRPCURL) $(OAPI_CODEGEN) ## Install the pinned buf, grpcurl and 
 .PHONY: grpcurl
 grpcurl: $(GRPCURL) ## Install the pinned grpcurl as ./bin/grpcurl (built from source: about two minutes cold).
 
+.PHONY: buf
+buf: $(BUF) ## Install the pinned buf as ./bin/buf (its prebuilt binary: seconds), e.g. for buf curl.
+
 # buf is Buf's own release binary, as its npm package for this platform
 # carries it (the package @bufbuild/buf installs the same one), fetched with
 # npm when it is there, else with curl, and checked against the SHA-256 pinned

@@ -239,7 +239,7 @@ func build(cfg config, log *slog.Logger, tp *telemetry.TracerProvider, closers *
 		// the watches' polling through Redis; while it does not answer, each
 		// runs on its local state.
 		fleet.UseLogger(log)
-		fl, err := fleet.Open(cfg.Fleet.URL, fleet.Options{Timeout: cfg.Fleet.Timeout, Logger: log, Registerer: registry})
+		fl, err := fleet.Open(cfg.Fleet.URL, fleet.WithTimeout(cfg.Fleet.Timeout), fleet.WithLogger(log), fleet.WithRegisterer(registry))
 		if err != nil {
 			return nil, configError{fmt.Errorf("--redis-url: %w", err)}
 		}
@@ -335,6 +335,11 @@ Try it (grpcurl: 'make tools' installs a pinned one as ./bin/grpcurl):
   curl -s http://%[2]s/connect/v1/custom-connector-plugins/ccp-00000    # 404: the upstream's Failure envelope
   curl -s -H 'Authorization: Bearer %[7]s' http://%[2]s/connect/v1/custom-connector-plugins/%[3]s   # your own credential, forwarded
   curl -s http://%[2]s/openapi.json
+
+The HTTP port also speaks the Connect protocol and gRPC-Web (buf curl's defaults, browser clients)
+at the gRPC paths ('make tools' installs ./bin/buf):
+
+  ./bin/buf curl -d '{"id":"%[3]s"}' http://%[2]s/confluent.plugin.v1.PluginService/GetConnectorPlugin
 
 The REST gateway speaks Confluent Cloud's own JSON: the sandbox directly and the
 facade answer the same (point your Confluent client at http://%[2]s):
