@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -142,54 +143,54 @@ func credentialOrPeer(ctx context.Context) string {
 }
 
 // gate counts what callers hold (calls in flight, watchers) against a total
-// bound and a bound per caller (0: none).
+// bound and a bound per caller (0: none). Without a bound per caller it is
+// one atomic counter, so that every call does not take a lock.
 type gate struct {
 	max, perCaller int
 	key            CallerKey // consulted only with a bound per caller
+	total          atomic.Int64
+	release        func() // gives back a place without a caller
 
 	mu       sync.Mutex
-	total    int
 	byCaller map[string]int
 }
 
 func newGate(max, perCaller int, key CallerKey) *gate {
-	return &gate{max: max, perCaller: perCaller, key: key, byCaller: map[string]int{}}
+	g := &gate{max: max, perCaller: perCaller, key: key, byCaller: map[string]int{}}
+	g.release = func() { g.total.Add(-1) }
+	return g
 }
 
 // enter takes a place for ctx's caller, and returns the function that gives
 // it back; ok is false, and nothing taken, when a bound is reached.
 func (g *gate) enter(ctx context.Context) (leave func(), ok bool) {
-	caller := ""
-	if g.perCaller > 0 {
-		caller = g.key(ctx)
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.total >= g.max || g.perCaller > 0 && g.byCaller[caller] >= g.perCaller {
+	if g.total.Add(1) > int64(g.max) {
+		g.total.Add(-1)
 		return nil, false
 	}
-	g.total++
-	if g.perCaller > 0 {
-		g.byCaller[caller]++
+	if g.perCaller == 0 {
+		return g.release, true
 	}
+	caller := g.key(ctx)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.byCaller[caller] >= g.perCaller {
+		g.total.Add(-1)
+		return nil, false
+	}
+	g.byCaller[caller]++
 	return func() {
 		g.mu.Lock()
 		defer g.mu.Unlock()
-		g.total--
-		if g.perCaller > 0 {
-			if g.byCaller[caller]--; g.byCaller[caller] == 0 {
-				delete(g.byCaller, caller)
-			}
+		if g.byCaller[caller]--; g.byCaller[caller] == 0 {
+			delete(g.byCaller, caller)
 		}
+		g.total.Add(-1)
 	}, true
 }
 
 // held is what the gate's callers hold now.
-func (g *gate) held() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.total
-}
+func (g *gate) held() int { return int(g.total.Load()) }
 
 // refusal is the RESOURCE_EXHAUSTED failure of a call a limit refused
 // (failure.ReasonTooManyCalls, failure.ReasonTooManyWatchers): 429 over REST.
