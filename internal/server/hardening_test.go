@@ -695,8 +695,8 @@ func TestWatcherCaps(t *testing.T) {
 		t.Errorf("watch %d in all: %v, want RESOURCE_EXHAUSTED", total+1, err)
 	}
 	r := h.get(t, "/ccpm/v1/plugins/"+sandbox.PluginID+"/versions/"+sandbox.ProcessingVersionID+":watch?environment="+sandbox.Environment, "X-Test-Caller", "c")
-	if r.status != http.StatusTooManyRequests || !bytes.Contains(r.body, []byte("too_many_watchers")) {
-		t.Errorf("REST watch beyond the cap: %d %s, want 429 too_many_watchers", r.status, r.body)
+	if r.status != http.StatusTooManyRequests || !bytes.Contains(r.body, []byte("too_many_watchers")) || r.header.Get("Retry-After") != "1" {
+		t.Errorf("REST watch beyond the cap: %d %s (Retry-After %q), want 429 too_many_watchers, Retry-After 1", r.status, r.body, r.header.Get("Retry-After"))
 	}
 	if got := h.srv.watchers.held(); got != total {
 		t.Errorf("%d watchers held, want %d", got, total)

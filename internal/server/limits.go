@@ -193,8 +193,9 @@ func (g *gate) enter(ctx context.Context) (leave func(), ok bool) {
 func (g *gate) held() int { return int(g.total.Load()) }
 
 // refusal is the RESOURCE_EXHAUSTED failure of a call a limit refused
-// (failure.ReasonTooManyCalls, failure.ReasonTooManyWatchers): 429 over REST.
-func refusal(reason, msg string) error { return failure.Facade(reason, msg) }
+// (failure.ReasonTooManyCalls, failure.ReasonTooManyWatchers): 429 over REST,
+// with a retry hint of a second, since places come back as calls end.
+func refusal(reason, msg string) error { return failure.Busy(reason, msg, time.Second) }
 
 // isPluginService reports whether fullMethod is one of PluginService's: the
 // calls that reach the upstream. Health and reflection are never refused.
