@@ -157,9 +157,9 @@ func (c callLog) origin(ctx context.Context) []slog.Attr {
 	if !c.rest {
 		p, hasPeer := peer.FromContext(ctx)
 		if !hasPeer {
-			return []slog.Attr{slog.String("protocol", "grpc")}
+			return []slog.Attr{slog.String("protocol", protocolOf(ctx))}
 		}
-		return []slog.Attr{slog.String("protocol", "grpc"), slog.String("peer.address", p.Addr.String())}
+		return []slog.Attr{slog.String("protocol", protocolOf(ctx)), slog.String("peer.address", p.Addr.String())}
 	}
 	attrs := []slog.Attr{slog.String("protocol", "rest")}
 	if addr, ok := restClient(ctx); ok {

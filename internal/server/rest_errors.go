@@ -51,7 +51,7 @@ func echo(s string) string {
 
 // restFailure renders err, an error of the service or of the gateway itself.
 func restFailure(err error) failure.REST {
-	return failure.RenderREST(status.Convert(err))
+	return failure.RenderREST(failure.FromError(err).GRPCStatus())
 }
 
 // writeFailureHeaders sets the headers of f over those of the call's
