@@ -269,8 +269,23 @@ func (s *decodingStream) RecvMsg(m any) error {
 	return err
 }
 
-// getOnly serves only what a REST route can be: a GET (or HEAD) without a
-// body. Another method is answered 405, a body 413, without reading it: over
+// maxRPCBodyBytes bounds the body of an RPC on the HTTP listener (Connect,
+// gRPC-Web, gRPC): one request message of at most maxRecvMsgBytes, with room
+// for its framing or its JSON form.
+const maxRPCBodyBytes = maxRecvMsgBytes + 4<<10
+
+// rpcBody bounds the body of the RPC routes, the only routes of the HTTP
+// listener that take one; the whole-request read deadline (Limits.ReadTimeout)
+// bounds how long it may take to arrive.
+func rpcBody(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxRPCBodyBytes)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// getOnly serves only what a REST route (or /metrics, a probe, the OpenAPI
+// document) can be: a GET (or HEAD) without a body. Another method is answered 405, a body 413, without reading it: over
 // HTTP/1.1 the answer closes the connection at once (no read of the rest of
 // the body to reuse it), so that a declared body the client never sends holds
 // nothing. (The whole-request deadline, Limits.ReadTimeout, bounds only the

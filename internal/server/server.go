@@ -225,7 +225,7 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 	s.httpSrv = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: min(readHeaderTimeout, l.ReadTimeout),
-		ReadTimeout:       l.ReadTimeout, // the whole request, body included (there is none: getOnly)
+		ReadTimeout:       l.ReadTimeout, // the whole request, body included (only RPC routes take one)
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    l.MaxHeaderBytes, // HTTP/2: SETTINGS_MAX_HEADER_LIST_SIZE
 		// The HTTPS listener's HTTP/2 gets the gRPC listener's stream bound.
@@ -457,10 +457,14 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 	if err := gateway.streams.register(gw, streamingRoutes(sd), enc); err != nil {
 		return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
 	}
-	mux := http.NewServeMux()
-	if err := s.rpcRoutes(mux); err != nil {
+	// The RPC routes (Connect, gRPC-Web, gRPC) take their request in a
+	// body; everything else is GET only (getOnly).
+	outer := http.NewServeMux()
+	if err := s.rpcRoutes(outer); err != nil {
 		return nil, err
 	}
+	mux := http.NewServeMux()
+	outer.Handle("/", getOnly(mux))
 	// otelhttp reads the caller's traceparent header and puts its span in the
 	// request's context, which in-process calls keep.
 	mux.Handle("/", telemetry.Handler(carryUpstreamJSON(gw), s.tracer, "rest"))
@@ -484,7 +488,7 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 			_, _ = w.Write(s.openAPI)
 		})
 	}
-	return getOnly(mux), nil
+	return outer, nil
 }
 
 // writeStatus answers a probe with {"status": status} and the details.
