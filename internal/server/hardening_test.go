@@ -160,7 +160,7 @@ func TestRPCBodyIsBounded(t *testing.T) {
 	url := h.httpURL + pluginv1.PluginService_GetConnectorPlugin_FullMethodName
 	req, _ := proto.Marshal(&pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID})
 	// An unknown field padding the message past the bound.
-	padded := protowire.AppendBytes(protowire.AppendTag(bytes.Clone(req), 1000, protowire.BytesType), make([]byte, maxRPCBodyBytes))
+	padded := protowire.AppendBytes(protowire.AppendTag(bytes.Clone(req), 1000, protowire.BytesType), make([]byte, maxRecvMsgBytes))
 	tests := []struct {
 		name string
 		body []byte

@@ -29,7 +29,7 @@ type Limits struct {
 	// ReadTimeout bounds the reading of a whole HTTP request, body included;
 	// the REST routes accept no body, so a request that declares one is
 	// answered at once and its connection closed (see getOnly), and the RPC
-	// routes one request message (rpcBody).
+	// routes one request message (rpcRoutes).
 	ReadTimeout time.Duration
 	// MaxConcurrentStreams is the SETTINGS_MAX_CONCURRENT_STREAMS advertised
 	// on every HTTP/2 connection, gRPC and HTTPS: streams beyond it are
@@ -268,21 +268,6 @@ func (s *decodingStream) RecvMsg(m any) error {
 		return status.Error(codes.InvalidArgument, "the request message is not a valid "+fmt.Sprintf("%T", m)+" in protobuf")
 	}
 	return err
-}
-
-// maxRPCBodyBytes bounds the body of an RPC on the HTTP listener (Connect,
-// gRPC-Web, gRPC): one request message of at most maxRecvMsgBytes, with room
-// for its framing or its JSON form.
-const maxRPCBodyBytes = maxRecvMsgBytes + 4<<10
-
-// rpcBody bounds the body of the RPC routes, the only routes of the HTTP
-// listener that take one; the whole-request read deadline (Limits.ReadTimeout)
-// bounds how long it may take to arrive.
-func rpcBody(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, maxRPCBodyBytes)
-		h.ServeHTTP(w, r)
-	})
 }
 
 // getOnly serves only what a REST route (or /metrics, a probe, the OpenAPI

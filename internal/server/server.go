@@ -457,14 +457,7 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 	if err := gateway.streams.register(gw, streamingRoutes(sd), enc); err != nil {
 		return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
 	}
-	// The RPC routes (Connect, gRPC-Web, gRPC) take their request in a
-	// body; everything else is GET only (getOnly).
-	outer := http.NewServeMux()
-	if err := s.rpcRoutes(outer); err != nil {
-		return nil, err
-	}
 	mux := http.NewServeMux()
-	outer.Handle("/", getOnly(mux))
 	// otelhttp reads the caller's traceparent header and puts its span in the
 	// request's context, which in-process calls keep.
 	mux.Handle("/", telemetry.Handler(carryUpstreamJSON(gw), s.tracer, "rest"))
@@ -488,6 +481,12 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 			_, _ = w.Write(s.openAPI)
 		})
 	}
+	// The RPC protocols POST their messages; everything else is GET only.
+	outer := http.NewServeMux()
+	if err := s.rpcRoutes(outer); err != nil {
+		return nil, err
+	}
+	outer.Handle("/", getOnly(mux))
 	return outer, nil
 }
 
