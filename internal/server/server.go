@@ -322,7 +322,7 @@ func (s *Server) grpcServer(metrics *grpcprom.ServerMetrics) *grpc.Server {
 func (s *Server) unaryInterceptors(metrics *grpcprom.ServerMetrics, rest bool) []grpc.UnaryServerInterceptor {
 	return []grpc.UnaryServerInterceptor{
 		withCallInfo,
-		callLog{log: s.log, rest: rest}.unary,
+		newCallLog(s.log, rest).unary,
 		metrics.UnaryServerInterceptor(),
 		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
 	}
@@ -332,7 +332,7 @@ func (s *Server) unaryInterceptors(metrics *grpcprom.ServerMetrics, rest bool) [
 func (s *Server) streamInterceptors(metrics *grpcprom.ServerMetrics, rest bool) []grpc.StreamServerInterceptor {
 	return []grpc.StreamServerInterceptor{
 		streamWithCallInfo,
-		callLog{log: s.log, rest: rest}.stream,
+		newCallLog(s.log, rest).stream,
 		metrics.StreamServerInterceptor(),
 		recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
 	}
