@@ -144,9 +144,14 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return t.traced.RoundTrip(r)
 	}
 	// A RoundTripper must not change the request it is given: the context
-	// goes on a copy whose headers are its own.
+	// goes on a copy with a header map of its own. The map's values are
+	// shared, not copied: Inject only sets whole keys (a new slice each),
+	// and nothing below changes a request's headers.
 	r2 := *r
-	r2.Header = r.Header.Clone()
+	r2.Header = make(http.Header, len(r.Header)+3) // + traceparent, tracestate, baggage
+	for k, v := range r.Header {
+		r2.Header[k] = v
+	}
 	t.prop.Inject(ctx, propagation.HeaderCarrier(r2.Header))
 	return t.next.RoundTrip(&r2)
 }
