@@ -26,7 +26,6 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/errgroup"
@@ -298,8 +297,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 func (s *Server) grpcServer(metrics *grpcprom.ServerMetrics) *grpc.Server {
 	opts := []grpc.ServerOption{
 		grpc.NumStreamWorkers(streamWorkers),
-		grpc.StatsHandler(otelgrpc.NewServerHandler(
-			otelgrpc.WithTracerProvider(s.tracer), otelgrpc.WithPropagators(telemetry.Propagator()))),
+		grpc.StatsHandler(telemetry.GRPCServerHandler(s.tracer)),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptors(metrics, false)...),
 		grpc.ChainStreamInterceptor(s.streamInterceptors(metrics, false)...),
 		grpc.MaxRecvMsgSize(maxRecvMsgBytes),

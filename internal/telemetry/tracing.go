@@ -4,14 +4,18 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"go.opentelemetry.io/contrib/exporters/autoexport"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
 )
 
 // Propagator is how trace context crosses process boundaries: W3C
@@ -73,7 +77,8 @@ func NewTracerProvider(ctx context.Context, version string, getenv func(string) 
 }
 
 // TracerProvider is the SDK's, knowing whether it exports: when it does not,
-// every span it makes is unrecorded, and Handler and Transport skip otelhttp.
+// every span it makes is unrecorded, Handler and Transport skip otelhttp, and
+// GRPCServerHandler skips otelgrpc.
 type TracerProvider struct {
 	*sdktrace.TracerProvider
 	exporting bool
@@ -107,6 +112,65 @@ func Handler(h http.Handler, tp trace.TracerProvider, name string) http.Handler 
 		defer span.End()
 		h.ServeHTTP(w, r.WithContext(ctx))
 	})
+}
+
+// GRPCServerHandler traces the gRPC calls a server serves: with otelgrpc (a
+// server span with the call's attributes and events) when tp records spans;
+// otherwise, as Handler does for HTTP, it only continues the caller's trace,
+// putting the traceparent's context and an unrecorded span of its own in the
+// call's context, for the upstream request and the call log.
+func GRPCServerHandler(tp trace.TracerProvider) stats.Handler {
+	if recording(tp) {
+		return otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(Propagator()))
+	}
+	return &grpcContinuer{tracer: tp.Tracer("github.com/acme/plugin-facade/internal/telemetry"), prop: Propagator()}
+}
+
+// grpcContinuer is GRPCServerHandler's handler for unrecorded calls.
+type grpcContinuer struct {
+	tracer trace.Tracer
+	prop   propagation.TextMapPropagator
+}
+
+func (h *grpcContinuer) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	ctx = h.prop.Extract(ctx, incomingMetadata{ctx})
+	ctx, _ = h.tracer.Start(ctx, strings.TrimPrefix(info.FullMethodName, "/"), trace.WithSpanKind(trace.SpanKindServer))
+	return ctx
+}
+
+func (h *grpcContinuer) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	if _, ok := s.(*stats.End); ok {
+		trace.SpanFromContext(ctx).End()
+	}
+}
+
+func (h *grpcContinuer) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+
+func (h *grpcContinuer) HandleConn(context.Context, stats.ConnStats) {}
+
+// incomingMetadata is the incoming gRPC metadata of a call as a
+// propagation.TextMapCarrier, read in place (metadata.FromIncomingContext
+// would copy it all).
+type incomingMetadata struct{ ctx context.Context }
+
+func (m incomingMetadata) Get(key string) string {
+	if v := metadata.ValueFromIncomingContext(m.ctx, key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (m incomingMetadata) Set(string, string) {}
+
+func (m incomingMetadata) Keys() []string {
+	md, _ := metadata.FromIncomingContext(m.ctx)
+	keys := make([]string, 0, len(md))
+	for k := range md {
+		keys = append(keys, k)
+	}
+	return keys
 }
 
 func exporting(getenv func(string) string) bool {

@@ -5,8 +5,12 @@ import (
 	"net/http"
 	"testing"
 
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
 )
 
 // roundTripperFunc answers with what f returns.
@@ -65,5 +69,74 @@ func BenchmarkTransportWithoutExporter(b *testing.B) {
 		if _, err := rt.RoundTrip(req); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestGRPCServerHandlerWithoutExporter: an unrecorded call continues the
+// caller's trace from its traceparent metadata, as otelgrpc's handler does,
+// and starts a trace of its own without one.
+func TestGRPCServerHandlerWithoutExporter(t *testing.T) {
+	tp := &TracerProvider{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))}
+	info := &stats.RPCTagInfo{FullMethodName: "/confluent.plugin.v1.PluginService/GetConnectorPlugin"}
+	const caller = "4bf92f3577b34da6a3ce929d0e0e4736"
+	tests := []struct {
+		name    string
+		md      metadata.MD
+		traceID string // "" for a new one
+	}{
+		{"continues the caller's trace", metadata.Pairs("traceparent", "00-"+caller+"-00f067aa0ba902b7-01"), caller},
+		{"starts a trace without traceparent", metadata.Pairs("x-other", "1"), ""},
+		{"starts a trace for a malformed traceparent", metadata.Pairs("traceparent", "00-zz-00f067aa0ba902b7-01"), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for name, h := range map[string]stats.Handler{
+				"ours":     GRPCServerHandler(tp),
+				"otelgrpc": otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(Propagator())),
+			} {
+				ctx := h.TagRPC(metadata.NewIncomingContext(context.Background(), tt.md), info)
+				sc := trace.SpanContextFromContext(ctx)
+				if !sc.IsValid() || trace.SpanFromContext(ctx).IsRecording() {
+					t.Errorf("%s: span %+v, want a valid unrecorded one", name, sc)
+				}
+				if tt.traceID != "" && sc.TraceID().String() != tt.traceID {
+					t.Errorf("%s: trace id %s, want the caller's %s", name, sc.TraceID(), tt.traceID)
+				}
+				if tt.traceID == "" && sc.TraceID().String() == caller {
+					t.Errorf("%s: reused the caller's trace id", name)
+				}
+				h.HandleRPC(ctx, &stats.End{})
+			}
+		})
+	}
+	if _, ok := GRPCServerHandler(noop.NewTracerProvider()).(*grpcContinuer); ok {
+		t.Error("a provider that may record got the unrecorded handler")
+	}
+}
+
+// BenchmarkGRPCServerHandler is what tracing adds to each gRPC call when no
+// exporter is set, through otelgrpc and through GRPCServerHandler: TagRPC and
+// the events a unary call's handler sees. Run:
+// go test -run '^$' -bench GRPCServerHandler -benchmem ./internal/telemetry/
+func BenchmarkGRPCServerHandler(b *testing.B) {
+	tp := &TracerProvider{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))}
+	info := &stats.RPCTagInfo{FullMethodName: "/confluent.plugin.v1.PluginService/GetConnectorPlugin"}
+	md := metadata.Pairs("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"user-agent", "grpc-go/1.79", "content-type", "application/grpc", ":authority", "127.0.0.1:9090")
+	base := metadata.NewIncomingContext(context.Background(), md)
+	events := []stats.RPCStats{&stats.Begin{}, &stats.InHeader{}, &stats.InPayload{}, &stats.OutHeader{}, &stats.OutPayload{}, &stats.OutTrailer{}, &stats.End{}}
+	for name, h := range map[string]stats.Handler{
+		"otelgrpc": otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(Propagator())),
+		"ours":     GRPCServerHandler(tp),
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				ctx := h.TagRPC(base, info)
+				for _, e := range events {
+					h.HandleRPC(ctx, e)
+				}
+			}
+		})
 	}
 }
