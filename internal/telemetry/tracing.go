@@ -2,7 +2,9 @@ package telemetry
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 
@@ -64,7 +66,7 @@ func NewTracerProvider(ctx context.Context, version string, getenv func(string) 
 			exp = nil
 		}
 	}
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithIDGenerator(runtimeIDs{})}
 	if exp != nil {
 		opts = append(opts, sdktrace.WithBatcher(exp))
 	} else {
@@ -171,6 +173,29 @@ func (m incomingMetadata) Keys() []string {
 		keys = append(keys, k)
 	}
 	return keys
+}
+
+// runtimeIDs makes trace and span ids from math/rand/v2's generator, which
+// each thread runs on its own: the SDK's default draws them from one
+// math/rand source behind a mutex, which every call of every core takes.
+// Ids need to be unpredictable enough not to collide, not secret; never zero.
+type runtimeIDs struct{}
+
+func (runtimeIDs) NewIDs(context.Context) (trace.TraceID, trace.SpanID) {
+	var tid trace.TraceID
+	for !tid.IsValid() {
+		binary.NativeEndian.PutUint64(tid[:8], rand.Uint64())
+		binary.NativeEndian.PutUint64(tid[8:], rand.Uint64())
+	}
+	return tid, runtimeIDs{}.NewSpanID(context.Background(), tid)
+}
+
+func (runtimeIDs) NewSpanID(context.Context, trace.TraceID) trace.SpanID {
+	var sid trace.SpanID
+	for !sid.IsValid() {
+		binary.NativeEndian.PutUint64(sid[:], rand.Uint64())
+	}
+	return sid
 }
 
 func exporting(getenv func(string) string) bool {

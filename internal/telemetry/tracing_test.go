@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc/metadata"
@@ -18,10 +17,37 @@ type roundTripperFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
+// unexported is the tracer provider of a process started without OTEL_*
+// variables.
+func unexported(tb testing.TB) *TracerProvider {
+	tp, err := NewTracerProvider(context.Background(), "test", func(string) string { return "" })
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if tp.Exporting() {
+		tb.Fatal("exporting without OTEL_* variables")
+	}
+	tb.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return tp
+}
+
+// TestRuntimeIDs: ids are valid and do not repeat.
+func TestRuntimeIDs(t *testing.T) {
+	seen := map[trace.TraceID]bool{}
+	spans := map[trace.SpanID]bool{}
+	for range 10000 {
+		tid, sid := runtimeIDs{}.NewIDs(context.Background())
+		if !tid.IsValid() || !sid.IsValid() || seen[tid] || spans[sid] {
+			t.Fatalf("ids %s %s: invalid or repeated", tid, sid)
+		}
+		seen[tid], spans[sid] = true, true
+	}
+}
+
 // TestTransportWithoutExporter: an unrecorded call's upstream request carries
 // its trace context, on a copy; the request it was given is unchanged.
 func TestTransportWithoutExporter(t *testing.T) {
-	tp := &TracerProvider{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))}
+	tp := unexported(t)
 	ctx, span := tp.Tracer("test").Start(context.Background(), "call")
 	defer span.End()
 	var sent *http.Request
@@ -55,7 +81,7 @@ func TestTransportWithoutExporter(t *testing.T) {
 // request when no exporter is set. Run:
 // go test -run '^$' -bench Transport -benchmem ./internal/telemetry/
 func BenchmarkTransportWithoutExporter(b *testing.B) {
-	tp := &TracerProvider{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))}
+	tp := unexported(b)
 	ctx, span := tp.Tracer("bench").Start(context.Background(), "call")
 	defer span.End()
 	ok := &http.Response{StatusCode: http.StatusOK, Body: http.NoBody}
@@ -76,7 +102,7 @@ func BenchmarkTransportWithoutExporter(b *testing.B) {
 // caller's trace from its traceparent metadata, as otelgrpc's handler does,
 // and starts a trace of its own without one.
 func TestGRPCServerHandlerWithoutExporter(t *testing.T) {
-	tp := &TracerProvider{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))}
+	tp := unexported(t)
 	info := &stats.RPCTagInfo{FullMethodName: "/confluent.plugin.v1.PluginService/GetConnectorPlugin"}
 	const caller = "4bf92f3577b34da6a3ce929d0e0e4736"
 	tests := []struct {
@@ -119,7 +145,7 @@ func TestGRPCServerHandlerWithoutExporter(t *testing.T) {
 // the events a unary call's handler sees. Run:
 // go test -run '^$' -bench GRPCServerHandler -benchmem ./internal/telemetry/
 func BenchmarkGRPCServerHandler(b *testing.B) {
-	tp := &TracerProvider{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))}
+	tp := unexported(b)
 	info := &stats.RPCTagInfo{FullMethodName: "/confluent.plugin.v1.PluginService/GetConnectorPlugin"}
 	md := metadata.Pairs("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 		"user-agent", "grpc-go/1.79", "content-type", "application/grpc", ":authority", "127.0.0.1:9090")
