@@ -10,7 +10,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -48,9 +48,15 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
 	if code := exitCode(err); code != 0 {
-		fmt.Fprintln(os.Stderr, "plugin-facade:", err)
+		for line := range strings.Lines(err.Error()) {
+			fmt.Fprint(os.Stderr, "plugin-facade: ", line)
+		}
+		fmt.Fprintln(os.Stderr)
+		if code == 2 {
+			fmt.Fprintln(os.Stderr, seeHelp)
+		}
 		stop()
 		os.Exit(code)
 	}
@@ -63,12 +69,13 @@ func (e configError) Error() string { return e.err.Error() }
 func (e configError) Unwrap() error { return e.err }
 
 // exitCode is the process's exit status for what run returned: 0 after a clean
-// shutdown or --help, 2 for an invalid configuration (as flag parsing errors
-// conventionally are), 1 when serving failed.
+// shutdown (SIGINT and SIGTERM included), help or version, 2 for an invalid
+// configuration (as flag parsing errors conventionally are), 1 when starting
+// or serving failed.
 func exitCode(err error) int {
 	var ce configError
 	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
+	case err == nil:
 		return 0
 	case errors.As(err, &ce):
 		return 2
@@ -77,137 +84,158 @@ func exitCode(err error) int {
 	}
 }
 
-// run starts the facade and serves until ctx ends.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := parseConfig(args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+// run starts the facade and serves until ctx ends. environ is the process's
+// environment as os.Environ gives it.
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, environ)
+	if err != nil {
 		return err
 	}
-	if err != nil {
-		return configError{err}
-	}
-	if cfg.Version {
+	switch cfg.Command {
+	case "help":
+		printUsage(stdout)
+		return nil
+	case "version":
 		printVersion(stdout)
 		return nil
 	}
 	log := newLogger(cfg, stderr)
-
-	tp, err := telemetry.NewTracerProvider(ctx, buildVersion(), getenv)
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
+	env := envMap(environ)
+	tp, err := telemetry.NewTracerProvider(ctx, buildVersion(), func(k string) string { return env[k] })
 	if err != nil {
 		return configError{err} // an OTEL_* variable with a value autoexport does not know
 	}
-	defer func() {
-		// Flush the spans still batched, within a bound of its own: ctx has ended.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := tp.Shutdown(sctx); err != nil {
-			log.Warn("flushing traces", "error", err.Error())
-		}
-	}()
-	registry := telemetry.NewRegistry()
-	upstreamMetrics := telemetry.NewUpstreamMetrics(registry)
+	defer flushTraces(ctx, tp, log)
 
-	upstreamURL, creds := cfg.UpstreamURL, cfg.Credentials
-	if cfg.Sandbox {
-		sb, err := sandbox.Start()
-		if err != nil {
-			return fmt.Errorf("starting the sandbox: %w", err)
-		}
-		defer sb.Close()
-		if !creds.IsZero() {
-			log.Warn("sandbox mode: ignoring " + envAPIKey + "; using the sandbox's own key")
-		}
-		upstreamURL, creds = sb.URL(), upstream.BasicAuth(sandbox.APIKey, sandbox.APISecret)
-	}
-
-	clientOpts := []upstream.Option{
-		upstream.WithUserAgent("plugin-facade/" + buildVersion()),
-		upstream.WithInsecure(cfg.UpstreamInsecure),
-		upstream.WithRetry(upstream.RetryPolicy{MaxAttempts: cfg.UpstreamMaxAttempts, MaxWait: cfg.UpstreamMaxWait}),
-		upstream.WithMaxBodyBytes(cfg.UpstreamMaxBody),
-		upstream.WithRateLimitGuard(cfg.RateLimitGuard),
-		upstream.WithCache(cfg.CacheTTL, cfg.CacheMaxEntries),
-		upstream.WithHooks(upstreamMetrics.Hooks()),
-		upstream.WithTransport(telemetry.Transport(tp)),
-	}
-	svcOpts := []service.Option{
-		service.WithDefaultCredentials(creds),
-		service.WithUpstreamTimeout(cfg.UpstreamTimeout),
-		service.WithLogger(log),
-	}
-	srvOpts := []server.Option{
-		server.WithLogger(log),
-		server.WithOpenAPI(pluginfacade.OpenAPI()),
-		server.WithShutdownTimeout(cfg.ShutdownTimeout),
-		server.WithRegistry(registry),
-		server.WithTracerProvider(tp),
-	}
-	if cfg.RedisURL != "" {
-		// The replicas of a fleet share the guard's windows, the cache and
-		// the watches' polling through Redis; while it does not answer, each
-		// runs on its local state.
-		fl, err := fleet.Open(cfg.RedisURL, fleet.Options{Timeout: cfg.RedisTimeout, Logger: log, Registerer: registry})
-		if err != nil {
-			return configError{fmt.Errorf("--redis-url: %w", err)}
-		}
-		defer fl.Close()
-		if cfg.RateLimitGuard {
-			clientOpts = append(clientOpts, upstream.WithGuardStore(fl.Guard(upstream.NewMemoryGuardStore())))
-		}
-		if cfg.CacheTTL > 0 {
-			clientOpts = append(clientOpts, upstream.WithCacheStore(fl.Cache(cfg.CacheMaxEntries)))
-		}
-		svcOpts = append(svcOpts, service.WithWatchRelay(fl.Watches()))
-		srvOpts = append(srvOpts, server.WithReadyDetail("fleet", fl.Status))
-	}
-
-	client, err := upstream.New(upstreamURL, clientOpts...)
+	var closers closers
+	defer closers.close()
+	app, err := build(cfg, log, tp, &closers)
 	if err != nil {
 		return err
 	}
-	svc := service.New(client, svcOpts...)
-
-	grpcLis, err := net.Listen("tcp", cfg.GRPCAddr)
+	grpcLis, httpLis, err := listen(cfg, &closers)
 	if err != nil {
-		return fmt.Errorf("--grpc-addr: %w", err)
+		return err
 	}
-	httpLis, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		grpcLis.Close()
-		return fmt.Errorf("--http-addr: %w", err)
-	}
-	log.Info("starting plugin-facade", "version", buildVersion(), "upstream", upstreamURL,
-		"sandbox", cfg.Sandbox, "default_credentials", creds, "tls", cfg.TLS != nil,
-		"mutual_tls", cfg.TLS != nil && cfg.TLS.ClientCAs != nil, "redis", fleet.Redacted(cfg.RedisURL))
+	log.Info("starting plugin-facade", "version", buildVersion(), "upstream", app.upstreamURL,
+		"sandbox", cfg.Sandbox, "default_credentials", app.creds, "tls", cfg.TLS != nil,
+		"mutual_tls", cfg.TLS != nil && cfg.TLS.ClientCAs != nil, "redis", fleet.Redacted(cfg.Fleet.URL))
 	if cfg.Sandbox {
-		printSandboxHelp(stdout, upstreamURL, grpcLis.Addr(), httpLis.Addr(), cfg.TLS != nil)
+		printSandboxHelp(stdout, app.upstreamURL, grpcLis.Addr(), httpLis.Addr(), cfg.TLS != nil)
 	}
-
 	if cfg.DebugAddr != "" {
 		stopDebug, err := serveDebug(cfg.DebugAddr, log)
 		if err != nil {
-			grpcLis.Close()
-			httpLis.Close()
 			return err
 		}
-		defer stopDebug()
+		closers.add(stopDebug)
 	}
-
-	if cfg.TLS != nil {
-		srvOpts = append(srvOpts, server.WithTLS(cfg.TLS))
-	}
-	defer client.Close()
-	srv, err := server.New(svc, srvOpts...)
-	if err != nil {
-		grpcLis.Close()
-		httpLis.Close()
-		return err
-	}
-	if err := srv.Serve(ctx, grpcLis, httpLis); err != nil {
+	if err := app.srv.Serve(ctx, grpcLis, httpLis); err != nil {
 		return err
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// closers are what run started, closed in reverse order when it returns.
+type closers []func()
+
+func (c *closers) add(f func()) { *c = append(*c, f) }
+
+func (c *closers) close() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
+	}
+}
+
+// flushTraces flushes the spans still batched, within a bound of its own: ctx
+// has ended by then.
+func flushTraces(ctx context.Context, tp *telemetry.TracerProvider, log *slog.Logger) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := tp.Shutdown(sctx); err != nil {
+		log.Warn("flushing traces", "error", err.Error())
+	}
+}
+
+// app is the facade built from a configuration, ready to serve.
+type app struct {
+	upstreamURL string
+	creds       upstream.Authorization
+	srv         *server.Server
+}
+
+// build builds every piece from cfg: the sandbox when asked for, the fleet
+// when configured, the upstream client, the service and the servers. What
+// needs closing is added to closers.
+func build(cfg config, log *slog.Logger, tp *telemetry.TracerProvider, closers *closers) (*app, error) {
+	a := &app{upstreamURL: cfg.Upstream.BaseURL, creds: cfg.Credentials}
+	if cfg.Sandbox {
+		sb, err := sandbox.Start()
+		if err != nil {
+			return nil, fmt.Errorf("starting the sandbox: %w", err)
+		}
+		closers.add(func() { sb.Close() })
+		a.upstreamURL, a.creds = sb.URL(), upstream.BasicAuth(sandbox.APIKey, sandbox.APISecret)
+	}
+	registry := telemetry.NewRegistry()
+	telemetry.RegisterBuildInfo(registry, buildVersion())
+	clientOpts := append(cfg.Upstream.Options(),
+		upstream.WithUserAgent("plugin-facade/"+buildVersion()),
+		upstream.WithHooks(telemetry.NewUpstreamMetrics(registry).Hooks()),
+		upstream.WithLogger(log),
+		upstream.WithTransport(telemetry.Transport(tp)))
+	svcOpts := append(cfg.Service.Options(), service.WithDefaultCredentials(a.creds), service.WithLogger(log))
+	srvOpts := append(cfg.Server.Options(), server.WithLogger(log), server.WithOpenAPI(pluginfacade.OpenAPI()),
+		server.WithRegistry(registry), server.WithTracerProvider(tp))
+	if cfg.TLS != nil {
+		srvOpts = append(srvOpts, server.WithTLS(cfg.TLS))
+	}
+	if cfg.Fleet.URL != "" {
+		// The replicas of a fleet share the guard's windows, the cache and
+		// the watches' polling through Redis; while it does not answer, each
+		// runs on its local state.
+		fleet.UseLogger(log)
+		fl, err := fleet.Open(cfg.Fleet.URL, fleet.Options{Timeout: cfg.Fleet.Timeout, Logger: log, Registerer: registry})
+		if err != nil {
+			return nil, configError{fmt.Errorf("--redis-url: %w", err)}
+		}
+		closers.add(func() { fl.Close() })
+		if cfg.Upstream.RateLimitGuard {
+			clientOpts = append(clientOpts, upstream.WithGuardStore(fl.Guard(upstream.NewMemoryGuardStore())))
+		}
+		if cfg.Upstream.CacheTTL > 0 {
+			clientOpts = append(clientOpts, upstream.WithCacheStore(fl.Cache()))
+		}
+		svcOpts = append(svcOpts, service.WithWatchRelay(fl.Watches()))
+		srvOpts = append(srvOpts, server.WithReadyDetail("fleet", fl.Status))
+	}
+	client, err := upstream.New(a.upstreamURL, clientOpts...)
+	if err != nil {
+		return nil, err
+	}
+	closers.add(client.Close)
+	a.srv, err = server.New(service.New(client, svcOpts...), srvOpts...)
+	return a, err
+}
+
+// listen opens both listeners, which closers close unless Serve took them.
+func listen(cfg config, closers *closers) (grpcLis, httpLis net.Listener, err error) {
+	for _, l := range []struct {
+		flag, addr string
+		lis        *net.Listener
+	}{{"--grpc-addr", cfg.GRPCAddr, &grpcLis}, {"--http-addr", cfg.HTTPAddr, &httpLis}} {
+		lis, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", l.flag, err)
+		}
+		closers.add(func() { lis.Close() })
+		*l.lis = lis
+	}
+	return grpcLis, httpLis, nil
 }
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {
