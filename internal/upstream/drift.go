@@ -62,12 +62,14 @@ type drift struct {
 // inspect reports the unknown fields of body, a 2xx answer of route that
 // decoded into its resource.
 func (d *drift) inspect(route string, body []byte) {
-	var doc any
-	if json.Unmarshal(body, &doc) != nil {
-		return
+	unknown, ok := scanUnknown(body, knownFields[route])
+	if !ok {
+		var doc any
+		if json.Unmarshal(body, &doc) != nil {
+			return
+		}
+		walk(doc, knownFields[route], "", &unknown)
 	}
-	var unknown []string
-	walk(doc, knownFields[route], "", &unknown)
 	for _, field := range unknown {
 		d.report(route, field)
 	}
