@@ -64,6 +64,7 @@ type options struct {
 	memProfile string
 	profConc   int
 	trace      string
+	compare    string
 	memory     bool
 	inFlight   int
 	watchers   int
@@ -88,6 +89,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&o.profConc, "profile-concurrency", 32, "the concurrency whose cells -cpuprofile and -memprofile profile")
 	fs.StringVar(&o.trace, "trace", "", "write execution traces (go tool trace) of the facade during the gRPC and gateway cells at concurrency 1 to this file prefix (PREFIX-gRPC.trace, PREFIX-gateway.trace)")
 	fs.StringVar(&o.logLevel, "log-level", "", "the headline facade's --log-level (default: none, so its default, info: a log line per call); the log-off rows always run with warn")
+	fs.StringVar(&o.compare, "compare", "", "another server binary (such as one built from main) to measure beside the facade, in the same configuration, in rows of its own (gRPC, baseline; gateway, baseline)")
 	fs.BoolVar(&o.memory, "memory", true, "measure the facade's RSS with calls in flight and with many watchers")
 	fs.IntVar(&o.inFlight, "inflight", 1000, "calls in flight at the first RSS reading (the second has twice as many)")
 	fs.IntVar(&o.watchers, "watchers", 10000, "watch-calls open at the watchers' RSS reading")
@@ -235,6 +237,23 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 		{bench.PathGateway, bench.HTTPCall(httpClient, st.HTTPURL, ""), st.Facade},
 		{bench.PathGatewayQuiet, bench.HTTPCall(httpClient, quiet.HTTPURL, ""), quiet.Process},
 		{bench.PathHealth, bench.HealthCall(healthpb.NewHealthClient(conn)), st.Facade},
+	}
+	if o.compare != "" {
+		bin := bench.BinariesIn(o.bin)
+		bin.Server = o.compare
+		base, err := bench.StartFacade(bin, st.SandboxURL, bench.StackOptions{LogLevel: o.logLevel}, st.Env...)
+		if err != nil {
+			return nil, fmt.Errorf("-compare: %w", err)
+		}
+		defer base.Stop()
+		baseConn, err := grpc.NewClient(base.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, err
+		}
+		defer baseConn.Close()
+		// Each right after the row it is compared with.
+		paths = slices.Insert(paths, 3, path{bench.PathGRPC + ", baseline", bench.GRPCCall(pluginv1.NewPluginServiceClient(baseConn)), base.Process})
+		paths = slices.Insert(paths, 6, path{bench.PathGateway + ", baseline", bench.HTTPCall(httpClient, base.HTTPURL, ""), base.Process})
 	}
 	redisPaths, stopRedis, err := startRedisFacades(o, st, log)
 	if err != nil {
