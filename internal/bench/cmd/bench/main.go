@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.out, "out", "", "Markdown file to write the report to (default: none)")
 	fs.StringVar(&o.micro, "micro", "./internal/service/", "packages whose Go benchmarks to run after the load (empty: none)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the facade (default configuration) during the gRPC and gateway cells at -profile-concurrency to this file prefix (PREFIX-gRPC.pprof, PREFIX-gateway.pprof)")
-	fs.StringVar(&o.memProfile, "memprofile", "", "as -cpuprofile, but allocation profiles (go tool pprof -sample_index=alloc_space); not with -cpuprofile")
+	fs.StringVar(&o.memProfile, "memprofile", "", "as -cpuprofile, but allocation profiles (go tool pprof -sample_index=alloc_space), and PREFIX-watchers.pprof, the heap with the watchers open; not with -cpuprofile")
 	fs.IntVar(&o.profConc, "profile-concurrency", 32, "the concurrency whose cells -cpuprofile and -memprofile profile")
 	fs.StringVar(&o.trace, "trace", "", "write execution traces (go tool trace) of the facade during the gRPC and gateway cells at concurrency 1 to this file prefix (PREFIX-gRPC.trace, PREFIX-gateway.trace)")
 	fs.StringVar(&o.logLevel, "log-level", "", "the headline facade's --log-level (default: none, so its default, info: a log line per call); the log-off rows always run with warn")
@@ -411,10 +411,14 @@ func startRedisFacades(o options, st *bench.Stack, log io.Writer) (paths []path,
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // saveProfile fetches a profile of kind ("profile" for CPU, "trace" for an
-// execution trace) over d from the facade's pprof endpoint.
+// execution trace, "allocs" or "heap") over d (0: at once, for the heap)
+// from the facade's pprof endpoint.
 func saveProfile(ctx context.Context, debugURL, kind string, d time.Duration, file string) error {
-	secs := max(int(d/time.Second), 1)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/%s?seconds=%d", debugURL, kind, secs), nil)
+	u := debugURL + "/debug/pprof/" + kind
+	if d > 0 {
+		u += fmt.Sprintf("?seconds=%d", max(int(d/time.Second), 1))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
