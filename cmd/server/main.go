@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -133,6 +134,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		}
 		closers.add(stopDebug)
 	}
+	checked := make(chan struct{})
+	go func() { defer close(checked); app.checkCredential(ctx, cfg.Service.UpstreamTimeout, log) }()
+	closers.add(func() { <-checked }) // ctx has ended: the check returns at once
 	if err := app.srv.Serve(ctx, grpcLis, httpLis); err != nil {
 		return err
 	}
@@ -165,7 +169,38 @@ func flushTraces(ctx context.Context, tp *telemetry.TracerProvider, log *slog.Lo
 type app struct {
 	upstreamURL string
 	creds       upstream.Authorization
+	credential  *telemetry.DefaultCredential
+	client      *upstream.Client
 	srv         *server.Server
+}
+
+// credentialCheckID is the connector plugin the start-up check asks for: an
+// id no plugin has, so that an accepted key gets a 404 (a 401 otherwise)
+// and the answer is small.
+const credentialCheckID = "ccp-00000"
+
+// checkCredential asks the upstream once, with the default credential, for
+// credentialCheckID, so that a key the upstream rejects shows in /readyz and
+// plugin_facade_default_credentials_rejected at start-up rather than at the
+// first caller's call. The answers of calls keep it current afterwards (see
+// telemetry.DefaultCredential), so no periodic request spends the shared
+// key's rate limit. It is bounded by the upstream timeout and by ctx.
+func (a *app) checkCredential(ctx context.Context, timeout time.Duration, log *slog.Logger) {
+	if a.creds.IsZero() {
+		return
+	}
+	if timeout <= 0 {
+		timeout = service.DefaultUpstreamTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, _, _ = a.client.GetConnectorPlugin(ctx, a.creds, credentialCheckID)
+	if st := a.credential.Status(); st == "rejected" {
+		log.Error("the upstream rejects the default credential ("+envAPIKey+"): calls without a credential of their own will fail with UNAUTHENTICATED",
+			"default_credentials", st)
+	} else {
+		log.Info("checked the default credential", "default_credentials", st)
+	}
 }
 
 // build builds every piece from cfg: the sandbox when asked for, the fleet
@@ -183,14 +218,19 @@ func build(cfg config, log *slog.Logger, tp *telemetry.TracerProvider, closers *
 	}
 	registry := telemetry.NewRegistry()
 	telemetry.RegisterBuildInfo(registry, buildVersion())
+	a.credential = telemetry.NewDefaultCredential(registry, a.creds)
+	traced, learn := telemetry.Transport(tp), a.credential.Transport()
 	clientOpts := append(cfg.Upstream.Options(),
 		upstream.WithUserAgent("plugin-facade/"+buildVersion()),
 		upstream.WithHooks(telemetry.NewUpstreamMetrics(registry).Hooks()),
 		upstream.WithLogger(log),
-		upstream.WithTransport(telemetry.Transport(tp)))
-	svcOpts := append(cfg.Service.Options(), service.WithDefaultCredentials(a.creds), service.WithLogger(log))
+		upstream.WithTransport(func(rt http.RoundTripper) http.RoundTripper { return learn(traced(rt)) }))
+	wm := telemetry.NewWatchMetrics(registry)
+	svcOpts := append(cfg.Service.Options(), service.WithDefaultCredentials(a.creds), service.WithLogger(log),
+		service.WithWatchObserver(service.WatchObserver{Loop: wm.Loop, Poll: wm.Poll}))
 	srvOpts := append(cfg.Server.Options(), server.WithLogger(log), server.WithOpenAPI(pluginfacade.OpenAPI()),
-		server.WithRegistry(registry), server.WithTracerProvider(tp))
+		server.WithRegistry(registry), server.WithTracerProvider(tp),
+		server.WithReadyDetail("default_credentials", a.credential.Status))
 	if cfg.TLS != nil {
 		srvOpts = append(srvOpts, server.WithTLS(cfg.TLS))
 	}
@@ -218,6 +258,7 @@ func build(cfg config, log *slog.Logger, tp *telemetry.TracerProvider, closers *
 		return nil, err
 	}
 	closers.add(client.Close)
+	a.client = client
 	a.srv, err = server.New(service.New(client, svcOpts...), srvOpts...)
 	return a, err
 }

@@ -253,7 +253,7 @@ func TestRunSandbox(t *testing.T) {
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
-		`grpc_server_handled_total{grpc_code="OK",grpc_method="GetConnectorPlugin",grpc_service="confluent.plugin.v1.PluginService",grpc_type="unary"} 1`,
+		`grpc_server_handled_total{grpc_code="OK",grpc_method="GetConnectorPlugin",grpc_service="confluent.plugin.v1.PluginService",grpc_type="unary",protocol="rest"} 1`,
 		`plugin_facade_upstream_requests_total{code="200",route="/connect/v1/custom-connector-plugins/{id}"} 1`,
 		"go_goroutines ", "process_resident_memory_bytes ",
 	} {

@@ -23,6 +23,7 @@ const (
 	ReasonUnreachable      = "UPSTREAM_UNREACHABLE"
 	ReasonTimeout          = "UPSTREAM_TIMEOUT"
 	ReasonCanceled         = "CANCELED_BY_CALLER"
+	ReasonDeadline         = "DEADLINE_EXCEEDED"
 	ReasonUndecodable      = "UPSTREAM_RESPONSE_UNDECODABLE"
 	ReasonTooLarge         = "UPSTREAM_RESPONSE_TOO_LARGE"
 	ReasonRateLimited      = "RATE_LIMIT_EXHAUSTED"
@@ -50,6 +51,7 @@ var facadeKinds = map[string]kind{
 	ReasonUnreachable: {codes.Unavailable, http.StatusServiceUnavailable},
 	ReasonTimeout:     {codes.DeadlineExceeded, http.StatusGatewayTimeout},
 	ReasonCanceled:    {codes.Canceled, statusClientClosedRequest},
+	ReasonDeadline:    {codes.DeadlineExceeded, http.StatusGatewayTimeout},
 	// An answer the facade cannot use is a gateway's fault to report, 502.
 	ReasonUndecodable:      {codes.Internal, http.StatusBadGateway},
 	ReasonTooLarge:         {codes.Internal, http.StatusBadGateway},

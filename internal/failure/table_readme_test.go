@@ -56,6 +56,8 @@ func readmeRows() map[string][]error {
 			transport(&net.DNSError{Err: "i/o timeout", Name: "h", IsTimeout: true}, nil)},
 		"no answer before the caller's deadline or `--upstream-timeout`": {transport(context.DeadlineExceeded, context.DeadlineExceeded)},
 		"the caller canceled": {transport(context.Canceled, context.Canceled)},
+		"a watch its caller left, or whose deadline passed, between two polls": {
+			FromContext(context.Canceled), FromContext(context.DeadlineExceeded)},
 		"the rate-limit guard: the window is known to be exhausted (never sent upstream)": {
 			&upstream.ThrottledError{RetryAfter: 3 * time.Second, RateLimit: upstream.RateLimit{Limit: 80, Remaining: 0, Reset: 3 * time.Second}}},
 		"a 3xx redirect (not followed)":                                    {noEnvelope(301, ""), noEnvelope(302, "")},

@@ -214,11 +214,17 @@ func TestMetrics(t *testing.T) {
 		labels []string
 		want   float64
 	}{
-		// gRPC and REST calls alike, from go-grpc-middleware's provider.
-		{"grpc_server_handled_total", []string{"grpc_method", "GetConnectorPlugin", "grpc_code", "OK"}, 3},
-		{"grpc_server_handled_total", []string{"grpc_method", "GetPluginVersion", "grpc_code", "NotFound"}, 1},
-		{"grpc_server_handled_total", []string{"grpc_method", "GetPluginVersion", "grpc_code", "OK"}, 0},
-		{"grpc_server_handling_seconds", []string{"grpc_method", "GetConnectorPlugin"}, 3},
+		// gRPC and REST calls alike, from go-grpc-middleware's provider,
+		// told apart by the protocol label.
+		{"grpc_server_handled_total", []string{"protocol", "grpc", "grpc_method", "GetConnectorPlugin", "grpc_code", "OK"}, 2},
+		{"grpc_server_handled_total", []string{"protocol", "rest", "grpc_method", "GetConnectorPlugin", "grpc_code", "OK"}, 1},
+		{"grpc_server_handled_total", []string{"protocol", "rest", "grpc_method", "GetPluginVersion", "grpc_code", "NotFound"}, 1},
+		{"grpc_server_handled_total", []string{"protocol", "grpc", "grpc_method", "GetPluginVersion", "grpc_code", "NotFound"}, 0},
+		{"grpc_server_handled_total", []string{"protocol", "connect", "grpc_method", "GetPluginVersion", "grpc_code", "OK"}, 0},
+		{"grpc_server_handled_total", []string{"protocol", "grpcweb", "grpc_method", "GetPluginVersion", "grpc_code", "OK"}, 0},
+		{"grpc_server_handling_seconds", []string{"protocol", "grpc", "grpc_method", "GetConnectorPlugin"}, 2},
+		{"grpc_server_handling_seconds", []string{"protocol", "rest", "grpc_method", "GetConnectorPlugin"}, 1},
+		{"plugin_facade_watches_open", nil, 0},
 		// The upstream client, through its hooks.
 		{"plugin_facade_upstream_requests_total", []string{"route", upstream.RouteConnectorPlugin, "code", "200"}, 3},
 		{"plugin_facade_upstream_requests_total", []string{"route", upstream.RouteConnectorPlugin, "code", "503"}, 1},

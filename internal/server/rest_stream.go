@@ -13,9 +13,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -176,7 +174,7 @@ func (s *ndjsonStream) SendMsg(m any) error {
 		b, err = s.enc.Marshal(m)
 	}
 	if err != nil {
-		return status.Errorf(codes.Internal, "writing the response: %v", err)
+		return failure.Facade(failure.ReasonInternal, "writing the response: "+err.Error())
 	}
 	if !s.wrote {
 		s.writeHeader(http.StatusOK, nil)
@@ -184,7 +182,7 @@ func (s *ndjsonStream) SendMsg(m any) error {
 	line := make([]byte, 0, len(b)+12)
 	line = append(append(append(line, `{"result":`...), b...), "}\n"...)
 	if _, err := s.w.Write(line); err != nil {
-		return status.Errorf(codes.Canceled, "the REST caller went away: %v", err)
+		return failure.Facade(failure.ReasonCanceled, "the REST caller went away: "+err.Error())
 	}
 	// Fails only when the writer cannot flush; the lines then go with the end.
 	_ = http.NewResponseController(s.w).Flush()

@@ -21,7 +21,6 @@ import (
 	"net/http"
 	"time"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,6 +37,7 @@ import (
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/failure"
+	gatewaypb "github.com/acme/plugin-facade/internal/gatewaypb/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/telemetry"
 )
 
@@ -181,9 +181,9 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 	}
 
 	s.health = health.NewServer()
-	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
-	if err := s.registry.Register(metrics); err != nil {
-		return nil, fmt.Errorf("registering the gRPC metrics: %w", err)
+	metrics, err := newCallMetrics(s.registry)
+	if err != nil {
+		return nil, err
 	}
 	s.grpcSrv = s.grpcServer(metrics)
 	s.rest = &restCalls{}
@@ -305,7 +305,7 @@ type StreamEnder interface {
 }
 
 // grpcServer builds the gRPC server with its interceptors, services and limits.
-func (s *Server) grpcServer(metrics *grpcprom.ServerMetrics) *grpc.Server {
+func (s *Server) grpcServer(metrics *callMetrics) *grpc.Server {
 	opts := []grpc.ServerOption{
 		grpc.NumStreamWorkers(streamWorkers),
 		grpc.StatsHandler(telemetry.GRPCServerHandler(s.tracer)),
@@ -320,7 +320,7 @@ func (s *Server) grpcServer(metrics *grpcprom.ServerMetrics) *grpc.Server {
 	healthpb.RegisterHealthServer(grpcSrv, s.health)
 	reflection.Register(grpcSrv) // v1 and v1alpha
 	s.health.SetServingStatus(pluginv1.PluginService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	metrics.InitializeMetrics(grpcSrv)
+	metrics.initialize(grpcSrv)
 	return grpcSrv
 }
 
@@ -328,23 +328,32 @@ func (s *Server) grpcServer(metrics *grpcprom.ServerMetrics) *grpc.Server {
 // first, over gRPC (rest false) and in process from the gateway (rest true),
 // so that both protocols get the same call log line, metrics and recovery.
 // A streaming call gets their stream equivalents (streamInterceptors).
-func (s *Server) unaryInterceptors(metrics *grpcprom.ServerMetrics, rest bool) []grpc.UnaryServerInterceptor {
+func (s *Server) unaryInterceptors(metrics *callMetrics, rest bool) []grpc.UnaryServerInterceptor {
 	return []grpc.UnaryServerInterceptor{
 		withCallInfo,
 		newCallLog(s.log, rest).unary,
-		metrics.UnaryServerInterceptor(),
+		metrics.unary(restOrFromContext(rest)),
 		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
 	}
 }
 
 // streamInterceptors are unaryInterceptors for streaming calls.
-func (s *Server) streamInterceptors(metrics *grpcprom.ServerMetrics, rest bool) []grpc.StreamServerInterceptor {
+func (s *Server) streamInterceptors(metrics *callMetrics, rest bool) []grpc.StreamServerInterceptor {
 	return []grpc.StreamServerInterceptor{
 		streamWithCallInfo,
 		newCallLog(s.log, rest).stream,
-		metrics.StreamServerInterceptor(),
+		metrics.stream(restOrFromContext(rest)),
 		recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
 	}
+}
+
+// restOrFromContext is the protocol the metrics of a chain count its calls
+// under: REST for the gateway's, else as the call's context says.
+func restOrFromContext(rest bool) string {
+	if rest {
+		return protocolREST
+	}
+	return ""
 }
 
 // pluginServiceDescriptor is PluginService's descriptor, with its
@@ -388,7 +397,7 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 		runtime.WithForwardResponseRewriter(upstreamJSON),
 	}
 	gw := runtime.NewServeMux(gwOpts...)
-	if err := pluginv1.RegisterPluginServiceHandlerServer(ctx, gw, gateway.inProcess); err != nil {
+	if err := gatewaypb.RegisterPluginServiceHandlerServer(ctx, gw, gateway.inProcess); err != nil {
 		return nil, fmt.Errorf("registering the REST gateway: %w", err)
 	}
 	if err := gateway.streams.register(gw, streamingRoutes(sd), enc); err != nil {
