@@ -179,6 +179,21 @@ func withDetails(st *status.Status, details ...protoadapt.MessageV1) *status.Sta
 	return st
 }
 
+// FromError is err as a failure: itself when it is one, else its status
+// (status.Convert). A status this package did not build (grpc-gateway's own,
+// for a path it cannot parse, say) gets the ErrorInfo every failure has, its
+// reason the code's name (INVALID_ARGUMENT), its domain FacadeDomain.
+func FromError(err error) *Error {
+	if f, ok := errors.AsType[*Error](err); ok {
+		return f
+	}
+	st := status.Convert(err)
+	if errorInfo(st) == nil {
+		st = withDetails(st, info(strings.ToUpper(snakeCase(st.Code().String())), FacadeDomain, nil))
+	}
+	return &Error{st: st, cause: err}
+}
+
 // FromStatus is the Error of a status another process built (the fleet's
 // relay carries failures as their status): it renders as it did there.
 func FromStatus(st *status.Status) *Error {

@@ -34,6 +34,11 @@ const (
 	ReasonShuttingDown     = "UNAVAILABLE"
 	ReasonNoRoute          = "NOT_FOUND"
 	ReasonMethodNotAllowed = "METHOD_NOT_ALLOWED"
+	// The limits of internal/server (Limits): a request body (REST routes
+	// take none), and calls or watches beyond their bounds.
+	ReasonBodyNotAccepted = "REQUEST_BODY_NOT_ACCEPTED"
+	ReasonTooManyCalls    = "TOO_MANY_CALLS"
+	ReasonTooManyWatchers = "TOO_MANY_WATCHERS"
 )
 
 // reasonUnclassified is the reason of an answer whose code and status say
@@ -63,6 +68,9 @@ var facadeKinds = map[string]kind{
 	ReasonShuttingDown:     {codes.Unavailable, http.StatusServiceUnavailable},
 	ReasonNoRoute:          {codes.NotFound, http.StatusNotFound},
 	ReasonMethodNotAllowed: {codes.Unimplemented, http.StatusMethodNotAllowed},
+	ReasonBodyNotAccepted:  {codes.InvalidArgument, http.StatusRequestEntityTooLarge},
+	ReasonTooManyCalls:     {codes.ResourceExhausted, http.StatusTooManyRequests},
+	ReasonTooManyWatchers:  {codes.ResourceExhausted, http.StatusTooManyRequests},
 }
 
 // statusClientClosedRequest is 499, the status of a call its caller left,

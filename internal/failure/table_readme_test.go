@@ -68,10 +68,13 @@ func readmeRows() map[string][]error {
 			Invalid(Violation{Field: "poll_interval", Description: "must be valid", Reason: "INVALID_DURATION"}),
 			Facade(ReasonInvalidArgument, "a query that does not parse")},
 		"no credential, and no key of the facade's own (never sent upstream)": {Refused(ReasonNoCredentials, "no credentials")},
-		"a malformed credential (never sent upstream)":                        {Refused(ReasonBadCredentials, "invalid")},
-		"a panic in a handler":                             {Facade(ReasonInternal, "internal error")},
-		"a REST call once shutdown has begun":              {Facade(ReasonShuttingDown, "shutting down")},
-		"a REST path or method the gateway does not serve": {Facade(ReasonNoRoute, "GET /x"), Facade(ReasonMethodNotAllowed, "POST /x")},
+		"a malformed credential, or one over 8 KiB (never sent upstream)":     {Refused(ReasonBadCredentials, "invalid")},
+		"a panic in a handler":                                                                  {Facade(ReasonInternal, "internal error")},
+		"a REST call once shutdown has begun":                                                   {Facade(ReasonShuttingDown, "shutting down")},
+		"a REST path or method the gateway does not serve":                                      {Facade(ReasonNoRoute, "GET /x"), Facade(ReasonMethodNotAllowed, "POST /x")},
+		"a REST request with a body (the routes are `GET` only; never read)":                    {Facade(ReasonBodyNotAccepted, "GET /x")},
+		"more unary calls in flight on a listener than `--max-in-flight` (never sent upstream)": {Facade(ReasonTooManyCalls, "too many calls")},
+		"more watches open than `--max-watchers` or `--max-watchers-per-caller`":                {Facade(ReasonTooManyWatchers, "too many watches")},
 	}
 }
 

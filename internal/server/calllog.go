@@ -12,6 +12,7 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
@@ -64,12 +65,14 @@ type callLog struct {
 	// The strings of the last peer and start second, which most lines
 	// repeat; nil keeps no memory.
 	memo *lineMemo
+	// quiet samples the lines of canceled and refused calls (sampledCode).
+	quiet *sampler
 }
 
 // newCallLog returns the call log of the gRPC server's chain (rest false)
-// or of the gateway's.
-func newCallLog(log *slog.Logger, rest bool) callLog {
-	return callLog{log: log, rest: rest, memo: &lineMemo{}}
+// or of the gateway's, sampling with quiet (nil: every line).
+func newCallLog(log *slog.Logger, rest bool, quiet *sampler) callLog {
+	return callLog{log: log, rest: rest, memo: &lineMemo{}, quiet: quiet}
 }
 
 // lineMemo remembers the last peer address and start second as strings,
@@ -158,6 +161,13 @@ func (c callLog) finished(ctx context.Context, fullMethod, typ string, start tim
 	if !c.log.Enabled(ctx, level) {
 		return
 	}
+	dropped := 0
+	if sampledCode(code) && c.quiet != nil {
+		var ok bool
+		if dropped, ok = c.quiet.admit(fullMethod + " " + code.String()); !ok {
+			return
+		}
+	}
 	elapsed := time.Since(start)
 	service, method, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
 	attrs := make([]slog.Attr, 0, 20)
@@ -184,7 +194,18 @@ func (c callLog) finished(ctx context.Context, fullMethod, typ string, start tim
 	// grpc.time_ms, which dashboards may already parse.
 	ms := float32(elapsed.Nanoseconds()/1000) / 1000
 	attrs = append(attrs, slog.String("grpc.time_ms", strconv.FormatFloat(float64(ms), 'g', -1, 32)))
+	if dropped > 0 {
+		attrs = append(attrs, slog.Int("calls_not_logged", dropped))
+	}
 	c.log.LogAttrs(ctx, level, "finished call", attrs...)
+}
+
+// sampledCode reports whether lines of calls that ended with code are
+// sampled (one per second per method and code, with calls_not_logged saying
+// how many were left out before it): the codes a flood of callers can cause
+// at will, a stream reset (CANCELED) and a limit reached (RESOURCE_EXHAUSTED).
+func sampledCode(code codes.Code) bool {
+	return code == codes.Canceled || code == codes.ResourceExhausted
 }
 
 // appendOrigin appends protocol and peer.address. A REST call is one of

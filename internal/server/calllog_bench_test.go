@@ -33,7 +33,7 @@ func BenchmarkCallLog(b *testing.B) {
 		err  error
 	}{{"ok", nil}, {"error", errors.New("upstream: 404 Not Found")}} {
 		b.Run(tt.name, func(b *testing.B) {
-			c := newCallLog(slog.New(slog.NewJSONHandler(io.Discard, nil)), false)
+			c := newCallLog(slog.New(slog.NewJSONHandler(io.Discard, nil)), false, nil)
 			handler := func(ctx context.Context, _ any) (any, error) {
 				callinfo.FromContext(ctx).Record(callinfo.Upstream{Status: 200, RequestID: "9c1b4e0f-6b1e-4c55-8d11-2f4a3f1d2e3c", Attempts: 1})
 				return nil, tt.err

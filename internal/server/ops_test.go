@@ -450,8 +450,8 @@ func TestLimits(t *testing.T) {
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("a request message over %d bytes: %v, want ResourceExhausted", maxRecvMsgBytes, err)
 	}
-	if r := s.get(t, "/connect/v1/custom-connector-plugins/ccp-12345", "X-Padding", strings.Repeat("x", 2*maxHeaderBytes)); r.status != http.StatusRequestHeaderFieldsTooLarge {
-		t.Errorf("headers over %d bytes: %d, want 431", maxHeaderBytes, r.status)
+	if r := s.get(t, "/connect/v1/custom-connector-plugins/ccp-12345", "X-Padding", strings.Repeat("x", 2*DefaultMaxHeaderBytes)); r.status != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("headers over %d bytes: %d, want 431", DefaultMaxHeaderBytes, r.status)
 	}
 	if n := s.sandbox.Requests() - before; n != 0 {
 		t.Errorf("%d oversized requests reached the upstream", n)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -103,10 +104,12 @@ func (c *streamCall) requestOf(r *http.Request, params map[string]string) (proto
 		}
 		names = append(names, []string{name})
 	}
-	if err := r.ParseForm(); err != nil {
+	// The query only: the route is GET, and a body is never read (getOnly).
+	query, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
 		return nil, invalidQuery(err.Error())
 	}
-	if err := runtime.PopulateQueryParameters(req, r.Form, utilities.NewDoubleArray(names)); err != nil {
+	if err := runtime.PopulateQueryParameters(req, query, utilities.NewDoubleArray(names)); err != nil {
 		return nil, invalidQuery(err.Error())
 	}
 	return req, nil

@@ -41,11 +41,11 @@ import (
 	"github.com/acme/plugin-facade/internal/telemetry"
 )
 
-// Limits of what one client may ask of the servers. Requests of this API are a
-// few identifiers of at most 255 characters; credentials travel in headers.
+// Limits of what one client may ask of the servers that no deployment needs
+// to change (Limits has those that one may). Requests of this API are a few
+// identifiers of at most 255 characters; credentials travel in headers.
 const (
 	maxRecvMsgBytes = 64 << 10 // gRPC request message
-	maxHeaderBytes  = 64 << 10 // HTTP request headers, room for a large bearer token
 	// readHeaderTimeout bounds a client that opens a connection and sends its
 	// headers slowly (slowloris); idleTimeout closes keep-alive connections
 	// nobody uses.
@@ -88,6 +88,8 @@ type Server struct {
 	tracer          trace.TracerProvider
 	tls             *tls.Config
 	readyDetails    []readyDetail
+	limits          Limits
+	callerKey       CallerKey
 
 	// Built by New.
 	health  *health.Server
@@ -95,6 +97,10 @@ type Server struct {
 	httpSrv *http.Server
 	rest    *restCalls // the gateway's in-process calls, drained at shutdown
 	cutREST context.CancelFunc
+	// Calls in flight on each listener, and watchers on both (Limits).
+	grpcCalls, restCalls, watchers *gate
+	// quiet samples the call log's lines of canceled and refused calls.
+	quiet *sampler
 }
 
 // readyDetail is a field of /readyz's body (WithReadyDetail).
@@ -179,6 +185,20 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 	if s.tracer == nil {
 		s.tracer = noop.NewTracerProvider()
 	}
+	if s.limits == (Limits{}) {
+		s.limits = DefaultLimits()
+	}
+	if err := s.limits.Validate(); err != nil {
+		return nil, err
+	}
+	if s.callerKey == nil {
+		s.callerKey = credentialOrPeer
+	}
+	l := s.limits
+	s.grpcCalls = newGate(l.MaxInFlight, l.MaxInFlightPerCaller, s.callerKey)
+	s.restCalls = newGate(l.MaxInFlight, l.MaxInFlightPerCaller, s.callerKey)
+	s.watchers = newGate(l.MaxWatchers, l.MaxWatchersPerCaller, s.callerKey)
+	s.quiet = newSampler(time.Second, time.Now)
 
 	s.health = health.NewServer()
 	metrics, err := newCallMetrics(s.registry)
@@ -203,11 +223,18 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 	s.cutREST = cutREST
 	s.httpSrv = &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: readHeaderTimeout,
+		ReadHeaderTimeout: min(readHeaderTimeout, l.ReadTimeout),
+		ReadTimeout:       l.ReadTimeout, // the whole request, body included (there is none: getOnly)
 		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		BaseContext:       func(net.Listener) context.Context { return baseCtx },
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		MaxHeaderBytes:    l.MaxHeaderBytes, // HTTP/2: SETTINGS_MAX_HEADER_LIST_SIZE
+		// The HTTPS listener's HTTP/2 gets the gRPC listener's stream bound.
+		// net/http starts at most MaxConcurrentStreams handlers per
+		// connection and sends GOAWAY to a client that resets streams faster
+		// than they finish; a client that reconnects meets the in-flight
+		// bound and, for each reset stream, a call that never starts.
+		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: int(l.MaxConcurrentStreams)},
+		BaseContext: func(net.Listener) context.Context { return baseCtx },
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	if s.tls != nil {
 		s.httpSrv.TLSConfig = s.tls.Clone() // ServeTLS adds h2 and http/1.1
@@ -312,6 +339,11 @@ func (s *Server) grpcServer(metrics *callMetrics) *grpc.Server {
 		grpc.ChainUnaryInterceptor(s.unaryInterceptors(metrics, false)...),
 		grpc.ChainStreamInterceptor(s.streamInterceptors(metrics, false)...),
 		grpc.MaxRecvMsgSize(maxRecvMsgBytes),
+		// Advertised in SETTINGS; grpc-go also runs at most this many
+		// handlers per connection, so a client resetting streams waits for
+		// its handlers rather than starting more.
+		grpc.MaxConcurrentStreams(uint32(s.limits.MaxConcurrentStreams)),
+		grpc.MaxHeaderListSize(uint32(s.limits.MaxHeaderBytes)),
 		grpc.KeepaliveEnforcementPolicy(keepaliveEnforcement),
 		grpc.KeepaliveParams(keepaliveParams),
 	}
@@ -328,12 +360,20 @@ func (s *Server) grpcServer(metrics *callMetrics) *grpc.Server {
 // first, over gRPC (rest false) and in process from the gateway (rest true),
 // so that both protocols get the same call log line, metrics and recovery.
 // A streaming call gets their stream equivalents (streamInterceptors).
+//
+// The limits go last, so that what they refuse is logged and counted, and
+// first before the service: a call they refuse never reaches the upstream.
 func (s *Server) unaryInterceptors(metrics *callMetrics, rest bool) []grpc.UnaryServerInterceptor {
+	calls := s.grpcCalls
+	if rest {
+		calls = s.restCalls
+	}
 	return []grpc.UnaryServerInterceptor{
 		withCallInfo,
-		newCallLog(s.log, rest).unary,
+		newCallLog(s.log, rest, s.quiet).unary,
 		metrics.unary(restOrFromContext(rest)),
 		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
+		calls.inFlight,
 	}
 }
 
@@ -341,9 +381,11 @@ func (s *Server) unaryInterceptors(metrics *callMetrics, rest bool) []grpc.Unary
 func (s *Server) streamInterceptors(metrics *callMetrics, rest bool) []grpc.StreamServerInterceptor {
 	return []grpc.StreamServerInterceptor{
 		streamWithCallInfo,
-		newCallLog(s.log, rest).stream,
+		newCallLog(s.log, rest, s.quiet).stream,
 		metrics.stream(restOrFromContext(rest)),
 		recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
+		decodeErrors,
+		s.watchers.watchers,
 	}
 }
 
@@ -391,6 +433,9 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 		// validation (decoded) and gets a clear INVALID_ARGUMENT rather than an
 		// opaque route miss.
 		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
+		// No POST with a form body served as the GET it names: the routes
+		// are GET only (getOnly).
+		runtime.WithDisablePathLengthFallback(),
 		runtime.WithMiddlewares(nameSpanByRoute),
 		// A resource the service attached the upstream's JSON to is written
 		// as the upstream sent it (see package passthrough).
@@ -427,7 +472,7 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 			_, _ = w.Write(s.openAPI)
 		})
 	}
-	return mux, nil
+	return getOnly(mux), nil
 }
 
 // writeStatus answers a probe with {"status": status} and the details.

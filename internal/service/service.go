@@ -1,10 +1,9 @@
 // Package service implements confluent.plugin.v1.PluginService on top of the
 // upstream client: it validates requests, picks the credentials to send,
-// translates upstream resources into the contract's messages, and upstream
-// failures into gRPC statuses with details. It knows gRPC and the contract.
-// It makes no HTTP request and reads no upstream JSON (package upstream does);
-// it reads the upstream's HTTP statuses, through net/http's names for them, to
-// choose gRPC codes.
+// translates upstream resources into the contract's messages, and returns
+// every failure as a *failure.Error (package failure owns the statuses and
+// their details). It knows gRPC and the contract. It makes no HTTP request
+// and reads no upstream JSON (package upstream does).
 package service
 
 import (

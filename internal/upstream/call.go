@@ -90,6 +90,11 @@ func (c *Client) call(ctx context.Context, auth Authorization, route string, u *
 			meta.RateLimit = t.RateLimit
 			return meta, t
 		}
+		// A caller already gone (a reset stream, a closed connection) starts
+		// no upstream request: it would only spend the credential's budget.
+		if ctx.Err() != nil {
+			return meta, callerLeft(ctx, r)
+		}
 		a, err := c.fetchShared(ctx, r, &meta)
 		if err == nil && a.ok() {
 			return meta, c.decode(a, out)
