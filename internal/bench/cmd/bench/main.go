@@ -42,6 +42,7 @@ import (
 	"github.com/acme/plugin-facade/internal/bench"
 	"github.com/acme/plugin-facade/internal/fleet/fleettest"
 	"github.com/acme/plugin-facade/internal/sandbox"
+	"github.com/acme/plugin-facade/internal/server"
 )
 
 func main() {
@@ -177,7 +178,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 // measure starts the stack and runs every cell.
 func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell, err error) {
 	st, err := bench.StartStack(bench.BinariesIn(o.bin), bench.StackOptions{Proxy: true, LogLevel: o.logLevel,
-		UpstreamLatency: o.latency, UpstreamTLS: o.tls})
+		FacadeArgs: o.bounds(), UpstreamLatency: o.latency, UpstreamTLS: o.tls})
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +189,7 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 	}()
 	// The same facade with its call log off, for the rows beside the
 	// headline ones.
-	quiet, err := bench.StartFacade(bench.BinariesIn(o.bin), st.SandboxURL, bench.StackOptions{LogLevel: "warn"}, st.Env...)
+	quiet, err := bench.StartFacade(bench.BinariesIn(o.bin), st.SandboxURL, bench.StackOptions{LogLevel: "warn", FacadeArgs: o.bounds()}, st.Env...)
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +242,7 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 	if o.compare != "" {
 		bin := bench.BinariesIn(o.bin)
 		bin.Server = o.compare
-		base, err := bench.StartFacade(bin, st.SandboxURL, bench.StackOptions{LogLevel: o.logLevel}, st.Env...)
+		base, err := bench.StartFacade(bin, st.SandboxURL, bench.StackOptions{LogLevel: o.logLevel, FacadeArgs: o.bounds()}, st.Env...)
 		if err != nil {
 			return nil, fmt.Errorf("-compare: %w", err)
 		}
@@ -339,6 +340,14 @@ func (p path) cpu(sandbox *bench.Process) cpuTimes {
 	return t
 }
 
+// bounds are the flags every facade of the cells gets beyond its defaults:
+// an in-flight bound the highest concurrency does not reach (the default,
+// server.DefaultMaxInFlight, refuses calls past 256 per listener), so that
+// the cells measure what each call costs rather than how fast a refusal is.
+func (o options) bounds() []string {
+	return []string{"--max-in-flight", strconv.Itoa(max(server.DefaultMaxInFlight, 2*slices.Max(o.conc)))}
+}
+
 // path is a way of making the benchmark's calls, and the process between
 // the load generator and the sandbox that serves them: the proxy or a facade
 // (nil for direct).
@@ -392,7 +401,7 @@ func startRedisFacades(o options, st *bench.Stack, log io.Writer) (paths []path,
 		{bench.PathGRPCRedisHits, []string{"--redis-url", redis.URL(), "--cache-ttl", "1h", "--cache-max-entries", "1"},
 			func(n uint64) uint64 { return n % hitIDs }},
 	} {
-		facade, err := bench.StartFacade(bench.BinariesIn(o.bin), st.SandboxURL, bench.StackOptions{LogLevel: o.logLevel, FacadeArgs: f.args}, st.Env...)
+		facade, err := bench.StartFacade(bench.BinariesIn(o.bin), st.SandboxURL, bench.StackOptions{LogLevel: o.logLevel, FacadeArgs: append(o.bounds(), f.args...)}, st.Env...)
 		if err != nil {
 			return nil, stop, err
 		}
@@ -486,6 +495,8 @@ Except in the cache-hit rows, each request reads a resource no other request rea
 plugins, half plugin versions), so no cache or request coalescing can serve one from another. Each cell is
 %v of closed-loop load (each worker sends its next request when the last is answered) after %v of
 unmeasured warm-up. The HTTP paths share one `+"`http.Transport`"+` keeping an idle connection per worker.
+Every facade runs with `+"`%s`"+` beyond its defaults, so that no cell measures a refusal; the gRPC rows
+keep the default of 100 streams per connection, so past concurrency 100 the client queues the rest.
 Throughput counts successful calls per second; p50 and p99 are nearest-rank latencies of every call.
 
 **CPU per call** is the CPU time (user and system, from `+"`/proc/<pid>/stat`"+` in 10 ms ticks, and `+"`getrusage`"+` for
@@ -502,12 +513,14 @@ machine's cores are doing, since it counts only the work each process does. Redi
 The facade's resident set (`+"`VmRSS`"+`), each on a facade of its own in the same configuration: calls held
 in flight by a sandbox that answers after more than a minute (in flight as the facade's own
 `+"`grpc_server_started_total - grpc_server_handled_total`"+` counts them), and watch-calls on versions that stay
-`+"`PROCESSING`"+` (`+"`ver-pending-<n>`"+`), each past its first answer, over connections of %d streams.
+`+"`PROCESSING`"+` (`+"`ver-pending-<n>`"+`), each past its first answer, over connections of %d streams; these
+facades' in-flight and watcher bounds (`+"`--max-in-flight`, `--max-watchers`, `--max-watchers-per-caller`"+`) are raised
+above what is measured.
 
 %s
 ## Targets (issues 12 and 18)
 
-%s`, o.command(), o.command(), m.CPU, m.Cores, m.Go, m.OS, m.LoadAvg, m.Date, m.Commit, upstreamArgs(o), level, hitIDs, o.duration, o.warmup, table, 100, memTable, targets)
+%s`, o.command(), o.command(), m.CPU, m.Cores, m.Go, m.OS, m.LoadAvg, m.Date, m.Commit, upstreamArgs(o), level, hitIDs, o.duration, o.warmup, strings.Join(o.bounds(), " "), table, 100, memTable, targets)
 	if micro != "" {
 		fmt.Fprintf(&b, "\n## Microbenchmarks\n\n`go test -run '^$' -bench . -benchmem %s`:\n\n```\n%s```\n", o.micro, micro)
 	}
