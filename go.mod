@@ -9,6 +9,7 @@ tool (
 )
 
 require (
+	connectrpc.com/vanguard v0.4.0
 	github.com/getkin/kin-openapi v0.153.0
 	github.com/google/go-cmp v0.7.0
 	github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus v1.1.1
@@ -38,6 +39,8 @@ require (
 	k8s.io/apimachinery v0.37.2
 	sigs.k8s.io/yaml v1.6.0
 )
+
+require connectrpc.com/connect v1.19.1
 
 require (
 	github.com/acme/plugin-facade/gen v0.0.0

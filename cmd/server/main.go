@@ -336,6 +336,11 @@ Try it (grpcurl: 'make tools' installs a pinned one as ./bin/grpcurl):
   curl -s -H 'Authorization: Bearer %[7]s' http://%[2]s/connect/v1/custom-connector-plugins/%[3]s   # your own credential, forwarded
   curl -s http://%[2]s/openapi.json
 
+The HTTP port also speaks the Connect protocol and gRPC-Web (buf curl's defaults, browser clients)
+at the gRPC paths ('make tools' installs ./bin/buf):
+
+  ./bin/buf curl -d '{"id":"%[3]s"}' http://%[2]s/confluent.plugin.v1.PluginService/GetConnectorPlugin
+
 The REST gateway speaks Confluent Cloud's own JSON: the sandbox directly and the
 facade answer the same (point your Confluent client at http://%[2]s):
 

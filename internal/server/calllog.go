@@ -213,7 +213,7 @@ func sampledCode(code codes.Code) bool {
 // client's address last in x-forwarded-for.
 func (c callLog) appendOrigin(attrs []slog.Attr, ctx context.Context) []slog.Attr {
 	if !c.rest {
-		attrs = append(attrs, slog.String("protocol", "grpc"))
+		attrs = append(attrs, slog.String("protocol", protocolOf(ctx)))
 		if p, ok := peer.FromContext(ctx); ok {
 			attrs = append(attrs, slog.String("peer.address", c.memo.peerAddress(p.Addr)))
 		}

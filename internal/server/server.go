@@ -238,6 +238,13 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 	}
 	if s.tls != nil {
 		s.httpSrv.TLSConfig = s.tls.Clone() // ServeTLS adds h2 and http/1.1
+	} else {
+		// HTTP/2 without TLS too (prior knowledge, as buf curl
+		// --http2-prior-knowledge and gRPC clients speak it), for the
+		// streams of gRPC and Connect on this listener (rpcRoutes).
+		s.httpSrv.Protocols = new(http.Protocols)
+		s.httpSrv.Protocols.SetHTTP1(true)
+		s.httpSrv.Protocols.SetUnencryptedHTTP2(true)
 	}
 	return s, nil
 }
@@ -449,6 +456,9 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 		return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
 	}
 	mux := http.NewServeMux()
+	if err := s.rpcRoutes(mux); err != nil {
+		return nil, err
+	}
 	// otelhttp reads the caller's traceparent header and puts its span in the
 	// request's context, which in-process calls keep.
 	mux.Handle("/", telemetry.Handler(carryUpstreamJSON(gw), s.tracer, "rest"))
