@@ -220,13 +220,22 @@ func (c callLog) appendOrigin(attrs []slog.Attr, ctx context.Context) []slog.Att
 		return attrs
 	}
 	attrs = append(attrs, slog.String("protocol", "rest"))
-	if xff := metadata.ValueFromIncomingContext(ctx, "x-forwarded-for"); len(xff) > 0 {
-		last := xff[len(xff)-1]
-		// The gateway appends the address to the client's own X-Forwarded-For.
-		if i := strings.LastIndexByte(last, ','); i >= 0 {
-			last = strings.TrimSpace(last[i+1:])
-		}
-		attrs = append(attrs, slog.String("peer.address", last))
+	if addr, ok := restClient(ctx); ok {
+		attrs = append(attrs, slog.String("peer.address", addr))
 	}
 	return attrs
+}
+
+// restClient is the HTTP client's address of a call the gateway serves in
+// process: the last of x-forwarded-for, to which the gateway appends it.
+func restClient(ctx context.Context) (string, bool) {
+	xff := metadata.ValueFromIncomingContext(ctx, "x-forwarded-for")
+	if len(xff) == 0 {
+		return "", false
+	}
+	last := xff[len(xff)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = strings.TrimSpace(last[i+1:])
+	}
+	return last, true
 }
