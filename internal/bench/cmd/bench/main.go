@@ -215,29 +215,37 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 	}
 	defer transport.CloseIdleConnections()
 	httpClient := &http.Client{Transport: transport, Timeout: 30 * time.Second}
-	// One gRPC connection (one HTTP/2 connection, multiplexed) to each
-	// facade, as a typical service-to-service client holds.
+	// One gRPC connection (one HTTP/2 connection, multiplexed) for the
+	// health checks; the calls get one per 100 workers (spread), as a client
+	// holds when the facade's default stream bound,
+	// server.DefaultMaxConcurrentStreams, would otherwise queue them.
 	conn, err := grpc.NewClient(st.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	quietConn, err := grpc.NewClient(quiet.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	maxConc := slices.Max(o.conc)
+	clients, closeClients, err := dialMany(st.GRPCAddr, maxConc)
 	if err != nil {
 		return nil, err
 	}
-	defer quietConn.Close()
+	defer closeClients()
+	quietClients, closeQuiet, err := dialMany(quiet.GRPCAddr, maxConc)
+	if err != nil {
+		return nil, err
+	}
+	defer closeQuiet()
 
 	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte(sandbox.APIKey+":"+sandbox.APISecret))
 	paths := []path{
-		{bench.PathDirect, bench.HTTPCall(httpClient, st.SandboxURL, basic), nil},
-		{bench.PathProxy, bench.HTTPCall(httpClient, st.ProxyURL, basic), st.Proxy},
-		{bench.PathGRPC, bench.GRPCCall(pluginv1.NewPluginServiceClient(conn)), st.Facade},
-		{bench.PathGRPCQuiet, bench.GRPCCall(pluginv1.NewPluginServiceClient(quietConn)), quiet.Process},
+		{bench.PathDirect, fixed(bench.HTTPCall(httpClient, st.SandboxURL, basic)), nil},
+		{bench.PathProxy, fixed(bench.HTTPCall(httpClient, st.ProxyURL, basic)), st.Proxy},
+		{bench.PathGRPC, spread(clients, identity), st.Facade},
+		{bench.PathGRPCQuiet, spread(quietClients, identity), quiet.Process},
 		// No Authorization: the facade sends its own key, as over gRPC.
-		{bench.PathGateway, bench.HTTPCall(httpClient, st.HTTPURL, ""), st.Facade},
-		{bench.PathGatewayQuiet, bench.HTTPCall(httpClient, quiet.HTTPURL, ""), quiet.Process},
-		{bench.PathHealth, bench.HealthCall(healthpb.NewHealthClient(conn)), st.Facade},
+		{bench.PathGateway, fixed(bench.HTTPCall(httpClient, st.HTTPURL, "")), st.Facade},
+		{bench.PathGatewayQuiet, fixed(bench.HTTPCall(httpClient, quiet.HTTPURL, "")), quiet.Process},
+		{bench.PathHealth, fixed(bench.HealthCall(healthpb.NewHealthClient(conn))), st.Facade},
 	}
 	if o.compare != "" {
 		bin := bench.BinariesIn(o.bin)
@@ -247,14 +255,14 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 			return nil, fmt.Errorf("-compare: %w", err)
 		}
 		defer base.Stop()
-		baseConn, err := grpc.NewClient(base.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		baseClients, closeBase, err := dialMany(base.GRPCAddr, maxConc)
 		if err != nil {
 			return nil, err
 		}
-		defer baseConn.Close()
+		defer closeBase()
 		// Each right after the row it is compared with.
-		paths = slices.Insert(paths, 3, path{bench.PathGRPC + ", baseline", bench.GRPCCall(pluginv1.NewPluginServiceClient(baseConn)), base.Process})
-		paths = slices.Insert(paths, 6, path{bench.PathGateway + ", baseline", bench.HTTPCall(httpClient, base.HTTPURL, ""), base.Process})
+		paths = slices.Insert(paths, 3, path{bench.PathGRPC + ", baseline", spread(baseClients, identity), base.Process})
+		paths = slices.Insert(paths, 6, path{bench.PathGateway + ", baseline", fixed(bench.HTTPCall(httpClient, base.HTTPURL, "")), base.Process})
 	}
 	redisPaths, stopRedis, err := startRedisFacades(o, st, log)
 	if err != nil {
@@ -271,7 +279,8 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			bench.Run(ctx, conc, o.warmup, &next, p.call)
+			call := p.call(conc)
+			bench.Run(ctx, conc, o.warmup, &next, call)
 			var profile chan error
 			facade := p.name == bench.PathGRPC || p.name == bench.PathGateway
 			switch {
@@ -291,7 +300,7 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 				go func() { profile <- saveProfile(ctx, st.DebugURL, "trace", time.Second, file) }()
 			}
 			before := p.cpu(st.Sandbox)
-			r := bench.Run(ctx, conc, o.duration, &next, p.call)
+			r := bench.Run(ctx, conc, o.duration, &next, call)
 			after := p.cpu(st.Sandbox)
 			if profile != nil {
 				if err := <-profile; err != nil {
@@ -353,9 +362,28 @@ func (o options) bounds() []string {
 // (nil for direct).
 type path struct {
 	name string
-	call bench.Call
+	call func(concurrency int) bench.Call
 	hop  *bench.Process
 }
+
+// fixed is a path's call whatever the concurrency.
+func fixed(c bench.Call) func(int) bench.Call { return func(int) bench.Call { return c } }
+
+// spread is a path's gRPC call at a concurrency: the n-th request, for
+// resource ids(n), on connection n mod k, where k is how many connections
+// of perConn streams that concurrency needs.
+func spread(clients []pluginv1.PluginServiceClient, ids func(uint64) uint64) func(int) bench.Call {
+	return func(concurrency int) bench.Call {
+		k := min(len(clients), (concurrency+perConn-1)/perConn)
+		calls := make([]bench.Call, k)
+		for i := range calls {
+			calls[i] = bench.GRPCCall(clients[i])
+		}
+		return func(ctx context.Context, n uint64) error { return calls[n%uint64(k)](ctx, ids(n)) }
+	}
+}
+
+func identity(n uint64) uint64 { return n }
 
 // hitIDs is how many distinct resources the cache-hit cells read: after the
 // warm-up, every call is a hit.
@@ -406,13 +434,12 @@ func startRedisFacades(o options, st *bench.Stack, log io.Writer) (paths []path,
 			return nil, stop, err
 		}
 		stops = append(stops, func() { _ = facade.Stop() })
-		conn, err := grpc.NewClient(facade.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		clients, closeClients, err := dialMany(facade.GRPCAddr, slices.Max(o.conc))
 		if err != nil {
 			return nil, stop, err
 		}
-		stops = append(stops, func() { conn.Close() })
-		call, ids := bench.GRPCCall(pluginv1.NewPluginServiceClient(conn)), f.ids
-		paths = append(paths, path{f.name, func(ctx context.Context, n uint64) error { return call(ctx, ids(n)) }, facade.Process})
+		stops = append(stops, closeClients)
+		paths = append(paths, path{f.name, spread(clients, f.ids), facade.Process})
 	}
 	return paths, stop, nil
 }
@@ -478,7 +505,7 @@ sharing the cores with the load generator:
   cost of one extra hop with no translation, the floor any facade is judged against;
 - **gRPC**: the same reads through the facade in its default configuration (`+"`cmd/server --upstream-url <sandbox>`"+`,
   the sandbox's key in `+"`CONFLUENT_CLOUD_API_KEY`/`_SECRET`"+`; log level %s: one JSON call log line per call,
-  on stderr, which goes to a file) over one gRPC client connection;
+  on stderr, which goes to a file) over gRPC;
 - **gateway**: the same paths through that facade's REST gateway, which calls the service in process through the
   same interceptors as gRPC calls;
 - **gRPC, log off** and **gateway, log off**: the same through a second facade started with `+"`--log-level warn`"+`,
@@ -495,8 +522,10 @@ Except in the cache-hit rows, each request reads a resource no other request rea
 plugins, half plugin versions), so no cache or request coalescing can serve one from another. Each cell is
 %v of closed-loop load (each worker sends its next request when the last is answered) after %v of
 unmeasured warm-up. The HTTP paths share one `+"`http.Transport`"+` keeping an idle connection per worker.
-Every facade runs with `+"`%s`"+` beyond its defaults, so that no cell measures a refusal; the gRPC rows
-keep the default of 100 streams per connection, so past concurrency 100 the client queues the rest.
+Every facade runs with `+"`%s`"+` beyond its defaults, so that no cell measures a refusal. The gRPC calls
+go over one client connection per 100 workers (one up to concurrency 100, 11 at 1,024; request n on
+connection n mod k), the facade's default bound of 100 streams per connection, so that no cell measures
+the client queueing at that bound; the health checks go over one.
 Throughput counts successful calls per second; p50 and p99 are nearest-rank latencies of every call.
 
 **CPU per call** is the CPU time (user and system, from `+"`/proc/<pid>/stat`"+` in 10 ms ticks, and `+"`getrusage`"+` for
