@@ -74,8 +74,10 @@ var keepaliveParams = keepalive.ServerParameters{
 // copying) through the interceptors, the upstream HTTP call and JSON
 // decoding; a worker's stack stays grown between calls (docs/benchmarks.md
 // has what this saves). Calls beyond this many at once still get a goroutine
-// of their own; idle workers cost only their stacks.
-const streamWorkers = 64
+// of their own, so there are as many as unary calls may run at once under
+// the default bound (DefaultMaxInFlight); a worker that never ran a call
+// costs a minimal stack, one that did keeps what it grew to.
+const streamWorkers = DefaultMaxInFlight
 
 // Server is the facade's gRPC and HTTP servers, built by New and run once by
 // Serve.
