@@ -114,7 +114,9 @@ func TestColdBurstOverHTTP2SharesOneConnection(t *testing.T) {
 // HTTP/1.1 over TLS is held back for its first handshake only; then calls run
 // side by side, a connection each.
 func TestColdBurstOverHTTP1KeepsItsConcurrency(t *testing.T) {
-	u := startTLSUpstream(t, false, 100*time.Millisecond)
+	// A second of latency: long enough for 50 TLS handshakes to overlap
+	// under -race on a loaded 2-core machine, where 100ms was not.
+	u := startTLSUpstream(t, false, time.Second)
 	c := u.client(t)
 	burst(t, c, 50)
 	if _, ok := u.protos.Load("HTTP/1.1"); !ok {
