@@ -269,7 +269,7 @@ func watchers(ctx context.Context, o options, bin bench.Binaries, sb *bench.Sand
 	fmt.Fprintf(log, "RSS: idle %.1f MiB, %d watchers on %d versions %.1f MiB\n", mib(m.WatchersIdleRSS), m.Watchers, m.Versions, mib(m.WatchersRSS))
 	if o.memProfile != "" {
 		// What holds the memory: the heap in use with the watchers open.
-		if err := saveProfile(ctx, f.DebugURL, "heap", 0, o.memProfile+"-watchers.pprof"); err != nil {
+		if err := saveProfile(ctx, f.DebugURL, "heap?gc=1", 0, o.memProfile+"-watchers.pprof"); err != nil {
 			return fmt.Errorf("heap profile: %w", err)
 		}
 	}
