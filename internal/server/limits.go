@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -142,58 +143,59 @@ func credentialOrPeer(ctx context.Context) string {
 }
 
 // gate counts what callers hold (calls in flight, watchers) against a total
-// bound and a bound per caller (0: none).
+// bound and a bound per caller (0: none). Without a bound per caller it is
+// one atomic counter, so that every call does not take a lock.
 type gate struct {
 	max, perCaller int
 	key            CallerKey // consulted only with a bound per caller
+	total          atomic.Int64
+	release        func() // gives back a place without a caller
 
 	mu       sync.Mutex
-	total    int
 	byCaller map[string]int
 }
 
 func newGate(max, perCaller int, key CallerKey) *gate {
-	return &gate{max: max, perCaller: perCaller, key: key, byCaller: map[string]int{}}
+	g := &gate{max: max, perCaller: perCaller, key: key, byCaller: map[string]int{}}
+	g.release = func() { g.total.Add(-1) }
+	return g
 }
 
 // enter takes a place for ctx's caller, and returns the function that gives
 // it back; ok is false, and nothing taken, when a bound is reached.
 func (g *gate) enter(ctx context.Context) (leave func(), ok bool) {
-	caller := ""
-	if g.perCaller > 0 {
-		caller = g.key(ctx)
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.total >= g.max || g.perCaller > 0 && g.byCaller[caller] >= g.perCaller {
+	if g.total.Add(1) > int64(g.max) {
+		g.total.Add(-1)
 		return nil, false
 	}
-	g.total++
-	if g.perCaller > 0 {
-		g.byCaller[caller]++
+	if g.perCaller == 0 {
+		return g.release, true
 	}
+	caller := g.key(ctx)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.byCaller[caller] >= g.perCaller {
+		g.total.Add(-1)
+		return nil, false
+	}
+	g.byCaller[caller]++
 	return func() {
 		g.mu.Lock()
 		defer g.mu.Unlock()
-		g.total--
-		if g.perCaller > 0 {
-			if g.byCaller[caller]--; g.byCaller[caller] == 0 {
-				delete(g.byCaller, caller)
-			}
+		if g.byCaller[caller]--; g.byCaller[caller] == 0 {
+			delete(g.byCaller, caller)
 		}
+		g.total.Add(-1)
 	}, true
 }
 
 // held is what the gate's callers hold now.
-func (g *gate) held() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.total
-}
+func (g *gate) held() int { return int(g.total.Load()) }
 
 // refusal is the RESOURCE_EXHAUSTED failure of a call a limit refused
-// (failure.ReasonTooManyCalls, failure.ReasonTooManyWatchers): 429 over REST.
-func refusal(reason, msg string) error { return failure.Facade(reason, msg) }
+// (failure.ReasonTooManyCalls, failure.ReasonTooManyWatchers): 429 over REST,
+// with a retry hint of a second, since places come back as calls end.
+func refusal(reason, msg string) error { return failure.Busy(reason, msg, time.Second) }
 
 // isPluginService reports whether fullMethod is one of PluginService's: the
 // calls that reach the upstream. Health and reflection are never refused.
@@ -267,8 +269,23 @@ func (s *decodingStream) RecvMsg(m any) error {
 	return err
 }
 
-// getOnly serves only what a REST route can be: a GET (or HEAD) without a
-// body. Another method is answered 405, a body 413, without reading it: over
+// maxRPCBodyBytes bounds the body of an RPC on the HTTP listener (Connect,
+// gRPC-Web, gRPC): one request message of at most maxRecvMsgBytes, with room
+// for its framing or its JSON form.
+const maxRPCBodyBytes = maxRecvMsgBytes + 4<<10
+
+// rpcBody bounds the body of the RPC routes, the only routes of the HTTP
+// listener that take one; the whole-request read deadline (Limits.ReadTimeout)
+// bounds how long it may take to arrive.
+func rpcBody(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxRPCBodyBytes)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// getOnly serves only what a REST route (or /metrics, a probe, the OpenAPI
+// document) can be: a GET (or HEAD) without a body. Another method is answered 405, a body 413, without reading it: over
 // HTTP/1.1 the answer closes the connection at once (no read of the rest of
 // the body to reuse it), so that a declared body the client never sends holds
 // nothing. (The whole-request deadline, Limits.ReadTimeout, bounds only the

@@ -31,7 +31,7 @@ func (s *Server) rpcRoutes(mux *http.ServeMux) error {
 		transcoder.ServeHTTP(w, r.WithContext(withProtocol(r.Context(), rpcProtocol(r))))
 	})
 	for name := range s.grpcSrv.GetServiceInfo() {
-		mux.Handle("/"+name+"/", h)
+		mux.Handle("/"+name+"/", rpcBody(h))
 	}
 	return nil
 }

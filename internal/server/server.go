@@ -225,7 +225,7 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 	s.httpSrv = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: min(readHeaderTimeout, l.ReadTimeout),
-		ReadTimeout:       l.ReadTimeout, // the whole request, body included (there is none: getOnly)
+		ReadTimeout:       l.ReadTimeout, // the whole request, body included (only RPC routes take one)
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    l.MaxHeaderBytes, // HTTP/2: SETTINGS_MAX_HEADER_LIST_SIZE
 		// The HTTPS listener's HTTP/2 gets the gRPC listener's stream bound.
