@@ -489,7 +489,7 @@ func TestFleetDegradesWithoutRedis(t *testing.T) {
 	tries, last := 0, 0
 	shared := func() bool {
 		tries++
-		id := fmt.Sprintf("%s%d", sandbox.SyntheticPluginPrefix, 9_000_000+tries)
+		id := fmt.Sprintf("%s%d", sandbox.SyntheticPluginPrefix, 900_000_000+tries)
 		before := sb.Requests()
 		for _, rep := range rs {
 			if _, err := rep.client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: id}); err != nil {

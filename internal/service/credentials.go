@@ -18,8 +18,8 @@ const authorizationKey = "authorization"
 // sent one, the service's default otherwise. A credential never appears in the
 // errors returned here.
 func (s *Service) credentials(ctx context.Context) (upstream.Authorization, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	switch vals := md.Get(authorizationKey); len(vals) {
+	// Only the key's values: FromIncomingContext would copy all the metadata.
+	switch vals := metadata.ValueFromIncomingContext(ctx, authorizationKey); len(vals) {
 	case 0:
 		if s.defaultAuth.IsZero() {
 			return upstream.Authorization{}, failure.Refused(failure.ReasonNoCredentials,
