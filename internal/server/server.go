@@ -196,6 +196,16 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 	if s.callerKey == nil {
 		s.callerKey = credentialOrPeer
 	}
+	if err := s.build(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// build makes, from the configuration New completed, what serves the calls:
+// the bounds, the gRPC server, and the HTTP server with the REST gateway,
+// whose in-process calls go through the same interceptors as gRPC's.
+func (s *Server) build() error {
 	l := s.limits
 	s.grpcCalls = newGate(l.MaxInFlight, l.MaxInFlightPerCaller, s.callerKey)
 	s.restCalls = newGate(l.MaxInFlight, l.MaxInFlightPerCaller, s.callerKey)
@@ -205,7 +215,7 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 	s.health = health.NewServer()
 	metrics, err := newCallMetrics(s.registry)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.grpcSrv = s.grpcServer(metrics)
 	s.rest = &restCalls{}
@@ -217,13 +227,20 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 	}
 	handler, err := s.httpHandler(gw)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	s.httpSrv = s.httpServer(handler)
+	return nil
+}
+
+// httpServer serves handler on the HTTP listener within the limits.
+func (s *Server) httpServer(handler http.Handler) *http.Server {
+	l := s.limits
 	// REST calls still running at the shutdown timeout are canceled through
 	// their requests' base context, as grpcSrv.Stop cancels gRPC calls.
 	baseCtx, cutREST := context.WithCancel(context.Background())
 	s.cutREST = cutREST
-	s.httpSrv = &http.Server{
+	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: min(readHeaderTimeout, l.ReadTimeout),
 		ReadTimeout:       l.ReadTimeout, // the whole request, body included (only RPC routes take one)
@@ -239,16 +256,16 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	if s.tls != nil {
-		s.httpSrv.TLSConfig = s.tls.Clone() // ServeTLS adds h2 and http/1.1
+		srv.TLSConfig = s.tls.Clone() // ServeTLS adds h2 and http/1.1
 	} else {
 		// HTTP/2 without TLS too (prior knowledge, as buf curl
 		// --http2-prior-knowledge and gRPC clients speak it), for the
 		// streams of gRPC and Connect on this listener (rpcRoutes).
-		s.httpSrv.Protocols = new(http.Protocols)
-		s.httpSrv.Protocols.SetHTTP1(true)
-		s.httpSrv.Protocols.SetUnencryptedHTTP2(true)
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetUnencryptedHTTP2(true)
 	}
-	return s, nil
+	return srv
 }
 
 // Serve serves gRPC on grpcLis and HTTP on httpLis until ctx ends, then shuts
@@ -426,36 +443,9 @@ type gateway struct {
 // /openapi.json, /metrics, /healthz (liveness: the process answers) and
 // /readyz (readiness: the gRPC health state).
 func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
-	ctx := context.Background() // the handlers' registration keeps no context
-	sd := pluginServiceDescriptor()
-	enc, err := newRESTJSON(sd)
+	gw, err := restGateway(gateway)
 	if err != nil {
 		return nil, err
-	}
-	gwOpts := []runtime.ServeMuxOption{
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, enc),
-		runtime.WithErrorHandler(errorHandler),
-		runtime.WithRoutingErrorHandler(routingErrorHandler),
-		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
-		// Route on the escaped path, so that an encoded '/' (%2F) stays inside
-		// its path variable instead of splitting it: "ccp-1%2F..%2Fx" reaches
-		// validation (decoded) and gets a clear INVALID_ARGUMENT rather than an
-		// opaque route miss.
-		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
-		// No POST with a form body served as the GET it names: the routes
-		// are GET only (getOnly).
-		runtime.WithDisablePathLengthFallback(),
-		runtime.WithMiddlewares(nameSpanByRoute),
-		// A resource the service attached the upstream's JSON to is written
-		// as the upstream sent it (see package passthrough).
-		runtime.WithForwardResponseRewriter(upstreamJSON),
-	}
-	gw := runtime.NewServeMux(gwOpts...)
-	if err := gatewaypb.RegisterPluginServiceHandlerServer(ctx, gw, gateway.inProcess); err != nil {
-		return nil, fmt.Errorf("registering the REST gateway: %w", err)
-	}
-	if err := gateway.streams.register(gw, streamingRoutes(sd), enc); err != nil {
-		return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
 	}
 	mux := http.NewServeMux()
 	// otelhttp reads the caller's traceparent header and puts its span in the
@@ -488,6 +478,43 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 	}
 	outer.Handle("/", getOnly(mux))
 	return outer, nil
+}
+
+// restGateway is grpc-gateway's mux of the REST routes, at the upstream's
+// own paths, answering through gateway's in-process calls.
+func restGateway(gateway gateway) (*runtime.ServeMux, error) {
+	ctx := context.Background() // the handlers' registration keeps no context
+	sd := pluginServiceDescriptor()
+	enc, err := newRESTJSON(sd)
+	if err != nil {
+		return nil, err
+	}
+	gwOpts := []runtime.ServeMuxOption{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, enc),
+		runtime.WithErrorHandler(errorHandler),
+		runtime.WithRoutingErrorHandler(routingErrorHandler),
+		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
+		// Route on the escaped path, so that an encoded '/' (%2F) stays inside
+		// its path variable instead of splitting it: "ccp-1%2F..%2Fx" reaches
+		// validation (decoded) and gets a clear INVALID_ARGUMENT rather than an
+		// opaque route miss.
+		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
+		// No POST with a form body served as the GET it names: the routes
+		// are GET only (getOnly).
+		runtime.WithDisablePathLengthFallback(),
+		runtime.WithMiddlewares(nameSpanByRoute),
+		// A resource the service attached the upstream's JSON to is written
+		// as the upstream sent it (see package passthrough).
+		runtime.WithForwardResponseRewriter(upstreamJSON),
+	}
+	gw := runtime.NewServeMux(gwOpts...)
+	if err := gatewaypb.RegisterPluginServiceHandlerServer(ctx, gw, gateway.inProcess); err != nil {
+		return nil, fmt.Errorf("registering the REST gateway: %w", err)
+	}
+	if err := gateway.streams.register(gw, streamingRoutes(sd), enc); err != nil {
+		return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
+	}
+	return gw, nil
 }
 
 // writeStatus answers a probe with {"status": status} and the details.
