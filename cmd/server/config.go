@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/acme/plugin-facade/internal/caller"
 	"github.com/acme/plugin-facade/internal/fleet"
 	"github.com/acme/plugin-facade/internal/server"
 	"github.com/acme/plugin-facade/internal/service"
@@ -55,6 +57,17 @@ type config struct {
 	// share their state (see internal/fleet); it may hold a password.
 	RedisURL     string
 	RedisTimeout time.Duration
+
+	// Callers: see internal/caller and docs/callers.md.
+	CallerShare float64
+	// CallerPolicyFile is the --caller-policy file, CallerPolicy what it
+	// held at start-up (nil without one).
+	CallerPolicyFile  string
+	CallerPolicy      *caller.Policy
+	CallerPolicyCheck time.Duration
+	OIDCIssuer        string
+	OIDCAudience      string
+	TrustedProxies    []netip.Prefix
 }
 
 const envPrefix = "PLUGIN_FACADE_"
@@ -92,6 +105,13 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 	fs.StringVar(&certFile, "tls-cert", "", "PEM certificate (chain) file: serve both listeners over TLS (with --tls-key)")
 	fs.StringVar(&keyFile, "tls-key", "", "PEM private key file of --tls-cert")
 	fs.StringVar(&clientCAFile, "tls-client-ca", "", "PEM CA certificates file: require client certificates signed by one of them (mutual TLS; needs --tls-cert)")
+	fs.Float64Var(&c.CallerShare, "caller-share", caller.DefaultShare, "part of the service key's rate-limit window one caller may spend (0 < share <= 1; 1: no fair share)")
+	fs.StringVar(&c.CallerPolicyFile, "caller-policy", "", "YAML file of rules naming callers and what they may read with the service's key (docs/callers.md); once set, what it does not allow is denied; reloaded on SIGHUP and when it changes")
+	fs.DurationVar(&c.CallerPolicyCheck, "caller-policy-check", caller.DefaultPolicyCheck, "how often to look for a changed --caller-policy file")
+	fs.StringVar(&c.OIDCIssuer, "oidc-issuer", "", "OIDC issuer URL whose JWTs (Authorization: Bearer) identify callers, such as a Kubernetes cluster's service-account issuer (needs --oidc-audience)")
+	fs.StringVar(&c.OIDCAudience, "oidc-audience", "", "audience the --oidc-issuer tokens must name")
+	var proxies string
+	fs.StringVar(&proxies, "trusted-proxies", "", "comma-separated CIDR ranges of proxies whose Forwarded / X-Forwarded-For headers name the caller (default: none, the peer address is the caller's)")
 	fs.BoolVar(&c.Version, "version", false, "print the build information and exit")
 	fs.StringVar(&c.DebugAddr, "debug-addr", "", "loopback address to serve net/http/pprof on, such as 127.0.0.1:6060 (default: off)")
 	fs.Usage = func() {
@@ -169,6 +189,32 @@ func parseConfig(args []string, getenv func(string) string, output io.Writer) (c
 		problems = append(problems, err.Error())
 	} else {
 		c.TLS = cfg
+	}
+	if c.CallerShare <= 0 || c.CallerShare > 1 {
+		problems = append(problems, "--caller-share must be more than 0 and at most 1")
+	}
+	if c.CallerPolicyCheck <= 0 {
+		problems = append(problems, "--caller-policy-check must be positive")
+	}
+	if c.CallerPolicyFile != "" {
+		if p, err := caller.LoadPolicy(c.CallerPolicyFile); err != nil {
+			problems = append(problems, "--caller-policy: "+err.Error())
+		} else {
+			c.CallerPolicy = p
+		}
+	}
+	if (c.OIDCIssuer == "") != (c.OIDCAudience == "") {
+		problems = append(problems, "--oidc-issuer and --oidc-audience go together")
+	}
+	for _, r := range strings.Split(proxies, ",") {
+		if r = strings.TrimSpace(r); r == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(r); err != nil {
+			problems = append(problems, fmt.Sprintf("--trusted-proxies: %q is not a CIDR range such as 10.0.0.0/8", r))
+		} else {
+			c.TrustedProxies = append(c.TrustedProxies, p.Masked())
+		}
 	}
 	if c.DebugAddr != "" && !isLoopback(c.DebugAddr) {
 		problems = append(problems, fmt.Sprintf("--debug-addr must be a loopback address such as 127.0.0.1:6060, not %q: profiles reveal the process's internals", c.DebugAddr))

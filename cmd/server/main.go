@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	pluginfacade "github.com/acme/plugin-facade"
+	"github.com/acme/plugin-facade/internal/caller"
 	"github.com/acme/plugin-facade/internal/fleet"
 	"github.com/acme/plugin-facade/internal/sandbox"
 	"github.com/acme/plugin-facade/internal/server"
@@ -120,6 +122,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		upstreamURL, creds = sb.URL(), upstream.BasicAuth(sandbox.APIKey, sandbox.APISecret)
 	}
 
+	callerOpts := []caller.Option{
+		caller.WithServiceKey(creds),
+		caller.WithShare(cfg.CallerShare),
+		caller.WithTrustedProxies(cfg.TrustedProxies),
+		caller.WithPolicy(cfg.CallerPolicy),
+		caller.WithLogger(log),
+		caller.WithRegisterer(registry),
+	}
+	if cfg.OIDCIssuer != "" {
+		o, err := caller.NewOIDC(ctx, cfg.OIDCIssuer, cfg.OIDCAudience, nil)
+		if err != nil {
+			return fmt.Errorf("--oidc-issuer: %w", err)
+		}
+		callerOpts = append(callerOpts, caller.WithOIDC(o))
+	}
+
 	clientOpts := []upstream.Option{
 		upstream.WithUserAgent("plugin-facade/" + buildVersion()),
 		upstream.WithInsecure(cfg.UpstreamInsecure),
@@ -128,7 +146,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		upstream.WithRateLimitGuard(cfg.RateLimitGuard),
 		upstream.WithCache(cfg.CacheTTL, cfg.CacheMaxEntries),
 		upstream.WithHooks(upstreamMetrics.Hooks()),
-		upstream.WithTransport(telemetry.Transport(tp)),
 	}
 	svcOpts := []service.Option{
 		service.WithDefaultCredentials(creds),
@@ -158,8 +175,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			clientOpts = append(clientOpts, upstream.WithCacheStore(fl.Cache(cfg.CacheMaxEntries)))
 		}
 		svcOpts = append(svcOpts, service.WithWatchRelay(fl.Watches()))
+		callerOpts = append(callerOpts, caller.WithSharedBudgets(fl.Budgets()))
 		srvOpts = append(srvOpts, server.WithReadyDetail("fleet", fl.Status))
 	}
+
+	callers, err := caller.New(callerOpts...)
+	if err != nil {
+		return err
+	}
+	srvOpts = append(srvOpts, server.WithCallers(callers))
+	if cfg.CallerPolicyFile != "" {
+		stopWatch := watchPolicy(ctx, callers, cfg)
+		defer stopWatch()
+	}
+	// The caller guard learns the service key's window from its answers.
+	traced := telemetry.Transport(tp)
+	clientOpts = append(clientOpts, upstream.WithTransport(func(rt http.RoundTripper) http.RoundTripper {
+		return callers.Transport(traced(rt))
+	}))
 
 	client, err := upstream.New(upstreamURL, clientOpts...)
 	if err != nil {
@@ -178,7 +211,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("starting plugin-facade", "version", buildVersion(), "upstream", upstreamURL,
 		"sandbox", cfg.Sandbox, "default_credentials", creds, "tls", cfg.TLS != nil,
-		"mutual_tls", cfg.TLS != nil && cfg.TLS.ClientCAs != nil, "redis", fleet.Redacted(cfg.RedisURL))
+		"mutual_tls", cfg.TLS != nil && cfg.TLS.ClientCAs != nil, "redis", fleet.Redacted(cfg.RedisURL),
+		"caller_policy", cfg.CallerPolicyFile, "oidc_issuer", cfg.OIDCIssuer, "caller_share", cfg.CallerShare)
 	if cfg.Sandbox {
 		printSandboxHelp(stdout, upstreamURL, grpcLis.Addr(), httpLis.Addr(), cfg.TLS != nil)
 	}
@@ -208,6 +242,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// watchPolicy reloads the caller policy on SIGHUP and when its file changes,
+// until ctx ends or the returned function is called.
+func watchPolicy(ctx context.Context, g *caller.Guard, cfg config) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		g.WatchPolicy(ctx, cfg.CallerPolicyFile, cfg.CallerPolicyCheck, hup)
+	}()
+	return func() {
+		signal.Stop(hup)
+		cancel()
+		<-done
+	}
 }
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {

@@ -42,7 +42,8 @@ func TestParseConfig(t *testing.T) {
 				want := config{GRPCAddr: ":9090", HTTPAddr: ":8080", UpstreamURL: "https://api.confluent.cloud",
 					UpstreamTimeout: 30 * time.Second, UpstreamMaxAttempts: 3, UpstreamMaxWait: 10 * time.Second,
 					UpstreamMaxBody: 1 << 20, RateLimitGuard: true, CacheMaxEntries: 1024, ShutdownTimeout: 15 * time.Second,
-					LogLevel: slog.LevelInfo, LogFormat: "json", RedisTimeout: 50 * time.Millisecond}
+					LogLevel: slog.LevelInfo, LogFormat: "json", RedisTimeout: 50 * time.Millisecond,
+					CallerShare: 0.2, CallerPolicyCheck: 5 * time.Second}
 				if diff := cmp.Diff(want, c, cmp.AllowUnexported(upstream.Authorization{})); diff != "" {
 					t.Errorf("defaults (-want +got):\n%s", diff)
 				}
@@ -56,7 +57,8 @@ func TestParseConfig(t *testing.T) {
 				want := config{GRPCAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2", UpstreamURL: "http://localhost:3",
 					UpstreamTimeout: 2 * time.Second, UpstreamMaxAttempts: 3, UpstreamMaxWait: 10 * time.Second,
 					UpstreamMaxBody: 1 << 20, RateLimitGuard: true, CacheMaxEntries: 1024, ShutdownTimeout: 3 * time.Second,
-					LogLevel: slog.LevelDebug, LogFormat: "json", RedisTimeout: 50 * time.Millisecond}
+					LogLevel: slog.LevelDebug, LogFormat: "json", RedisTimeout: 50 * time.Millisecond,
+					CallerShare: 0.2, CallerPolicyCheck: 5 * time.Second}
 				if diff := cmp.Diff(want, c, cmp.AllowUnexported(upstream.Authorization{})); diff != "" {
 					t.Errorf("from the environment (-want +got):\n%s", diff)
 				}

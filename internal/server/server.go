@@ -32,6 +32,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -40,6 +41,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/caller"
 	"github.com/acme/plugin-facade/internal/telemetry"
 )
 
@@ -90,6 +92,7 @@ type Server struct {
 	tracer          trace.TracerProvider
 	tls             *tls.Config
 	readyDetails    []readyDetail
+	callers         *caller.Guard
 
 	// Built by New.
 	health  *health.Server
@@ -151,6 +154,13 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // use and for deployments where a proxy or mesh terminates TLS.
 func WithTLS(cfg *tls.Config) Option {
 	return func(s *Server) { s.tls = cfg }
+}
+
+// WithCallers has every call, gRPC and REST, go through g: caller identity,
+// the caller policy and the fair share of the service's key (internal/caller).
+// Without it, callers are not told apart.
+func WithCallers(g *caller.Guard) Option {
+	return func(s *Server) { s.callers = g }
 }
 
 // WithReadyDetail adds the field name to the JSON body of /readyz, with what
@@ -222,11 +232,6 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 // or the first error that stopped a server. It closes both listeners.
 func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
 	defer s.cutREST()
-	if s.tls != nil {
-		cfg := s.tls.Clone()
-		cfg.NextProtos = []string{"h2"} // gRPC clients require HTTP/2 by ALPN
-		grpcLis = tls.NewListener(grpcLis, cfg)
-	}
 	g, gctx := errgroup.WithContext(ctx)
 	s.log.Info("serving gRPC", "addr", grpcLis.Addr().String(), "tls", s.tls != nil)
 	g.Go(func() error { return s.serveGRPC(grpcLis) })
@@ -307,6 +312,12 @@ func (s *Server) grpcServer(metrics *grpcprom.ServerMetrics) *grpc.Server {
 		grpc.KeepaliveEnforcementPolicy(keepaliveEnforcement),
 		grpc.KeepaliveParams(keepaliveParams),
 	}
+	if s.tls != nil {
+		// Through grpc's credentials rather than a TLS listener, so that a
+		// call's peer carries the client's verified certificate (caller
+		// identity). They negotiate h2 by ALPN, as gRPC clients require.
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tls.Clone())))
+	}
 	grpcSrv := grpc.NewServer(opts...)
 	pluginv1.RegisterPluginServiceServer(grpcSrv, s.svc)
 	healthpb.RegisterHealthServer(grpcSrv, s.health)
@@ -318,25 +329,35 @@ func (s *Server) grpcServer(metrics *grpcprom.ServerMetrics) *grpc.Server {
 
 // unaryInterceptors are the interceptors of every unary call, outermost
 // first, over gRPC (rest false) and in process from the gateway (rest true),
-// so that both protocols get the same call log line, metrics and recovery.
-// A streaming call gets their stream equivalents (streamInterceptors).
+// so that both protocols get the same call log line, metrics, recovery and
+// caller decision (WithCallers, innermost, so that the call log and the
+// metrics show its denials). A streaming call gets their stream equivalents
+// (streamInterceptors).
 func (s *Server) unaryInterceptors(metrics *grpcprom.ServerMetrics, rest bool) []grpc.UnaryServerInterceptor {
-	return []grpc.UnaryServerInterceptor{
+	ics := []grpc.UnaryServerInterceptor{
 		withCallInfo,
 		callLog{log: s.log, rest: rest}.unary,
 		metrics.UnaryServerInterceptor(),
 		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
 	}
+	if s.callers != nil {
+		ics = append(ics, s.callers.Unary)
+	}
+	return ics
 }
 
 // streamInterceptors are unaryInterceptors for streaming calls.
 func (s *Server) streamInterceptors(metrics *grpcprom.ServerMetrics, rest bool) []grpc.StreamServerInterceptor {
-	return []grpc.StreamServerInterceptor{
+	ics := []grpc.StreamServerInterceptor{
 		streamWithCallInfo,
 		callLog{log: s.log, rest: rest}.stream,
 		metrics.StreamServerInterceptor(),
 		recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
 	}
+	if s.callers != nil {
+		ics = append(ics, s.callers.Stream)
+	}
+	return ics
 }
 
 // pluginServiceDescriptor is PluginService's descriptor, with its
@@ -385,7 +406,14 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 	mux := http.NewServeMux()
 	// otelhttp reads the caller's traceparent header and puts its span in the
 	// request's context, which in-process calls keep.
-	mux.Handle("/", telemetry.Handler(gw, s.tracer, "rest"))
+	var api http.Handler = gw
+	if s.callers != nil {
+		// The gateway's in-process calls have no gRPC peer: the caller guard
+		// reads the client's address, certificate and forwarding headers from
+		// the HTTP request instead.
+		api = caller.HTTPOrigin(gw)
+	}
+	mux.Handle("/", telemetry.Handler(api, s.tracer, "rest"))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}))

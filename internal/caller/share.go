@@ -1,0 +1,158 @@
+package caller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"math"
+	"net/http"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/time/rate"
+
+	"github.com/acme/plugin-facade/internal/upstream"
+)
+
+// The fair share of the service's own key.
+//
+// Rule: every call that uses the service's own key (no credential of its own)
+// spends one token of its caller's budget; a watch spends one when it opens.
+// A caller's budget is a token bucket holding S = max(1, floor(F × L)) tokens
+// and refilling S tokens per W, where L and W are the key's rate-limit window
+// as the upstream describes it (X-RateLimit-Limit, and the longest
+// X-RateLimit-Reset seen: the length of a fresh window), and F is the share
+// (--caller-share, DefaultShare). A caller whose bucket is empty gets
+// RESOURCE_EXHAUSTED with the wait until its next token, without the upstream
+// being called, while others go on. So ceil(1/F) callers spending their whole
+// shares are needed to exhaust the key; the rate-limit guard still stands
+// behind the shares for the key as a whole. A caller-policy rule's rate
+// replaces the bucket's size and period for the callers it names.
+//
+// Until an answer has described the key's window there is nothing to share,
+// and calls are not counted. With a fleet (--redis-url) the buckets live in
+// Redis (redis_rate, the same GCRA everywhere); while Redis does not answer
+// each replica falls back to buckets of its own.
+
+// DefaultShare is the part of the service key's window that one caller may
+// spend by default.
+const DefaultShare = 0.2
+
+// maxBudgets bounds how many callers' local buckets a replica keeps (least
+// recently used out first; a caller evicted starts with a full bucket).
+const maxBudgets = 10000
+
+// maxWindow bounds the window length learned from X-RateLimit-Reset.
+const maxWindow = time.Hour
+
+// SharedBudgets keeps callers' token buckets where every replica sees them
+// (fleet.Budgets, in Redis). Take spends one token of key's bucket of calls
+// per period; answered is false when the store could not say, and the
+// replica then uses its local bucket.
+type SharedBudgets interface {
+	Take(ctx context.Context, key string, calls int, period time.Duration) (allowed bool, retryAfter time.Duration, answered bool)
+}
+
+// shares holds the service key's window and the callers' buckets.
+type shares struct {
+	fraction float64
+	key      [32]byte // the service key's fingerprint, to recognise its answers
+	shared   SharedBudgets
+
+	mu     sync.Mutex
+	limit  int
+	window time.Duration
+
+	local *lru.Cache[string, *rate.Limiter]
+}
+
+func newShares(fraction float64, key upstream.Authorization, shared SharedBudgets) *shares {
+	c, _ := lru.New[string, *rate.Limiter](maxBudgets) // only a non-positive size fails
+	return &shares{fraction: fraction, key: key.Fingerprint(), shared: shared, local: c}
+}
+
+// observe learns the key's window from an answer's headers.
+func (s *shares) observe(rl upstream.RateLimit) {
+	if rl.Limit <= 0 && rl.Reset <= 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rl.Limit > 0 {
+		s.limit = rl.Limit
+	}
+	if rl.Reset > s.window {
+		s.window = min(rl.Reset, maxWindow)
+	}
+}
+
+// budget is a caller's bucket: own is its policy rule's rate, if any. ok is
+// false while there is nothing to share.
+func (s *shares) budget(own *Rate) (Rate, bool) {
+	if own != nil {
+		return *own, true
+	}
+	s.mu.Lock()
+	limit, window := s.limit, s.window
+	s.mu.Unlock()
+	if limit <= 0 || window <= 0 {
+		return Rate{}, false
+	}
+	return Rate{Calls: max(1, int(math.Floor(s.fraction*float64(limit)))), Period: window}, true
+}
+
+// take spends one token of the caller's bucket, or says how long until it
+// holds one.
+func (s *shares) take(ctx context.Context, name string, own *Rate) (b Rate, retryAfter time.Duration, ok bool) {
+	b, sharing := s.budget(own)
+	if !sharing {
+		return b, 0, true
+	}
+	key := budgetKey(name)
+	if s.shared != nil {
+		if allowed, wait, answered := s.shared.Take(ctx, key, b.Calls, b.Period); answered {
+			return b, wait, allowed
+		}
+	}
+	every := rate.Every(b.Period / time.Duration(b.Calls))
+	l, found := s.local.Get(key)
+	if !found {
+		l = rate.NewLimiter(every, b.Calls)
+		if prev, had, _ := s.local.PeekOrAdd(key, l); had {
+			l = prev
+		}
+	}
+	if l.Limit() != every || l.Burst() != b.Calls { // the window or the rule changed
+		l.SetLimit(every)
+		l.SetBurst(b.Calls)
+	}
+	r := l.Reserve()
+	if d := r.Delay(); d > 0 {
+		r.Cancel()
+		return b, d, false
+	}
+	return b, 0, true
+}
+
+// budgetKey is a caller's bucket name: a hash of its identity, short and of
+// one length whatever the identity.
+func budgetKey(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return hex.EncodeToString(sum[:16])
+}
+
+// transport learns the key's window from every answer to a request sent with
+// the service's own key, whichever call sent it.
+type transport struct {
+	next   http.RoundTripper
+	shares *shares
+}
+
+func (t transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if err == nil && sha256.Sum256([]byte(req.Header.Get("Authorization"))) == t.shares.key {
+		t.shares.observe(upstream.WindowOf(resp.Header))
+	}
+	return resp, err
+}
