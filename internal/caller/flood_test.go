@@ -1,0 +1,230 @@
+package caller_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/caller"
+	"github.com/acme/plugin-facade/internal/fleet"
+	"github.com/acme/plugin-facade/internal/fleet/fleettest"
+	"github.com/acme/plugin-facade/internal/sandbox"
+	"github.com/acme/plugin-facade/internal/testutil"
+)
+
+// The flood of issue 17, bounded: the sandbox's key allows floodLimit
+// requests per floodWindow; each caller's share is DefaultShare of it
+// (floodShare calls per window). The flooder calls at ten times its share,
+// reading distinct ids; the legitimate caller reads one plugin at half
+// of its share. Both run for floodFor.
+const (
+	floodLimit  = 40
+	floodWindow = 2 * time.Second
+	floodFor    = 3 * time.Second
+)
+
+var (
+	floodShare = int(caller.DefaultShare * floodLimit) // 8 calls per window
+	// floodEvery paces the flooder at 10x its share; legitEvery the
+	// legitimate caller at half of it.
+	floodEvery = floodWindow / time.Duration(10*floodShare)
+	legitEvery = floodWindow / time.Duration(floodShare/2)
+)
+
+// floodClient is one caller: a function that makes call i through one of
+// the replicas.
+type floodClient func(ctx context.Context, i int) error
+
+// floodResult is what each caller saw.
+type floodResult struct {
+	flooderCalls, flooderServed, flooderThrottled int
+	flooderOther                                  []error
+	lastHint                                      time.Duration
+	legitCalls, legitOK                           int
+	legitErrs                                     []error
+}
+
+// flood runs the flooder and the legitimate caller at once for floodFor.
+func flood(flooder, legit floodClient) floodResult {
+	var r floodResult
+	ctx, cancel := context.WithTimeout(context.Background(), floodFor)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(legitEvery)
+		defer t.Stop()
+		for i := 0; ; i++ {
+			r.legitCalls++
+			if err := legit(context.Background(), i); err != nil {
+				r.legitErrs = append(r.legitErrs, err)
+			} else {
+				r.legitOK++
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	t := time.NewTicker(floodEvery)
+	defer t.Stop()
+	for i := 0; ctx.Err() == nil; i++ {
+		r.flooderCalls++
+		err := flooder(context.Background(), i)
+		st := status.Convert(err)
+		switch {
+		case err == nil || st.Code() == codes.NotFound: // an upstream answer
+			r.flooderServed++
+		case st.Code() == codes.ResourceExhausted && errorReason(st) == caller.ReasonShareExceeded:
+			r.flooderThrottled++
+			r.lastHint = retryHint(st)
+		default:
+			r.flooderOther = append(r.flooderOther, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+	}
+	<-done
+	return r
+}
+
+func retryHint(st *status.Status) time.Duration {
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration()
+		}
+	}
+	return 0
+}
+
+// check asserts the outcome of issue 17: the legitimate caller always
+// served, the flooder held to its share (replicas: how many learned the
+// window on a call of their own) with a retry hint of its own, the upstream
+// never refusing the key, and the flooder served again once its budget
+// refills.
+func (r floodResult) check(t *testing.T, replicas int, upstream429 int, again func() error) {
+	t.Helper()
+	t.Logf("flooder: %d calls, %d served, %d RESOURCE_EXHAUSTED (last hint %s); legitimate: %d/%d OK; upstream 429s: %d",
+		r.flooderCalls, r.flooderServed, r.flooderThrottled, r.lastHint, r.legitOK, r.legitCalls, upstream429)
+	if r.legitOK != r.legitCalls {
+		t.Errorf("the legitimate caller got %d/%d OK: %v", r.legitOK, r.legitCalls, r.legitErrs)
+	}
+	if len(r.flooderOther) > 0 {
+		t.Errorf("the flooder got other failures than its share's: %v", r.flooderOther)
+	}
+	// Its bucket: floodShare at once, floodShare per window after; each
+	// replica serves one call before it knows the window.
+	most := floodShare + int(float64(floodShare)*floodFor.Seconds()/floodWindow.Seconds()) + replicas
+	if r.flooderServed > most {
+		t.Errorf("the flooder was served %d calls, more than its share (%d)", r.flooderServed, most)
+	}
+	if r.flooderThrottled == 0 || r.lastHint <= 0 || r.lastHint > floodWindow {
+		t.Errorf("the flooder got %d RESOURCE_EXHAUSTED, last retry hint %s; want some, with a hint within the window", r.flooderThrottled, r.lastHint)
+	}
+	if upstream429 != 0 {
+		t.Errorf("the upstream refused %d requests: the key's limit was exceeded", upstream429)
+	}
+	// Served again once the hint has passed: the hint is the protocol's
+	// own condition, bounded by one window.
+	deadline := time.Now().Add(2 * floodWindow)
+	for {
+		time.Sleep(r.lastHint)
+		err := again()
+		if err == nil || status.Code(err) == codes.NotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the flooder was not served again within %s: %v", 2*floodWindow, err)
+		}
+		r.lastHint = max(retryHint(status.Convert(err)), 10*time.Millisecond)
+	}
+}
+
+func floodSandbox(t *testing.T) *sandbox.Server {
+	return testutil.StartSandbox(t, sandbox.WithRateLimit(floodLimit, floodWindow))
+}
+
+// readDistinct is the flooder's read: a distinct connector plugin each time
+// (NOT_FOUND from the upstream), so that nothing but the upstream answers.
+func readDistinct(ctx context.Context, c pluginv1.PluginServiceClient, i int) error {
+	_, err := c.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: fmt.Sprintf("ccp-9%05d", i)})
+	return err
+}
+
+func readKnown(ctx context.Context, c pluginv1.PluginServiceClient) error {
+	_, err := c.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID})
+	return err
+}
+
+func TestFlood(t *testing.T) {
+	t.Run("by peer address", func(t *testing.T) {
+		f := startFacade(t, floodSandbox(t), nil)
+		fl, lg := grpcClient(t, f.grpcAddr, "127.0.0.2", nil), grpcClient(t, f.grpcAddr, "127.0.0.3", nil)
+		r := flood(func(ctx context.Context, i int) error { return readDistinct(ctx, fl, i) },
+			func(ctx context.Context, _ int) error { return readKnown(ctx, lg) })
+		r.check(t, 1, f.upstream.count(429), func() error { return readDistinct(context.Background(), fl, 1e5-1) })
+	})
+	t.Run("by client certificate", func(t *testing.T) {
+		ca := testutil.NewCA(t, "mesh")
+		f := startFacade(t, floodSandbox(t), serverTLS(t, ca))
+		fl, lg := grpcClient(t, f.grpcAddr, "", clientTLS(t, ca, "flooder")), grpcClient(t, f.grpcAddr, "", clientTLS(t, ca, "legit"))
+		r := flood(func(ctx context.Context, i int) error { return readDistinct(ctx, fl, i) },
+			func(ctx context.Context, _ int) error { return readKnown(ctx, lg) })
+		r.check(t, 1, f.upstream.count(429), func() error { return readDistinct(context.Background(), fl, 1e5-1) })
+	})
+	t.Run("by JWT", func(t *testing.T) {
+		iss := testutil.NewIssuer(t)
+		f := startFacade(t, floodSandbox(t), nil, caller.WithOIDC(newOIDC(t, iss)))
+		c := grpcClient(t, f.grpcAddr, "", nil)
+		as := func(sub string) context.Context {
+			tok := iss.Token(t, testutil.Claims{Subject: sub, Audience: []string{"plugin-facade"}})
+			return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+		}
+		flooder, legit := as("system:serviceaccount:batch:flooder"), as("system:serviceaccount:web:reader")
+		r := flood(func(_ context.Context, i int) error { return readDistinct(flooder, c, i) },
+			func(context.Context, int) error { return readKnown(legit, c) })
+		r.check(t, 1, f.upstream.count(429), func() error { return readDistinct(flooder, c, 1e5-1) })
+	})
+}
+
+// TestFloodFleet is the flood against three replicas sharing one real
+// redis-server: the flooder and the legitimate caller spread their calls
+// over the replicas, and the flooder is held to one share fleet-wide.
+func TestFloodFleet(t *testing.T) {
+	redis := fleettest.Start(t)
+	sb := floodSandbox(t)
+	var flooders, legits []pluginv1.PluginServiceClient
+	var facades []*facade
+	for range 3 {
+		fl, err := fleet.Open(redis.URL(), fleet.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = fl.Close() })
+		if fl.Degraded() {
+			t.Fatal("the fleet cannot reach redis-server")
+		}
+		f := startFacade(t, sb, nil, caller.WithSharedBudgets(fl.Budgets()))
+		facades = append(facades, f)
+		flooders = append(flooders, grpcClient(t, f.grpcAddr, "127.0.0.2", nil))
+		legits = append(legits, grpcClient(t, f.grpcAddr, "127.0.0.3", nil))
+	}
+	r := flood(func(ctx context.Context, i int) error { return readDistinct(ctx, flooders[i%3], i) },
+		func(ctx context.Context, i int) error { return readKnown(ctx, legits[i%3]) })
+	refused := 0
+	for _, f := range facades {
+		refused += f.upstream.count(429)
+	}
+	r.check(t, 3, refused, func() error { return readDistinct(context.Background(), flooders[0], 1e5-1) })
+}
