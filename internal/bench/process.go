@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -25,16 +24,21 @@ import (
 type Process struct {
 	Name   string
 	cmd    *exec.Cmd
-	lines  chan string // stdout, line by line
-	stderr *tail
+	lines  chan string   // stdout, line by line
+	stderr *os.File      // where the process writes its stderr: a file, as when a user redirects it
 	done   chan struct{} // closed when the process has exited
 	err    error         // of Wait, once done is closed
 }
 
+// stderrTail is how much of a process's stderr Stderr returns.
+const stderrTail = 8 << 10
+
 // StartProcess starts path with args and env (added to this process's
 // environment, minus the facade's own variables, so that a developer's shell
-// cannot change what is measured).
-func StartProcess(name, path string, args []string, env ...string) (*Process, error) {
+// cannot change what is measured). Its stderr goes to a temporary file,
+// removed once the process has exited: a process whose log goes to a file
+// pays for writing it, and this one pays nothing for reading it.
+func StartProcess(name, path string, args []string, env ...string) (_ *Process, err error) {
 	cmd := exec.Command(path, args...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "PLUGIN_FACADE_") && !strings.HasPrefix(kv, "CONFLUENT_CLOUD_") {
@@ -42,8 +46,18 @@ func StartProcess(name, path string, args []string, env ...string) (*Process, er
 		}
 	}
 	cmd.Env = append(cmd.Env, env...)
-	p := &Process{Name: name, cmd: cmd, lines: make(chan string, 16), stderr: &tail{max: 8 << 10}, done: make(chan struct{})}
-	cmd.Stderr = p.stderr
+	stderr, err := os.CreateTemp("", "bench-"+name+"-stderr-")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			stderr.Close()
+			os.Remove(stderr.Name())
+		}
+	}()
+	p := &Process{Name: name, cmd: cmd, lines: make(chan string, 16), stderr: stderr, done: make(chan struct{})}
+	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -72,9 +86,9 @@ func (p *Process) FirstLine(timeout time.Duration) (string, error) {
 	case l := <-p.lines:
 		return strings.TrimSpace(l), nil
 	case <-p.done:
-		return "", fmt.Errorf("%s exited before it was ready: %v\n%s", p.Name, p.err, p.stderr)
+		return "", fmt.Errorf("%s exited before it was ready: %v\n%s", p.Name, p.err, p.Stderr())
 	case <-time.After(timeout):
-		return "", fmt.Errorf("%s printed nothing within %v\n%s", p.Name, timeout, p.stderr)
+		return "", fmt.Errorf("%s printed nothing within %v\n%s", p.Name, timeout, p.Stderr())
 	}
 }
 
@@ -92,11 +106,37 @@ func (p *Process) Exited() (bool, error) {
 }
 
 // Stderr is the end of what the process wrote on stderr.
-func (p *Process) Stderr() string { return p.stderr.String() }
+func (p *Process) Stderr() string {
+	fi, err := p.stderr.Stat()
+	if err != nil {
+		return err.Error()
+	}
+	off := max(fi.Size()-stderrTail, 0)
+	b := make([]byte, fi.Size()-off)
+	n, _ := p.stderr.ReadAt(b, off)
+	return string(b[:n])
+}
+
+// StderrBytes is how much the process has written on stderr so far.
+func (p *Process) StderrBytes() int64 {
+	fi, err := p.stderr.Stat()
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
 
 // Stop sends SIGTERM, waits up to 15 seconds for the process to exit, then
-// kills it. It returns the process's exit error, if any.
-func (p *Process) Stop() error {
+// kills it, and removes the file of its stderr. It returns the process's exit
+// error, if any, with the end of its stderr.
+func (p *Process) Stop() (err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("%w\n%s", err, p.Stderr())
+		}
+		p.stderr.Close()
+		os.Remove(p.stderr.Name())
+	}()
 	if exited, err := p.Exited(); exited {
 		return err
 	}
@@ -180,29 +220,6 @@ func WaitOK(p *Process, url string, timeout time.Duration) error {
 	}
 }
 
-// tail keeps the last max bytes written to it.
-type tail struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if over := len(t.b) - t.max; over > 0 {
-		t.b = append(t.b[:0], t.b[over:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
-}
-
 // clockTicks is the unit of /proc/<pid>/stat's CPU times (USER_HZ, 100 on
 // every Linux this runs on).
 const clockTicks = 100
@@ -230,4 +247,13 @@ func ProcCPU(pid int) (time.Duration, error) {
 		ticks += n
 	}
 	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// SelfCPU is the CPU time (user and system) this process has used so far.
+func SelfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

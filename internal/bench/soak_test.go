@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -81,24 +82,86 @@ func TestPercentile(t *testing.T) {
 }
 
 func TestTableAndTargets(t *testing.T) {
-	cell := func(path string, conc, calls int, p50 time.Duration) Cell {
-		return Cell{Path: path, Concurrency: conc, Result: Result{Calls: calls, Elapsed: time.Second, P50: p50, P99: 2 * p50}}
+	// calls in one second at p50, and the hop's CPU time.
+	cell := func(path string, conc, calls int, p50 time.Duration, hop time.Duration) Cell {
+		return Cell{Path: path, Concurrency: conc, Result: Result{Calls: calls, Elapsed: time.Second, P50: p50, P99: 2 * p50},
+			ClientCPU: time.Duration(calls) * 10 * time.Microsecond, SandboxCPU: time.Duration(calls) * 20 * time.Microsecond, HopCPU: hop}
 	}
 	cells := []Cell{
-		cell(PathDirect, 1, 4000, 250*time.Microsecond), cell(PathProxy, 1, 2000, 500*time.Microsecond),
-		cell(PathGRPC, 1, 1600, 800*time.Microsecond), cell(PathGateway, 1, 1000, time.Millisecond),
-		cell(PathDirect, 32, 20000, time.Millisecond), cell(PathProxy, 32, 10000, 3*time.Millisecond),
-		cell(PathGRPC, 32, 9000, 3*time.Millisecond), cell(PathGateway, 32, 7000, 4*time.Millisecond),
+		cell(PathDirect, 1, 4000, 250*time.Microsecond, 0), cell(PathProxy, 1, 2000, 500*time.Microsecond, 100*time.Millisecond),
+		cell(PathGRPC, 1, 1600, 600*time.Microsecond, 80*time.Millisecond), cell(PathGateway, 1, 1000, time.Millisecond, 60*time.Millisecond),
+		cell(PathDirect, 32, 20000, time.Millisecond, 0), cell(PathProxy, 32, 10000, 3*time.Millisecond, 500*time.Millisecond),
+		cell(PathGRPC, 32, 10000, 3*time.Millisecond, 600*time.Millisecond), cell(PathGateway, 32, 8000, 4*time.Millisecond, 560*time.Millisecond),
 	}
 	table := Table(cells)
-	for _, want := range []string{"| gRPC | 32 | 9000 | 0 | 9000 | 3.000 ms | 6.000 ms | 0.90x | 0.45x | 1.00x | 3.00x |", "| proxy | 1 | 2000 |"} {
+	for _, want := range []string{
+		"### Concurrency 32",
+		"| gRPC | 10000 | 0 | 10000 | 1.00x | 0.50x | 3.000 ms | 6.000 ms | 1.00x | 10 µs | 20 µs | 60 µs | 1.20x |",
+		"| proxy | 2000 | 0 | 2000 | | | 0.500 ms | 1.000 ms | | 10 µs | 20 µs | 50 µs | |",
+		"| direct | 4000 | 0 | 4000 | | | 0.250 ms | 0.500 ms | | 10 µs | 20 µs | – | |",
+	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
 	}
-	got := Targets(cells)
-	if len(got) != 3 || !got[0].Met || got[1].Met || !got[2].Met || got[1].Got != 0.7 || got[2].Got != 1.6 {
-		t.Errorf("Targets = %+v, want gRPC 0.90 met, gateway 0.70 not met, p50 1.60 met", got)
+
+	type verdict struct {
+		got float64
+		met bool
+	}
+	tests := []struct {
+		name      string
+		mem       Memory
+		realistic bool
+		want      []verdict
+	}{
+		{"loopback", Memory{}, false, []verdict{
+			{1.0, true},  // gRPC throughput ÷ proxy
+			{0.8, false}, // gateway throughput ÷ proxy
+			{1.2, true},  // gRPC p50 at c=1 ÷ proxy
+			{1.2, true},  // gRPC CPU per call ÷ proxy
+			{1.4, false}, // gateway CPU per call ÷ proxy
+		}},
+		{"loopback with watchers", Memory{Watchers: 10000, Versions: 100, WatchersRSS: 129 << 20}, false, []verdict{
+			{1.0, true}, {0.8, false}, {1.2, true}, {1.2, true}, {1.4, false},
+			{129, false}, // RSS with 10,000 watchers, MiB
+		}},
+	}
+	for _, tt := range tests {
+		got := Targets(cells, tt.mem, tt.realistic)
+		if len(got) != len(tt.want) {
+			t.Fatalf("%s: Targets = %+v, want %d", tt.name, got, len(tt.want))
+		}
+		for i, w := range tt.want {
+			if math.Abs(got[i].Got-w.got) > 1e-9 || got[i].Met != w.met {
+				t.Errorf("%s: %s = %.3f (met %v), want %.3f (met %v)", tt.name, got[i].Name, got[i].Got, got[i].Met, w.got, w.met)
+			}
+		}
+	}
+
+	realistic := []Cell{
+		cell(PathDirect, 200, 5000, 40*time.Millisecond, 0), cell(PathProxy, 200, 5000, 40*time.Millisecond, 500*time.Millisecond),
+		cell(PathGRPC, 200, 4900, 40*time.Millisecond, 490*time.Millisecond), cell(PathGateway, 200, 4000, 50*time.Millisecond, 400*time.Millisecond),
+	}
+	got := Targets(realistic, Memory{}, true)
+	want := []verdict{{0.98, true}, {0.8, false}, {1.0, true}, {1.0, true}}
+	if len(got) != len(want) {
+		t.Fatalf("realistic: Targets = %+v", got)
+	}
+	for i, w := range want {
+		if math.Abs(got[i].Got-w.got) > 1e-9 || got[i].Met != w.met {
+			t.Errorf("realistic: %s = %.3f (met %v), want %.3f (met %v)", got[i].Name, got[i].Got, got[i].Met, w.got, w.met)
+		}
+	}
+}
+
+func TestMemoryPerThousand(t *testing.T) {
+	m := Memory{InFlight: 1000, Reached: 2000, IdleRSS: 20 << 20, InFlightRSS: 40 << 20, TwiceRSS: 48 << 20}
+	if got := m.PerThousandInFlight(); got != 8<<20 {
+		t.Errorf("PerThousandInFlight = %d, want 8 MiB", got)
+	}
+	if got := (Memory{InFlight: 1000, Reached: 1000}).PerThousandInFlight(); got != 0 {
+		t.Errorf("without a second step: %d, want 0", got)
 	}
 }
 

@@ -36,7 +36,8 @@ type StackOptions struct {
 	FaultSeed uint64
 	// Proxy also starts the pass-through proxy.
 	Proxy bool
-	// LogLevel of the facade; "warn" leaves out the per-call log lines.
+	// LogLevel of the facade: "" is its default (info: one log line per
+	// call, written to its stderr, a file); "warn" leaves those lines out.
 	LogLevel string
 	// FacadeArgs are more flags for the facade.
 	FacadeArgs []string
@@ -76,32 +77,13 @@ func StartStack(bin Binaries, o StackOptions) (st *Stack, err error) {
 			st.Stop()
 		}
 	}()
-	sbArgs := []string{"--addr", "127.0.0.1:0", "--rate-limit", "0", "--synthetic-ids"}
-	if o.FaultRate > 0 {
-		sbArgs = append(sbArgs, "--fault-rate", strconv.FormatFloat(o.FaultRate, 'g', -1, 64),
-			"--fault-seed", strconv.FormatUint(o.FaultSeed, 10))
-	}
-	var env []string
-	if o.UpstreamLatency > 0 {
-		sbArgs = append(sbArgs, "--latency", o.UpstreamLatency.String())
-	}
-	if o.UpstreamTLS {
-		dir, err := os.MkdirTemp("", "bench-tls-")
-		if err != nil {
-			return st, err
-		}
-		st.CertFile = filepath.Join(dir, "sandbox.pem")
-		sbArgs = append(sbArgs, "--tls-cert-out", st.CertFile)
-		env = append(env, "SSL_CERT_FILE="+st.CertFile) // crypto/x509 reads it on Linux
-	}
-	if st.Sandbox, err = StartProcess("sandbox", bin.Sandbox, sbArgs); err != nil {
+	sb, err := StartSandbox(bin, o)
+	if err != nil {
 		return st, err
 	}
-	if st.SandboxURL, err = st.Sandbox.FirstLine(10 * time.Second); err != nil {
-		return st, err
-	}
+	st.Sandbox, st.SandboxURL, st.CertFile, st.Env = sb.Process, sb.URL, sb.CertFile, sb.Env
 	if o.Proxy {
-		if st.Proxy, err = StartProcess("passproxy", bin.PassProxy, []string{"--addr", "127.0.0.1:0", "--upstream", st.SandboxURL}, env...); err != nil {
+		if st.Proxy, err = StartProcess("passproxy", bin.PassProxy, []string{"--addr", "127.0.0.1:0", "--upstream", st.SandboxURL}, st.Env...); err != nil {
 			return st, err
 		}
 		if st.ProxyURL, err = st.Proxy.FirstLine(10 * time.Second); err != nil {
@@ -109,13 +91,69 @@ func StartStack(bin Binaries, o StackOptions) (st *Stack, err error) {
 		}
 	}
 
-	f, err := StartFacade(bin, st.SandboxURL, o, env...)
+	f, err := StartFacade(bin, st.SandboxURL, o, st.Env...)
 	if err != nil {
 		return st, err
 	}
 	st.Facade, st.GRPCAddr, st.HTTPURL, st.DebugURL = f.Process, f.GRPCAddr, f.HTTPURL, f.DebugURL
-	st.Env = env
 	return st, nil
+}
+
+// Sandbox is a sandbox process and how to reach it.
+type Sandbox struct {
+	*Process
+	URL string // http(s)://127.0.0.1:port
+	// CertFile is the sandbox's certificate (PEM) with UpstreamTLS, else "".
+	CertFile string
+	// Env is what the environment of a process that calls it must add
+	// (SSL_CERT_FILE with UpstreamTLS).
+	Env []string
+}
+
+// StartSandbox starts a sandbox without rate limit, with synthetic ids, and
+// o's faults, latency and TLS.
+func StartSandbox(bin Binaries, o StackOptions) (sb *Sandbox, err error) {
+	sb = &Sandbox{}
+	defer func() {
+		if err != nil {
+			sb.Stop()
+		}
+	}()
+	sbArgs := []string{"--addr", "127.0.0.1:0", "--rate-limit", "0", "--synthetic-ids"}
+	if o.FaultRate > 0 {
+		sbArgs = append(sbArgs, "--fault-rate", strconv.FormatFloat(o.FaultRate, 'g', -1, 64),
+			"--fault-seed", strconv.FormatUint(o.FaultSeed, 10))
+	}
+	if o.UpstreamLatency > 0 {
+		sbArgs = append(sbArgs, "--latency", o.UpstreamLatency.String())
+	}
+	if o.UpstreamTLS {
+		dir, err := os.MkdirTemp("", "bench-tls-")
+		if err != nil {
+			return sb, err
+		}
+		sb.CertFile = filepath.Join(dir, "sandbox.pem")
+		sbArgs = append(sbArgs, "--tls-cert-out", sb.CertFile)
+		sb.Env = append(sb.Env, "SSL_CERT_FILE="+sb.CertFile) // crypto/x509 reads it on Linux
+	}
+	if sb.Process, err = StartProcess("sandbox", bin.Sandbox, sbArgs); err != nil {
+		return sb, err
+	}
+	if sb.URL, err = sb.FirstLine(10 * time.Second); err != nil {
+		return sb, err
+	}
+	return sb, nil
+}
+
+// Stop stops the sandbox and removes its certificate.
+func (sb *Sandbox) Stop() error {
+	if sb.CertFile != "" {
+		defer os.RemoveAll(filepath.Dir(sb.CertFile))
+	}
+	if sb.Process == nil {
+		return nil
+	}
+	return sb.Process.Stop()
 }
 
 // Facade is a facade process and its addresses.
@@ -137,13 +175,11 @@ func StartFacade(bin Binaries, upstreamURL string, o StackOptions, env ...string
 			return nil, err
 		}
 	}
-	level := o.LogLevel
-	if level == "" {
-		level = "warn"
+	args := []string{"--grpc-addr", addrs[0], "--http-addr", addrs[1], "--debug-addr", addrs[2], "--upstream-url", upstreamURL}
+	if o.LogLevel != "" {
+		args = append(args, "--log-level", o.LogLevel)
 	}
-	p, err := StartProcess("facade", bin.Server,
-		append([]string{"--grpc-addr", addrs[0], "--http-addr", addrs[1], "--debug-addr", addrs[2],
-			"--upstream-url", upstreamURL, "--log-level", level, "--log-format", "json"}, o.FacadeArgs...),
+	p, err := StartProcess("facade", bin.Server, append(args, o.FacadeArgs...),
 		append(slices.Clip(env), "CONFLUENT_CLOUD_API_KEY="+sandbox.APIKey, "CONFLUENT_CLOUD_API_SECRET="+sandbox.APISecret)...)
 	if err != nil {
 		return nil, err

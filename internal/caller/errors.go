@@ -9,15 +9,18 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/acme/plugin-facade/internal/failure"
 )
 
-// The failures this package answers with, built here alone so that they can
-// move to the shared failure constructors in one step. Each is a gRPC status
-// with an ErrorInfo; the REST gateway renders it as the upstream's Failure
-// envelope (401, 403, 429 with Retry-After). None holds a token.
+// The failures this package answers with, built here alone. Each is a gRPC
+// status with an ErrorInfo of its own reason; internal/failure renders it
+// over REST by its code, in the upstream's Failure envelope (401 with the
+// default challenge, 403, 429 with Retry-After from the RetryInfo). None
+// holds a token.
 
 // errorDomain is the ErrorInfo domain of failures the facade decides itself.
-const errorDomain = "plugin-facade"
+const errorDomain = failure.FacadeDomain
 
 // Reasons of the failures besides the policy's denials (policy.go).
 const (

@@ -265,7 +265,7 @@ func lineOf(n *yaml.Node) int {
 // Denial reasons, in the ErrorInfo of a PERMISSION_DENIED.
 const (
 	ReasonCallerUnknown     = "CALLER_NOT_IN_POLICY"
-	ReasonMethodDenied      = "METHOD_NOT_ALLOWED"
+	ReasonMethodDenied      = "CALLER_METHOD_NOT_ALLOWED"
 	ReasonEnvironmentDenied = "ENVIRONMENT_NOT_ALLOWED"
 	ReasonPluginDenied      = "PLUGIN_NOT_ALLOWED"
 )

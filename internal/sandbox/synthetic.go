@@ -12,12 +12,17 @@ const (
 	// SyntheticVersionPrefix + n is a version of every synthetic plugin in
 	// Environment: a copy of VersionID under that id.
 	SyntheticVersionPrefix = "ver-load-"
+	// SyntheticPendingVersionPrefix + n is like SyntheticVersionPrefix + n,
+	// but PROCESSING for good: a version a watch never sees become ready, for
+	// load tests that hold many watches open.
+	SyntheticPendingVersionPrefix = "ver-pending-"
 )
 
 // WithSyntheticIDs makes every plugin id "ccp-load-<n>" readable, and every
 // version "ver-load-<k>" of such a plugin in Environment, each as a copy of
 // the seeded PluginID or VersionID with its id (and the id in its resource
-// name and links) substituted. Use it for load tests that need as many
+// name and links) substituted; "ver-pending-<k>" is such a version that stays
+// PROCESSING. Use it for load tests that need as many
 // distinct resources as requests, so that nothing between the caller and the
 // sandbox (a cache, request coalescing) can serve one request from another.
 func WithSyntheticIDs() Option {
@@ -53,10 +58,14 @@ func (st *seedStore) syntheticPlugin(id string) (connectorPlugin, bool) {
 }
 
 func (st *seedStore) syntheticVersion(pluginID, id, env string) (versionSeed, bool) {
-	if !st.synthetic || env != Environment || !isSynthetic(pluginID, SyntheticPluginPrefix) || !isSynthetic(id, SyntheticVersionPrefix) {
+	pending := isSynthetic(id, SyntheticPendingVersionPrefix)
+	if !st.synthetic || env != Environment || !isSynthetic(pluginID, SyntheticPluginPrefix) || !isSynthetic(id, SyntheticVersionPrefix) && !pending {
 		return versionSeed{}, false
 	}
 	s := st.versions[versionKey{PluginID, VersionID, Environment}]
+	if pending {
+		s.v.Status = versionStatus{Phase: "PROCESSING"}
+	}
 	s.pluginID = pluginID
 	s.v.ID = id
 	if s.v.Metadata != nil {

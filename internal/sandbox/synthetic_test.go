@@ -46,6 +46,20 @@ func TestSyntheticIDs(t *testing.T) {
 		!strings.HasSuffix(v.Metadata.ResourceName, "/custom-connect-plugin=ccp-load-7/version=ver-load-8") {
 		t.Errorf("version = %+v, want a copy of %s under id ver-load-8 of ccp-load-7", v, sandbox.VersionID)
 	}
+
+	for _, tt := range []struct{ id, phase string }{{"ver-load-9", "READY"}, {"ver-pending-9", "PROCESSING"}} {
+		resp, body = do(t, base, http.MethodGet, "/ccpm/v1/plugins/ccp-load-7/versions/"+tt.id+"?environment=env-00000", basicAuth)
+		var w struct {
+			ID     string
+			Status struct{ Phase string }
+		}
+		if err := json.Unmarshal(body, &w); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: got %d %s", tt.id, resp.StatusCode, body)
+		}
+		if w.ID != tt.id || w.Status.Phase != tt.phase {
+			t.Errorf("%s = %+v, want phase %s", tt.id, w, tt.phase)
+		}
+	}
 }
 
 func TestSyntheticIDsAreOffByDefaultAndStrict(t *testing.T) {

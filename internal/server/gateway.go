@@ -7,12 +7,11 @@ import (
 
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/failure"
 )
 
 // The REST gateway serves every method in process. Unary ones through the
@@ -150,7 +149,7 @@ func (r *restCalls) interceptStream(srv any, ss grpc.ServerStream, _ *grpc.Strea
 	return handler(srv, ss)
 }
 
-var errShuttingDown = status.Error(codes.Unavailable, "the server is shutting down")
+var errShuttingDown = failure.Facade(failure.ReasonShuttingDown, "the server is shutting down")
 
 // enter counts a call in, unless the server is draining.
 func (r *restCalls) enter() bool {

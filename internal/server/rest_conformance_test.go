@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/acme/plugin-facade/internal/failure"
 	"github.com/acme/plugin-facade/internal/sandbox"
 	"github.com/acme/plugin-facade/internal/service"
 	"github.com/acme/plugin-facade/internal/upstream"
@@ -306,9 +307,9 @@ func TestRESTFacadeFailures(t *testing.T) {
 		{"missing environment", withKey.httpURL + "/ccpm/v1/plugins/ccp-1/versions/ver-1", "", 400, "invalid_identifier", []string{"environment"}, nil},
 		{"two invalid fields", withKey.httpURL + "/ccpm/v1/plugins/ccp%201/versions/ver%201?environment=env-1", "", 400, "invalid_identifier", []string{"plugin_id", "id"}, nil},
 		{"no credentials", noKey.httpURL + "/connect/v1/custom-connector-plugins/ccp-1", "", 401, "no_credentials", nil,
-			map[string]string{"WWW-Authenticate": defaultChallenge}},
+			map[string]string{"WWW-Authenticate": failure.DefaultChallenge}},
 		{"malformed credentials", noKey.httpURL + "/connect/v1/custom-connector-plugins/ccp-1", "Digest abc", 401, "invalid_credentials", nil,
-			map[string]string{"WWW-Authenticate": defaultChallenge}},
+			map[string]string{"WWW-Authenticate": failure.DefaultChallenge}},
 		{"the rate-limit guard", withKey.httpURL + "/connect/v1/custom-connector-plugins/" + sandbox.PluginID, "", 429, "rate_limit_exhausted", nil,
 			map[string]string{"X-RateLimit-Remaining": "0"}},
 		{"unreachable", unreachable.httpURL + "/connect/v1/custom-connector-plugins/ccp-1", "", 503, "upstream_unreachable", nil,

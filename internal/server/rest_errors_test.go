@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/acme/plugin-facade/internal/failure"
 )
 
 // TestErrorHandler covers the rows of the README's error table that neither
@@ -35,13 +37,16 @@ func TestErrorHandler(t *testing.T) {
 		wantChallenge  string
 	}{
 		{"shutting down", errShuttingDown, 503, "unavailable", "", ""},
+		{"no credentials", failure.Refused(failure.ReasonNoCredentials, "no credentials"), 401, "no_credentials", "", failure.DefaultChallenge},
+		{"a panic", failure.Facade(failure.ReasonInternal, "internal error"), 500, "internal", "", ""},
+		{"an unparsable query", failure.Facade(failure.ReasonInvalidArgument, "bad duration"), 400, "invalid_argument", "", ""},
 		{"unavailable with a retry hint", withDetails(codes.Unavailable, "msg", hint), 503, "unavailable", "2", ""},
 		{"a retry hint on another code is no Retry-After", withDetails(codes.Internal, "msg", hint), 500, "internal", "", ""},
-		{"a panic", withDetails(codes.Internal, "internal error"), 500, "internal", "", ""},
+		{"a status built elsewhere", withDetails(codes.Internal, "internal error"), 500, "internal", "", ""},
 		{"canceled", withDetails(codes.Canceled, "msg"), 499, "canceled", "", ""},
 		{"resource exhausted with a retry hint", withDetails(codes.ResourceExhausted, "msg", hint), 429, "resource_exhausted", "2", ""},
-		{"unauthenticated: the facade's challenge", withDetails(codes.Unauthenticated, "no credentials: ..."), 401, "unauthenticated", "", defaultChallenge},
-		{"an unparsable query", withDetails(codes.InvalidArgument, "bad duration"), 400, "invalid_argument", "", ""},
+		{"unauthenticated: the facade's challenge", withDetails(codes.Unauthenticated, "no credentials: ..."), 401, "unauthenticated", "", failure.DefaultChallenge},
+		{"an invalid argument built elsewhere", withDetails(codes.InvalidArgument, "bad duration"), 400, "invalid_argument", "", ""},
 		{"a status error the gateway wraps", &runtime.HTTPStatusError{HTTPStatus: 405, Err: withDetails(codes.Unimplemented, "GET")}, 405, "method_not_allowed", "", ""},
 	}
 	for _, tt := range tests {

@@ -17,6 +17,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/acme/plugin-facade/internal/failure"
 )
 
 // The gateway serves a server-streaming method in process: it builds the
@@ -96,17 +98,23 @@ func (c *streamCall) requestOf(r *http.Request, params map[string]string) (proto
 	names := make([][]string, 0, len(params))
 	for name, v := range params {
 		if err := runtime.PopulateFieldFromPath(req, name, v); err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "parameter %s: %v", name, err)
+			return nil, invalidQuery(fmt.Sprintf("parameter %s: %v", name, err))
 		}
 		names = append(names, []string{name})
 	}
 	if err := r.ParseForm(); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+		return nil, invalidQuery(err.Error())
 	}
 	if err := runtime.PopulateQueryParameters(req, r.Form, utilities.NewDoubleArray(names)); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+		return nil, invalidQuery(err.Error())
 	}
 	return req, nil
+}
+
+// invalidQuery is the failure of a request whose path or query does not
+// parse; msg quotes the caller's input (see echo).
+func invalidQuery(msg string) error {
+	return failure.Facade(failure.ReasonInvalidArgument, echo(msg))
 }
 
 // ndjsonStream is the grpc.ServerStream of a streaming call served over
@@ -173,10 +181,10 @@ func (s *ndjsonStream) SendMsg(m any) error {
 	return nil
 }
 
-func (s *ndjsonStream) writeHeader(code int, f *restFailure) {
+func (s *ndjsonStream) writeHeader(code int, f *failure.REST) {
 	h := s.w.Header()
 	if f != nil {
-		f.writeHeaders(h, s.header)
+		writeFailureHeaders(h, *f, s.header)
 	} else {
 		metadataHeaders(h, s.header)
 	}
@@ -195,11 +203,11 @@ func (s *ndjsonStream) finish(err error) {
 		}
 		return
 	}
-	f := failureOf(err)
+	f := restFailure(err)
 	if !s.wrote {
-		s.writeHeader(f.status, &f)
+		s.writeHeader(f.Status, &f)
 	}
-	line := make([]byte, 0, len(f.body)+11)
-	line = append(append(append(line, `{"error":`...), f.body...), "}\n"...)
+	line := make([]byte, 0, len(f.Body)+11)
+	line = append(append(append(line, `{"error":`...), f.Body...), "}\n"...)
 	_, _ = s.w.Write(line)
 }

@@ -31,17 +31,16 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/caller"
+	"github.com/acme/plugin-facade/internal/failure"
 	"github.com/acme/plugin-facade/internal/telemetry"
 )
 
@@ -453,7 +452,7 @@ func writeStatus(w http.ResponseWriter, code int, status string, details ...read
 // error log for the operator, instead of a crashed process.
 func (s *Server) recoverPanic(ctx context.Context, p any) error {
 	s.log.ErrorContext(ctx, "panic in a call", "panic", fmt.Sprint(p))
-	return status.Error(codes.Internal, "internal error")
+	return failure.Facade(failure.ReasonInternal, "internal error")
 }
 
 // LoopbackAddr is the address a local client dials to reach a listener: the

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/acme/plugin-facade/internal/failure"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -102,7 +103,7 @@ func BenchmarkErrorTranslation(b *testing.B) {
 	for _, tt := range tests {
 		b.Run(tt.name, func(b *testing.B) {
 			for b.Loop() {
-				err := toStatus(tt.err, "api.confluent.cloud", upstream.Meta{Attempts: 1})
+				err := failure.FromUpstream(tt.err, "api.confluent.cloud", upstream.Meta{Attempts: 1})
 				st, ok := status.FromError(err)
 				if !ok {
 					b.Fatal(errors.New("not a status"))

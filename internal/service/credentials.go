@@ -2,11 +2,11 @@ package service
 
 import (
 	"context"
+	"fmt"
 
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
+	"github.com/acme/plugin-facade/internal/failure"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -26,20 +26,20 @@ func (s *Service) credentials(ctx context.Context) (upstream.Authorization, erro
 	switch vals := md.Get(authorizationKey); len(vals) {
 	case 0:
 		if s.defaultAuth.IsZero() {
-			return upstream.Authorization{}, refused(status.New(codes.Unauthenticated,
+			return upstream.Authorization{}, failure.Refused(failure.ReasonNoCredentials,
 				"no credentials: send authorization metadata (Basic <base64 key:secret> or Bearer <token>); "+
-					"this service has no Cloud API key of its own configured"), ReasonNoCredentials)
+					"this service has no Cloud API key of its own configured")
 		}
 		return s.defaultAuth, nil
 	case 1:
 		a, err := upstream.ParseAuthorization(vals[0])
 		if err != nil {
-			return upstream.Authorization{}, refused(status.New(codes.Unauthenticated,
-				"invalid authorization metadata: "+err.Error()), ReasonBadCredentials)
+			return upstream.Authorization{}, failure.Refused(failure.ReasonBadCredentials,
+				"invalid authorization metadata: "+err.Error())
 		}
 		return a, nil
 	default:
-		return upstream.Authorization{}, refused(status.Newf(codes.Unauthenticated,
-			"invalid authorization metadata: got %d values, send exactly one", len(vals)), ReasonBadCredentials)
+		return upstream.Authorization{}, failure.Refused(failure.ReasonBadCredentials,
+			fmt.Sprintf("invalid authorization metadata: got %d values, send exactly one", len(vals)))
 	}
 }

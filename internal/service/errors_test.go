@@ -1,6 +1,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/failure"
 	"github.com/acme/plugin-facade/internal/testutil"
 	"github.com/acme/plugin-facade/internal/upstream"
 	"github.com/acme/plugin-facade/internal/upstream/upstreamtest"
@@ -27,7 +29,8 @@ import (
 type wantStatus struct {
 	code             codes.Code
 	msg              []string // substrings of the message, all required
-	reason           string   // ErrorInfo.reason; "" means no ErrorInfo expected
+	reason           string   // ErrorInfo.reason: every failure has exactly one ErrorInfo
+	domain           string   // ErrorInfo.domain; "" means the upstream host, 127.0.0.1
 	requestID        string   // RequestInfo.request_id; "" means no RequestInfo expected
 	badRequestFields []string // BadRequest field violations, in order
 	retryDelay       time.Duration
@@ -67,8 +70,8 @@ func assertStatus(t *testing.T, err error, want wantStatus) {
 					t.Errorf("ErrorInfo.metadata[%q] = %q, want %q", k, got, v)
 				}
 			}
-			if d.GetDomain() != "127.0.0.1" {
-				t.Errorf("ErrorInfo.domain = %q, want the upstream host 127.0.0.1", d.GetDomain())
+			if wantDomain := cmp.Or(want.domain, "127.0.0.1"); d.GetDomain() != wantDomain {
+				t.Errorf("ErrorInfo.domain = %q, want %q", d.GetDomain(), wantDomain)
 			}
 		case *errdetails.RequestInfo:
 			requestID = d.GetRequestId()
@@ -86,6 +89,9 @@ func assertStatus(t *testing.T, err error, want wantStatus) {
 		case error:
 			t.Errorf("undecodable detail: %v", d)
 		}
+	}
+	if reason == "" {
+		t.Errorf("no ErrorInfo, want exactly one on every failure")
 	}
 	if reason != want.reason {
 		t.Errorf("ErrorInfo.reason = %q, want %q", reason, want.reason)
@@ -190,7 +196,7 @@ func TestUpstreamFailures(t *testing.T) {
 			code: codes.Unknown, reason: "FOUND", msg: msg("Found", "HTTP 302"),
 		}},
 		{"2xx that is not the resource", 200, rid, "<html>login</html>", wantStatus{
-			code: codes.Internal, reason: reasonUndecodable, requestID: "req-1", msg: msg("cannot read"),
+			code: codes.Internal, reason: failure.ReasonUndecodable, requestID: "req-1", msg: msg("cannot read"),
 		}},
 	}
 	for _, tt := range tests {
@@ -226,7 +232,7 @@ func TestUpstreamUnreachable(t *testing.T) {
 	srv.Close()
 	client := startService(t, url, WithDefaultCredentials(defaultKey))
 	_, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
-	assertStatus(t, err, wantStatus{code: codes.Unavailable, reason: reasonUnreachable, retryDelay: aBackoff,
+	assertStatus(t, err, wantStatus{code: codes.Unavailable, reason: failure.ReasonUnreachable, retryDelay: aBackoff,
 		msg: msg("Confluent Cloud is unreachable", "connection refused")})
 	if strings.Contains(err.Error(), "127.0.0.1") {
 		t.Errorf("message names the upstream's address: %v", err)
@@ -314,7 +320,7 @@ func TestTransportFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := status.Convert(toStatus(&upstream.TransportError{Method: "GET", Path: "/x", Err: tt.err, ContextErr: tt.contextErr}, "api.confluent.cloud", upstream.Meta{}))
+			st := status.Convert(failure.FromUpstream(&upstream.TransportError{Method: "GET", Path: "/x", Err: tt.err, ContextErr: tt.contextErr}, "api.confluent.cloud", upstream.Meta{}))
 			if st.Code() != tt.wantCode || !strings.Contains(st.Message(), tt.wantMsg) {
 				t.Errorf("got %s %q, want %s containing %q", st.Code(), st.Message(), tt.wantCode, tt.wantMsg)
 			}
@@ -343,28 +349,6 @@ func TestUnreachableIsLoggedWhole(t *testing.T) {
 	}
 }
 
-func TestCodeForHTTPStatus(t *testing.T) {
-	// The whole table, including statuses no example above exercises.
-	tests := []struct {
-		status int
-		code   string
-		want   codes.Code
-	}{
-		{400, "", codes.InvalidArgument}, {401, "", codes.Unauthenticated}, {403, "", codes.PermissionDenied},
-		{404, "", codes.NotFound}, {409, "", codes.Aborted}, {409, "DUPLICATE", codes.AlreadyExists},
-		{409, "resource_already_exists", codes.AlreadyExists}, {429, "", codes.ResourceExhausted},
-		{500, "", codes.Internal}, {501, "", codes.Unimplemented}, {502, "", codes.Unavailable},
-		{503, "", codes.Unavailable}, {504, "", codes.DeadlineExceeded}, {405, "", codes.FailedPrecondition},
-		{412, "", codes.FailedPrecondition}, {499, "", codes.FailedPrecondition}, {505, "", codes.Internal},
-		{599, "", codes.Internal}, {302, "", codes.Unknown}, {100, "", codes.Unknown},
-	}
-	for _, tt := range tests {
-		if got := codeForHTTPStatus(tt.status, tt.code); got != tt.want {
-			t.Errorf("codeForHTTPStatus(%d, %q) = %s, want %s", tt.status, tt.code, got, tt.want)
-		}
-	}
-}
-
 // TestNoAnswerKeepsTheEarlierAnswer: a call that ends without an answer of its
 // own, after the upstream had answered an earlier attempt, keeps that answer's
 // status, reason, request id and (longer) retry hint.
@@ -376,13 +360,13 @@ func TestNoAnswerKeepsTheEarlierAnswer(t *testing.T) {
 	reset := &upstream.TransportError{Method: "GET", Path: "/x", Err: syscall.ECONNRESET}
 	deadline := &upstream.TransportError{Method: "GET", Path: "/x", Err: context.DeadlineExceeded, ContextErr: context.DeadlineExceeded}
 
-	assertStatus(t, toStatus(reset, "127.0.0.1", meta), wantStatus{code: codes.Unavailable, reason: reasonUnreachable,
+	assertStatus(t, failure.FromUpstream(reset, "127.0.0.1", meta), wantStatus{code: codes.Unavailable, reason: failure.ReasonUnreachable,
 		requestID: "req-early", retryDelay: 5 * time.Second,
 		msg:      msg("connection reset by peer (3 attempts); before that it answered: Confluent Cloud: Too Many Requests (HTTP 429, request id req-early)"),
 		metadata: map[string]string{"httpStatus": "429", "lastReason": "TOO_MANY_REQUESTS", "attempts": "3"}})
-	assertStatus(t, toStatus(deadline, "127.0.0.1", meta), wantStatus{code: codes.DeadlineExceeded, reason: reasonTimeout,
+	assertStatus(t, failure.FromUpstream(deadline, "127.0.0.1", meta), wantStatus{code: codes.DeadlineExceeded, reason: failure.ReasonTimeout,
 		requestID: "req-early", msg: msg("did not answer before the deadline; before that it answered"),
 		metadata: map[string]string{"httpStatus": "429"}})
-	assertStatus(t, toStatus(deadline, "127.0.0.1", upstream.Meta{Attempts: 1}), wantStatus{code: codes.DeadlineExceeded,
-		reason: reasonTimeout, metadata: map[string]string{"attempts": "1"}})
+	assertStatus(t, failure.FromUpstream(deadline, "127.0.0.1", upstream.Meta{Attempts: 1}), wantStatus{code: codes.DeadlineExceeded,
+		reason: failure.ReasonTimeout, metadata: map[string]string{"attempts": "1"}})
 }

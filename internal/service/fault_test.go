@@ -14,6 +14,7 @@ import (
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/sandbox"
+	"github.com/acme/plugin-facade/internal/failure"
 	"github.com/acme/plugin-facade/internal/upstream"
 	"github.com/acme/plugin-facade/internal/upstream/upstreamtest"
 )
@@ -123,7 +124,7 @@ func TestRefusedConnections(t *testing.T) {
 	srv.Close()
 	client := startSandboxService(t, url)
 	_, err := client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID})
-	assertStatus(t, err, wantStatus{code: codes.Unavailable, reason: reasonUnreachable, retryDelay: aBackoff,
+	assertStatus(t, err, wantStatus{code: codes.Unavailable, reason: failure.ReasonUnreachable, retryDelay: aBackoff,
 		msg: msg("connection refused (3 attempts)")})
 }
 
@@ -153,7 +154,7 @@ func TestEarlierAnswerSurvivesTheDeadline(t *testing.T) {
 	if requestID == "" || !strings.Contains(st.Message(), requestID) {
 		t.Errorf("RequestInfo = %q, want the 503's request id, also in the message %q", requestID, st.Message())
 	}
-	assertStatus(t, err, wantStatus{code: codes.DeadlineExceeded, reason: reasonTimeout, requestID: requestID,
+	assertStatus(t, err, wantStatus{code: codes.DeadlineExceeded, reason: failure.ReasonTimeout, requestID: requestID,
 		metadata: map[string]string{"httpStatus": "503", "lastReason": "SERVICE_UNAVAILABLE", "attempts": "2"}})
 }
 

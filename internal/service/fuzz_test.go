@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/acme/plugin-facade/internal/failure"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -76,7 +77,7 @@ func FuzzErrorTranslation(f *testing.F) {
 		if len(e.Items) == 0 {
 			e.Excerpt = string(body)
 		}
-		st := status.Convert(toStatus(e, "api.confluent.cloud", upstream.Meta{Attempts: 1}))
+		st := status.Convert(failure.FromUpstream(e, "api.confluent.cloud", upstream.Meta{Attempts: 1}))
 		if st.Code() == codes.OK || !utf8.ValidString(st.Message()) {
 			t.Fatalf("status %v %q for %d %q", st.Code(), st.Message(), httpStatus, body)
 		}

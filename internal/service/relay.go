@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/failure"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -51,10 +53,18 @@ func WithWatchRelay(r WatchRelay) Option {
 func leaseTTL(base time.Duration) time.Duration   { return base * 3 / 2 }
 func renewEvery(base time.Duration) time.Duration { return base / 2 }
 
-// relayed is a watch event as replicas tell each other: the version (or the
-// status that ends the watch), and what the upstream's answer said, for the
-// response metadata.
+// relayFormat is the version of relayed that this replica writes and reads.
+// A message of another version (from a replica of another release, during a
+// rolling upgrade) is ignored: this replica's watchers then wait for the lease
+// and poll themselves.
+const relayFormat = 1
+
+// relayed is a watch event as replicas tell each other: the version, or the
+// failure that ends the watch as its google.rpc.Status (which carries all a
+// failure renders from, the upstream's answer too: see package failure), and
+// what the upstream's answer said, for the response metadata.
 type relayed struct {
+	Format     int           `json:"format"`
 	Version    []byte        `json:"version,omitempty"` // a CustomConnectPluginVersion, binary proto
 	Status     []byte        `json:"status,omitempty"`  // a google.rpc.Status, binary proto
 	Final      bool          `json:"final,omitempty"`
@@ -68,6 +78,7 @@ type relayed struct {
 func encodeRelayed(ev *watchEvent) ([]byte, error) {
 	rl := ev.meta.RateLimit
 	r := relayed{
+		Format:     relayFormat,
 		Final:      ev.final,
 		HTTPStatus: ev.meta.StatusCode,
 		RequestID:  ev.meta.RequestID,
@@ -93,6 +104,9 @@ func decodeRelayed(msg []byte, polls int) (*watchEvent, error) {
 	if err := json.Unmarshal(msg, &r); err != nil {
 		return nil, err
 	}
+	if r.Format != relayFormat {
+		return nil, fmt.Errorf("a relayed watch state of format %d, not %d", r.Format, relayFormat)
+	}
 	ev := &watchEvent{
 		final: r.Final,
 		polls: polls,
@@ -108,10 +122,10 @@ func decodeRelayed(msg []byte, polls int) (*watchEvent, error) {
 		if err := proto.Unmarshal(r.Status, st); err != nil {
 			return nil, err
 		}
-		ev.err, ev.final = status.ErrorProto(st), true
-		if ev.err == nil {
+		if st.GetCode() == 0 {
 			return nil, errors.New("a relayed failure with status OK")
 		}
+		ev.err, ev.final = failure.FromStatus(status.FromProto(st)), true
 		return ev, nil
 	}
 	ev.version = &pluginv1.CustomConnectPluginVersion{}

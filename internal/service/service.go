@@ -17,6 +17,7 @@ import (
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/callinfo"
+	"github.com/acme/plugin-facade/internal/failure"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -145,7 +146,7 @@ func (s *Service) failure(ctx context.Context, meta upstream.Meta, err error) er
 	case errors.As(err, &de):
 		s.log.ErrorContext(ctx, "upstream broke its contract", "error", err.Error(), "request_id", de.RequestID)
 	}
-	return upstreamFailure(err, s.client.Host(), meta)
+	return failure.FromUpstream(err, s.client.Host(), meta)
 }
 
 // prepare does what every RPC does before calling the upstream: it validates
@@ -156,8 +157,8 @@ func (s *Service) failure(ctx context.Context, meta upstream.Meta, err error) er
 // rather than only its own deadline firing. On error, nothing is left to
 // cancel.
 func (s *Service) prepare(ctx context.Context, fields ...field) (context.Context, context.CancelFunc, upstream.Authorization, error) {
-	if err := validate(fields...); err != nil {
-		return nil, nil, upstream.Authorization{}, err
+	if vs := validate(fields...); len(vs) > 0 {
+		return nil, nil, upstream.Authorization{}, failure.Invalid(vs...)
 	}
 	auth, err := s.credentials(ctx)
 	if err != nil {

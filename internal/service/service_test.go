@@ -16,9 +16,11 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/failure"
 	"github.com/acme/plugin-facade/internal/upstream"
 	"github.com/acme/plugin-facade/internal/upstream/upstreamtest"
 )
@@ -233,15 +235,16 @@ func TestCredentials(t *testing.T) {
 		md          []string // authorization metadata values the caller sends
 		opts        []Option
 		wantErr     string // substring of the status message; "" means success
+		wantReason  string // the ErrorInfo reason of the failure
 		wantForward string // Authorization the upstream must receive
 	}{
 		{name: "caller's Basic is forwarded", md: []string{basic}, opts: []Option{WithDefaultCredentials(defaultKey)}, wantForward: basic},
 		{name: "caller's Bearer is forwarded", md: []string{"Bearer tok.en-1"}, opts: []Option{WithDefaultCredentials(defaultKey)}, wantForward: "Bearer tok.en-1"},
 		{name: "caller's credential works without a default", md: []string{"Bearer tok"}, wantForward: "Bearer tok"},
 		{name: "the service key is used when the caller sends none", opts: []Option{WithDefaultCredentials(defaultKey)}, wantForward: "Basic U0VSVklDRUtFWTpzZXJ2aWNlLXNlY3JldA=="},
-		{name: "neither: unauthenticated", wantErr: "no credentials"},
-		{name: "malformed: unauthenticated", md: []string{"Token abcdef123"}, opts: []Option{WithDefaultCredentials(defaultKey)}, wantErr: "invalid authorization metadata"},
-		{name: "two values: unauthenticated", md: []string{"Bearer tokenAAAA", "Bearer tokenBBBB"}, opts: []Option{WithDefaultCredentials(defaultKey)}, wantErr: "exactly one"},
+		{name: "neither: unauthenticated", wantErr: "no credentials", wantReason: failure.ReasonNoCredentials},
+		{name: "malformed: unauthenticated", md: []string{"Token abcdef123"}, opts: []Option{WithDefaultCredentials(defaultKey)}, wantErr: "invalid authorization metadata", wantReason: failure.ReasonBadCredentials},
+		{name: "two values: unauthenticated", md: []string{"Bearer tokenAAAA", "Bearer tokenBBBB"}, opts: []Option{WithDefaultCredentials(defaultKey)}, wantErr: "exactly one", wantReason: failure.ReasonBadCredentials},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -252,7 +255,8 @@ func TestCredentials(t *testing.T) {
 			}
 			_, err := client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
 			if tt.wantErr != "" {
-				assertStatus(t, err, wantStatus{code: codes.Unauthenticated, msg: msg(tt.wantErr)})
+				assertStatus(t, err, wantStatus{code: codes.Unauthenticated, msg: msg(tt.wantErr), reason: tt.wantReason,
+					domain: failure.FacadeDomain, metadata: map[string]string{failure.KeyWWWAuthenticate: failure.DefaultChallenge}})
 				if n := f.Count(); n != 0 {
 					t.Errorf("upstream received %d requests, want 0", n)
 				}
@@ -304,6 +308,15 @@ func TestInvalidRequestsNeverReachTheUpstream(t *testing.T) {
 			_, err := c.GetPluginVersion(ctx, &pluginv1.GetPluginVersionRequest{PluginId: long, Id: "ver-1", Environment: "env-1"})
 			return err
 		}, []string{"plugin_id"}},
+		{"watch: every invalid field, the poll interval too", func(ctx context.Context, c pluginv1.PluginServiceClient) error {
+			stream, err := c.WatchPluginVersion(ctx, &pluginv1.WatchPluginVersionRequest{PluginId: "ccp-1", Id: "ver/1", Environment: "env-1",
+				PollInterval: &durationpb.Duration{Seconds: -1}})
+			if err != nil {
+				return err
+			}
+			_, err = stream.Recv()
+			return err
+		}, []string{"id", "poll_interval"}},
 		{"plugin: missing id", func(ctx context.Context, c pluginv1.PluginServiceClient) error {
 			_, err := c.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{})
 			return err
@@ -329,7 +342,8 @@ func TestInvalidRequestsNeverReachTheUpstream(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f, client := startFake(t, upstreamtest.Response{Status: 200, Body: `{"id":"x","kind":"K"}`}, WithDefaultCredentials(defaultKey))
 			err := tt.call(t.Context(), client)
-			assertStatus(t, err, wantStatus{code: codes.InvalidArgument, msg: msg("invalid request"), badRequestFields: tt.wantFields})
+			assertStatus(t, err, wantStatus{code: codes.InvalidArgument, msg: msg("invalid request"), badRequestFields: tt.wantFields,
+				reason: failure.ReasonInvalidArgument, domain: failure.FacadeDomain})
 			if n := f.Count(); n != 0 {
 				t.Errorf("upstream received %d requests, want 0", n)
 			}

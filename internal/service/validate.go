@@ -2,11 +2,8 @@ package service
 
 import (
 	"fmt"
-	"strings"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"github.com/acme/plugin-facade/internal/failure"
 )
 
 // maxIDLength is the upstream's documented maxLength for identifiers.
@@ -21,34 +18,16 @@ type field struct {
 // upstream's own bounds, it only admits RFC 3986 unreserved characters (letters,
 // digits, '-', '.', '_', '~'), which every Confluent Cloud id is made of and which
 // cannot change a URL's path or query even unescaped; "." and ".." alone are
-// refused because they are path navigation. It returns an INVALID_ARGUMENT status
-// with a google.rpc.BadRequest naming every offending field.
-func validate(fields ...field) error {
-	var violations []*errdetails.BadRequest_FieldViolation
+// refused because they are path navigation. It returns a violation for every
+// offending field (failure.Invalid makes them the caller's error).
+func validate(fields ...field) []failure.Violation {
+	var violations []failure.Violation
 	for _, f := range fields {
 		if problem := checkID(f.value); problem != "" {
-			violations = append(violations, &errdetails.BadRequest_FieldViolation{
-				Field:       f.name,
-				Description: problem,
-				Reason:      "INVALID_IDENTIFIER",
-			})
+			violations = append(violations, failure.Violation{Field: f.name, Description: problem, Reason: "INVALID_IDENTIFIER"})
 		}
 	}
-	if len(violations) == 0 {
-		return nil
-	}
-	return invalidRequest(violations...)
-}
-
-// invalidRequest is the INVALID_ARGUMENT status of a request with the given
-// field violations: each named in the message and in a google.rpc.BadRequest.
-func invalidRequest(violations ...*errdetails.BadRequest_FieldViolation) error {
-	parts := make([]string, len(violations))
-	for i, v := range violations {
-		parts[i] = v.GetField() + ": " + v.GetDescription()
-	}
-	st := status.New(codes.InvalidArgument, "invalid request: "+strings.Join(parts, "; "))
-	return withDetails(st, &errdetails.BadRequest{FieldViolations: violations}).Err()
+	return violations
 }
 
 // checkID returns what is wrong with an identifier, or "" if nothing is.

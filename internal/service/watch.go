@@ -7,13 +7,13 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/callinfo"
+	"github.com/acme/plugin-facade/internal/failure"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -73,16 +73,16 @@ func (w WatchIntervals) interval(asked time.Duration) time.Duration {
 // every change. The loop runs as long as one of them still watches.
 func (s *Service) WatchPluginVersion(req *pluginv1.WatchPluginVersionRequest, stream grpc.ServerStreamingServer[pluginv1.CustomConnectPluginVersion]) error {
 	ctx := stream.Context()
-	if err := validate(
+	vs := validate(
 		field{"plugin_id", req.GetPluginId()},
 		field{"id", req.GetId()},
 		field{"environment", req.GetEnvironment()},
-	); err != nil {
-		return err
-	}
+	)
 	if d := req.GetPollInterval(); d != nil && (!d.IsValid() || d.AsDuration() < 0) {
-		return invalidRequest(&errdetails.BadRequest_FieldViolation{
-			Field: "poll_interval", Description: "must be a valid, non-negative duration", Reason: "INVALID_DURATION"})
+		vs = append(vs, failure.Violation{Field: "poll_interval", Description: "must be a valid, non-negative duration", Reason: "INVALID_DURATION"})
+	}
+	if len(vs) > 0 {
+		return failure.Invalid(vs...)
 	}
 	auth, err := s.credentials(ctx)
 	if err != nil {
@@ -429,7 +429,7 @@ func (s *Service) pollOnce(ctx context.Context, t watchTarget, st *pollState, ba
 	}
 	// Polite: never poll into a rate-limit window the upstream said is
 	// exhausted.
-	if rl := meta.RateLimit; rl.Remaining == 0 && rl.Reset > wait {
+	if rl := meta.RateLimit; rl.Exhausted() && rl.Reset > wait {
 		wait = rl.Reset
 	}
 	return ev, wait, false

@@ -193,9 +193,10 @@ func (it ErrorItem) Summary() string {
 	}
 }
 
-// exhausted reports whether the window has no request left and says when it
-// resets.
-func (rl RateLimit) exhausted() bool { return rl.Remaining == 0 && rl.Reset > 0 }
+// Exhausted reports whether the window has no request left and says when it
+// resets: the one rule of an exhausted window, for the retry hint, the guard
+// and the watch's polling.
+func (rl RateLimit) Exhausted() bool { return rl.Remaining == 0 && rl.Reset > 0 }
 
 // minThrottle is how long a 429 that says nothing of when to come back holds
 // its credential back.
@@ -210,7 +211,7 @@ func retryAfterOf(status int, rl RateLimit, retryAfter time.Duration) time.Durat
 	switch {
 	case status == http.StatusTooManyRequests:
 		return max(retryAfter, rl.Reset, minThrottle)
-	case rl.exhausted():
+	case rl.Exhausted():
 		return max(retryAfter, rl.Reset)
 	}
 	return retryAfter

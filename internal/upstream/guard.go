@@ -31,7 +31,7 @@ func credentialID(a Authorization) string {
 // rate-limit window and its Retry-After (zero when absent).
 func (g *guard) observe(ctx context.Context, cred string, status int, rl RateLimit, retryAfter time.Duration) {
 	switch {
-	case status == http.StatusTooManyRequests || rl.exhausted():
+	case status == http.StatusTooManyRequests || rl.Exhausted():
 		g.store.SetExhausted(ctx, cred, g.now().Add(retryAfterOf(status, rl, retryAfter)), rl.Limit)
 	case rl.Remaining > 0:
 		g.store.ClearExhausted(ctx, cred)

@@ -1,10 +1,13 @@
 // Command bench is `make bench`: it measures, in one run, against the sandbox
 // on loopback (each piece a process of its own), HTTP GETs straight to the
 // sandbox, the same GETs through a bare pass-through proxy, gRPC calls through
-// the facade and REST calls through its gateway, each at concurrency 1 and 32
-// with distinct ids; prints the table with each facade path as a ratio of the
-// proxy and of direct; runs the decode/translate microbenchmarks; and writes it
-// all to docs/benchmarks.md.
+// the facade and REST calls through its gateway, in the facade's default
+// configuration (a call log line per call, to a file) and with the log off,
+// each at concurrency 1, 32, 256 and 1,024 with distinct ids; the CPU per
+// call of every process; the facade's RSS with calls in flight and with many
+// watchers; prints the tables with each facade path as a ratio of the proxy
+// and of direct; runs the decode/translate microbenchmarks; writes it all to
+// docs/benchmarks.md; and fails when one of issue 18's targets is missed.
 //
 //	go build -o /tmp/b ./cmd/server ./cmd/sandbox ./internal/bench/passproxy ./internal/bench/cmd/bench
 //	/tmp/b/bench -bin /tmp/b -out docs/benchmarks.md
@@ -58,7 +61,13 @@ type options struct {
 	out        string
 	micro      string
 	cpuProfile string
+	memProfile string
+	profConc   int
 	trace      string
+	memory     bool
+	inFlight   int
+	watchers   int
+	versions   int
 	logLevel   string
 	latency    time.Duration
 	tls        bool
@@ -74,15 +83,30 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each cell")
 	fs.StringVar(&o.out, "out", "", "Markdown file to write the report to (default: none)")
 	fs.StringVar(&o.micro, "micro", "./internal/service/", "packages whose Go benchmarks to run after the load (empty: none)")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the facade during the gRPC and gateway cells at the highest concurrency to this file prefix (PREFIX-gRPC.pprof, PREFIX-gateway.pprof)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the facade (default configuration) during the gRPC and gateway cells at -profile-concurrency to this file prefix (PREFIX-gRPC.pprof, PREFIX-gateway.pprof)")
+	fs.StringVar(&o.memProfile, "memprofile", "", "as -cpuprofile, but allocation profiles (go tool pprof -sample_index=alloc_space); not with -cpuprofile")
+	fs.IntVar(&o.profConc, "profile-concurrency", 32, "the concurrency whose cells -cpuprofile and -memprofile profile")
 	fs.StringVar(&o.trace, "trace", "", "write execution traces (go tool trace) of the facade during the gRPC and gateway cells at concurrency 1 to this file prefix (PREFIX-gRPC.trace, PREFIX-gateway.trace)")
-	fs.StringVar(&o.logLevel, "log-level", "warn", "the facade's --log-level (info adds a log line per call)")
+	fs.StringVar(&o.logLevel, "log-level", "", "the headline facade's --log-level (default: none, so its default, info: a log line per call); the log-off rows always run with warn")
+	fs.BoolVar(&o.memory, "memory", true, "measure the facade's RSS with calls in flight and with many watchers")
+	fs.IntVar(&o.inFlight, "inflight", 1000, "calls in flight at the first RSS reading (the second has twice as many)")
+	fs.IntVar(&o.watchers, "watchers", 10000, "watch-calls open at the watchers' RSS reading")
+	fs.IntVar(&o.versions, "watch-versions", 100, "distinct versions the watchers watch")
 	fs.DurationVar(&o.latency, "upstream-latency", 0, "hold each of the sandbox's answers back this long (the realistic run: 40ms)")
 	fs.BoolVar(&o.tls, "upstream-tls", false, "serve the sandbox over HTTPS and HTTP/2 (the realistic run)")
 	fs.BoolVar(&o.enforce, "enforce-targets", true, "fail when a measured target is missed (the report is written first)")
-	concurrency := fs.String("concurrency", "1,32", "comma-separated concurrencies to measure")
+	concurrency := fs.String("concurrency", "", "comma-separated concurrencies to measure (default 1,32,256,1024; with -upstream-latency also 200, where the realistic run is judged)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *concurrency == "" {
+		*concurrency = "1,32,256,1024"
+		if o.latency > 0 {
+			*concurrency = "1,32,200,256,1024"
+		}
+	}
+	if o.cpuProfile != "" && o.memProfile != "" {
+		return errors.New("-cpuprofile and -memprofile profile the same cells: give one")
 	}
 	if o.bin == "" {
 		return errors.New("-bin is required")
@@ -100,9 +124,15 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ts := bench.Targets(cells)
-	table, targets := bench.Table(cells), bench.TargetsTable(ts)
-	fmt.Fprintf(stdout, "\n%s\n%s\n", table, targets)
+	var mem bench.Memory
+	if o.memory {
+		if mem, err = measureMemory(ctx, o, stdout); err != nil {
+			return fmt.Errorf("memory: %w", err)
+		}
+	}
+	ts := bench.Targets(cells, mem, o.latency > 0)
+	table, targets, memTable := bench.Table(cells), bench.TargetsTable(ts), bench.MemoryTable(mem)
+	fmt.Fprintf(stdout, "\n%s\n%s\n%s\n", table, memTable, targets)
 
 	var micro string
 	if o.micro != "" {
@@ -123,7 +153,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	if o.out != "" {
-		doc := render(o, machine, table, targets, micro) + keptSection(o.out)
+		doc := render(o, machine, table, memTable, targets, micro) + keptSection(o.out)
 		if err := os.WriteFile(o.out, []byte(doc), 0o644); err != nil {
 			return err
 		}
@@ -154,10 +184,23 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 			err = stopErr
 		}
 	}()
+	// The same facade with its call log off, for the rows beside the
+	// headline ones.
+	quiet, err := bench.StartFacade(bench.BinariesIn(o.bin), st.SandboxURL, bench.StackOptions{LogLevel: "warn"}, st.Env...)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if stopErr := quiet.Stop(); stopErr != nil && err == nil {
+			err = stopErr
+		}
+	}()
 
 	// One transport for the HTTP paths, with an idle connection for every
-	// worker at concurrency 32, as the facade's own upstream client has.
-	transport := &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true}
+	// worker at the highest concurrency, as the facade's own upstream client
+	// has one for each of its calls.
+	idle := max(slices.Max(o.conc), 64)
+	transport := &http.Transport{MaxIdleConns: idle, MaxIdleConnsPerHost: idle, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true}
 	if st.CertFile != "" {
 		pem, err := os.ReadFile(st.CertFile)
 		if err != nil {
@@ -169,21 +212,28 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 	}
 	defer transport.CloseIdleConnections()
 	httpClient := &http.Client{Transport: transport, Timeout: 30 * time.Second}
-	// One gRPC connection (one HTTP/2 connection, multiplexed), as a typical
-	// service-to-service client holds.
+	// One gRPC connection (one HTTP/2 connection, multiplexed) to each
+	// facade, as a typical service-to-service client holds.
 	conn, err := grpc.NewClient(st.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
+	quietConn, err := grpc.NewClient(quiet.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer quietConn.Close()
 
 	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte(sandbox.APIKey+":"+sandbox.APISecret))
 	paths := []path{
 		{bench.PathDirect, bench.HTTPCall(httpClient, st.SandboxURL, basic), nil},
-		{bench.PathProxy, bench.HTTPCall(httpClient, st.ProxyURL, basic), nil},
+		{bench.PathProxy, bench.HTTPCall(httpClient, st.ProxyURL, basic), st.Proxy},
 		{bench.PathGRPC, bench.GRPCCall(pluginv1.NewPluginServiceClient(conn)), st.Facade},
+		{bench.PathGRPCQuiet, bench.GRPCCall(pluginv1.NewPluginServiceClient(quietConn)), quiet.Process},
 		// No Authorization: the facade sends its own key, as over gRPC.
 		{bench.PathGateway, bench.HTTPCall(httpClient, st.HTTPURL, ""), st.Facade},
+		{bench.PathGatewayQuiet, bench.HTTPCall(httpClient, quiet.HTTPURL, ""), quiet.Process},
 		{bench.PathHealth, bench.HealthCall(healthpb.NewHealthClient(conn)), st.Facade},
 	}
 	redisPaths, stopRedis, err := startRedisFacades(o, st, log)
@@ -193,7 +243,7 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 	defer stopRedis()
 	// Right after the plain gRPC cells, so that what each pair measures
 	// differs as little as possible in the machine's other load.
-	paths = slices.Insert(paths, 3, redisPaths...)
+	paths = slices.Insert(paths, 4, redisPaths...)
 
 	var next atomic.Uint64
 	for _, conc := range o.conc {
@@ -205,49 +255,78 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 			var profile chan error
 			facade := p.name == bench.PathGRPC || p.name == bench.PathGateway
 			switch {
-			case o.cpuProfile != "" && facade && conc == slices.Max(o.conc):
+			case o.cpuProfile != "" && facade && conc == o.profConc:
 				profile = make(chan error, 1)
 				file := o.cpuProfile + "-" + p.name + ".pprof"
 				go func() { profile <- saveProfile(ctx, st.DebugURL, "profile", o.duration, file) }()
+			case o.memProfile != "" && facade && conc == o.profConc:
+				// An allocation profile over the cell: allocs?seconds= is
+				// the difference between two snapshots.
+				profile = make(chan error, 1)
+				file := o.memProfile + "-" + p.name + ".pprof"
+				go func() { profile <- saveProfile(ctx, st.DebugURL, "allocs", o.duration, file) }()
 			case o.trace != "" && facade && conc == 1:
 				profile = make(chan error, 1)
 				file := o.trace + "-" + p.name + ".trace"
 				go func() { profile <- saveProfile(ctx, st.DebugURL, "trace", time.Second, file) }()
 			}
-			var cpuBefore, cpuAfter time.Duration
-			if p.facade != nil {
-				cpuBefore, _ = bench.ProcCPU(p.facade.Pid())
-			}
+			before := p.cpu(st.Sandbox)
 			r := bench.Run(ctx, conc, o.duration, &next, p.call)
-			if p.facade != nil {
-				cpuAfter, _ = bench.ProcCPU(p.facade.Pid())
-			}
+			after := p.cpu(st.Sandbox)
 			if profile != nil {
 				if err := <-profile; err != nil {
-					return nil, fmt.Errorf("CPU profile: %w", err)
+					return nil, fmt.Errorf("profile: %w", err)
 				}
 			}
-			fmt.Fprintf(log, "%-11s c=%-3d %8.0f req/s  p50 %8.3f ms  p99 %8.3f ms  (%d calls, %d errors)\n",
-				p.name, conc, r.Throughput(), ms(r.P50), ms(r.P99), r.Calls, r.Errors)
-			cell := bench.Cell{Path: p.name, Concurrency: conc, Result: r}
-			if p.facade != nil {
-				cell.FacadeCPU = cpuAfter - cpuBefore
-			}
+			cell := bench.Cell{Path: p.name, Concurrency: conc, Result: r,
+				ClientCPU: after.client - before.client, SandboxCPU: after.sandbox - before.sandbox, HopCPU: after.hop - before.hop}
+			fmt.Fprintf(log, "%-22s c=%-4d %8.0f req/s  p50 %8.3f ms  p99 %8.3f ms  CPU/call: hop %4.0f µs, sandbox %4.0f µs, load %4.0f µs  (%d calls, %d errors)\n",
+				p.name, conc, r.Throughput(), ms(r.P50), ms(r.P99), us(cell.HopCPU, r), us(cell.SandboxCPU, r), us(cell.ClientCPU, r), r.Calls, r.Errors)
 			cells = append(cells, cell)
 		}
 	}
-	if exited, werr := st.Facade.Exited(); exited {
-		return nil, fmt.Errorf("the facade exited during the benchmark: %v\n%s", werr, st.Facade.Stderr())
+	for _, f := range []*bench.Process{st.Facade, quiet.Process} {
+		if exited, werr := f.Exited(); exited {
+			return nil, fmt.Errorf("a facade exited during the benchmark: %v\n%s", werr, f.Stderr())
+		}
+	}
+	if n := quiet.StderrBytes(); n > 64<<10 {
+		return nil, fmt.Errorf("the facade started with --log-level warn wrote %d bytes on stderr: its rows measured a log after all\n%s", n, quiet.Stderr())
+	}
+	if n := st.Facade.StderrBytes(); n < int64(len(cells)) {
+		return nil, fmt.Errorf("the facade in its default configuration wrote only %d bytes on stderr: its rows did not measure the call log", n)
 	}
 	return cells, nil
 }
 
-// path is a way of making the benchmark's calls, and the facade process that
-// serves them (nil for direct and proxy).
+func us(d time.Duration, r bench.Result) float64 {
+	n := r.Calls - r.Errors
+	if n <= 0 {
+		return 0
+	}
+	return float64(d) / float64(n) / float64(time.Microsecond)
+}
+
+// cpuTimes are the CPU times used so far by the processes a cell measures.
+type cpuTimes struct{ client, sandbox, hop time.Duration }
+
+// cpu reads the CPU time so far of this process, sandbox and p's hop.
+func (p path) cpu(sandbox *bench.Process) cpuTimes {
+	t := cpuTimes{client: bench.SelfCPU()}
+	t.sandbox, _ = bench.ProcCPU(sandbox.Pid())
+	if p.hop != nil {
+		t.hop, _ = bench.ProcCPU(p.hop.Pid())
+	}
+	return t
+}
+
+// path is a way of making the benchmark's calls, and the process between
+// the load generator and the sandbox that serves them: the proxy or a facade
+// (nil for direct).
 type path struct {
-	name   string
-	call   bench.Call
-	facade *bench.Process
+	name string
+	call bench.Call
+	hop  *bench.Process
 }
 
 // hitIDs is how many distinct resources the cache-hit cells read: after the
@@ -335,13 +414,17 @@ func saveProfile(ctx context.Context, debugURL, kind string, d time.Duration, fi
 	return os.WriteFile(file, b, 0o644)
 }
 
-func render(o options, m bench.Machine, table, targets, micro string) string {
+func render(o options, m bench.Machine, table, memTable, targets, micro string) string {
 	var b strings.Builder
+	level := "its default, `info`"
+	if o.logLevel != "" {
+		level = "`--log-level " + o.logLevel + "`"
+	}
 	fmt.Fprintf(&b, `# Benchmarks
 
-Generated by `+"`make bench`"+` (internal/bench/cmd/bench); do not edit by hand. Reproduce with:
+Generated by `+"`%s`"+` (internal/bench/cmd/bench); do not edit by hand. Reproduce with:
 
-`+"```sh\nmake bench\n```"+`
+`+"```sh\n%s\n```"+`
 
 | | |
 |---|---|
@@ -361,10 +444,13 @@ sharing the cores with the load generator:
 - **direct**: HTTP GETs from the load generator to the sandbox (`+"`cmd/sandbox --rate-limit 0 --synthetic-ids%s`"+`);
 - **proxy**: the same GETs through `+"`internal/bench/passproxy`"+`, a bare `+"`httputil.ReverseProxy`"+`: the
   cost of one extra hop with no translation, the floor any facade is judged against;
-- **gRPC**: the same reads through the facade (`+"`cmd/server --upstream-url <sandbox> --log-level %s`"+`, the sandbox's
-  key in `+"`CONFLUENT_CLOUD_API_KEY`/`_SECRET`"+`) over one gRPC client connection;
-- **gateway**: the same paths through the facade's REST gateway, which calls the service in process through the
+- **gRPC**: the same reads through the facade in its default configuration (`+"`cmd/server --upstream-url <sandbox>`"+`,
+  the sandbox's key in `+"`CONFLUENT_CLOUD_API_KEY`/`_SECRET`"+`; log level %s: one JSON call log line per call,
+  on stderr, which goes to a file) over one gRPC client connection;
+- **gateway**: the same paths through that facade's REST gateway, which calls the service in process through the
   same interceptors as gRPC calls;
+- **gRPC, log off** and **gateway, log off**: the same through a second facade started with `+"`--log-level warn`"+`,
+  which writes no call log line (nor does the proxy);
 - **gRPC, Redis**: gRPC through another facade started with `+"`--redis-url`"+` (a local `+"`redis-server`"+`, cache
   off): the rate-limit guard is shared, and answers from its local copy, so each call costs what sharing adds;
 - **gRPC, Redis cache hits**: gRPC through a third facade with `+"`--redis-url --cache-ttl 1h --cache-max-entries 1`"+`,
@@ -376,21 +462,41 @@ sharing the cores with the load generator:
 Except in the cache-hit rows, each request reads a resource no other request reads (`+"`ccp-load-<n>`"+`, `+"`ver-load-<n>`"+`: half connector
 plugins, half plugin versions), so no cache or request coalescing can serve one from another. Each cell is
 %v of closed-loop load (each worker sends its next request when the last is answered) after %v of
-unmeasured warm-up. The HTTP paths share one `+"`http.Transport`"+` keeping 64 idle connections per host.
-Throughput counts successful calls per second; p50 and p99 are nearest-rank latencies of every call; the
-facade's CPU per call is the CPU time (user and system) its process used during the cell, divided by the calls.
-With `+"`--log-level %s`"+` the facade writes no per-call log line, as the proxy writes none.
+unmeasured warm-up. The HTTP paths share one `+"`http.Transport`"+` keeping an idle connection per worker.
+Throughput counts successful calls per second; p50 and p99 are nearest-rank latencies of every call.
+
+**CPU per call** is the CPU time (user and system, from `+"`/proc/<pid>/stat`"+` in 10 ms ticks, and `+"`getrusage`"+` for
+the load generator) each process used during the cell, divided by its successful calls: the load generator, the
+sandbox, and the process between them (the proxy, or the facade the row goes through). **facade ÷ proxy** divides
+the facade's by the proxy's at the same concurrency: unlike throughput, it hardly moves with what else the
+machine's cores are doing, since it counts only the work each process does. Redis's own CPU is not counted.
 
 ## Results
 
 %s
-## Targets (issues 5 and 12)
+## Memory
 
-%s`, m.CPU, m.Cores, m.Go, m.OS, m.LoadAvg, m.Date, m.Commit, upstreamArgs(o), o.logLevel, hitIDs, o.duration, o.warmup, o.logLevel, table, targets)
+The facade's resident set (`+"`VmRSS`"+`), each on a facade of its own in the same configuration: calls held
+in flight by a sandbox that answers after more than a minute (in flight as the facade's own
+`+"`grpc_server_started_total - grpc_server_handled_total`"+` counts them), and watch-calls on versions that stay
+`+"`PROCESSING`"+` (`+"`ver-pending-<n>`"+`), each past its first answer, over connections of %d streams.
+
+%s
+## Targets (issues 12 and 18)
+
+%s`, o.command(), o.command(), m.CPU, m.Cores, m.Go, m.OS, m.LoadAvg, m.Date, m.Commit, upstreamArgs(o), level, hitIDs, o.duration, o.warmup, table, 100, memTable, targets)
 	if micro != "" {
 		fmt.Fprintf(&b, "\n## Microbenchmarks\n\n`go test -run '^$' -bench . -benchmem %s`:\n\n```\n%s```\n", o.micro, micro)
 	}
 	return b.String()
+}
+
+// command is the make target that runs these options.
+func (o options) command() string {
+	if o.latency > 0 {
+		return "make bench-realistic"
+	}
+	return "make bench"
 }
 
 // upstreamArgs are the sandbox's flags for the realistic run, as the report
