@@ -49,8 +49,8 @@ type Rate struct {
 
 // The file's shape, decoded with unknown keys refused.
 type policyDoc struct {
-	Open    *openDoc  `yaml:"open"`
-	Callers []ruleDoc `yaml:"callers"`
+	Open    *openDoc   `yaml:"open"`
+	Callers *[]ruleDoc `yaml:"callers"`
 }
 
 type openDoc struct {
@@ -102,6 +102,11 @@ func ParsePolicy(name string, data []byte) (*Policy, error) {
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%s: %s", name, yamlProblem(err))
 	}
+	if doc.Callers == nil {
+		// An empty or truncated file is more likely an accident than a wish
+		// to deny everything, which "callers: []" says.
+		return nil, fmt.Errorf("%s: no callers: key (write \"callers: []\" to deny every call)", name)
+	}
 	var root yaml.Node // the same document again, for the lines of its values
 	_ = yaml.Unmarshal(data, &root)
 	at := func(line int, format string, args ...any) error {
@@ -119,7 +124,7 @@ func ParsePolicy(name string, data []byte) (*Policy, error) {
 	}
 	callers := lookup(&root, "callers")
 	seen := map[string]int{}
-	for i, rd := range doc.Callers {
+	for i, rd := range *doc.Callers {
 		rn := child(callers, i)
 		line := lineOf(rn)
 		if rd.Name == "" {
