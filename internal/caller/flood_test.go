@@ -228,3 +228,41 @@ func TestFloodFleet(t *testing.T) {
 	}
 	r.check(t, 3, refused, func() error { return readDistinct(context.Background(), flooders[0], 1e5-1) })
 }
+
+// TestFleetBudgetsFallBack: while Redis does not answer, each replica holds
+// its callers to local budgets of the same size.
+func TestFleetBudgetsFallBack(t *testing.T) {
+	redis := fleettest.Start(t)
+	fl, err := fleet.Open(redis.URL(), fleet.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fl.Close() })
+	f := startFacade(t, floodSandbox(t), nil, caller.WithSharedBudgets(fl.Budgets()))
+	c := grpcClient(t, f.grpcAddr, "127.0.0.2", nil)
+	redis.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for !fl.Degraded() {
+		if time.Now().After(deadline) {
+			t.Fatal("the fleet did not notice that Redis stopped")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	served, throttled := 0, 0
+	for i := range 3 * floodShare {
+		err := readDistinct(context.Background(), c, i)
+		switch st := status.Convert(err); {
+		case err == nil || st.Code() == codes.NotFound:
+			served++
+		case errorReason(st) == caller.ReasonShareExceeded:
+			throttled++
+		default:
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	// A burst: the bucket's floodShare, the one call before the window was
+	// known, and what refills meanwhile.
+	if served > floodShare+3 || throttled == 0 {
+		t.Errorf("with Redis down: %d served, %d throttled; want at most %d served", served, throttled, floodShare+3)
+	}
+}
