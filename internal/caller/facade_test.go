@@ -64,6 +64,13 @@ func (c *statusCount) count(status int) int {
 // (nil: plaintext) and the guard's opts.
 func startFacade(t testing.TB, sb *sandbox.Server, tlsCfg *tls.Config, opts ...caller.Option) *facade {
 	t.Helper()
+	return startFacadeGuarded(t, sb, tlsCfg, true, opts...)
+}
+
+// startFacadeGuarded is startFacade, without the caller guard unless guarded
+// (the baseline of BenchmarkGuard).
+func startFacadeGuarded(t testing.TB, sb *sandbox.Server, tlsCfg *tls.Config, guarded bool, opts ...caller.Option) *facade {
+	t.Helper()
 	f := &facade{log: &testutil.Buffer{}, registry: prometheus.NewRegistry()}
 	log := slog.New(slog.NewJSONHandler(f.log, nil))
 	g, err := caller.New(append([]caller.Option{caller.WithServiceKey(sandboxKey), caller.WithLogger(log),
@@ -73,7 +80,10 @@ func startFacade(t testing.TB, sb *sandbox.Server, tlsCfg *tls.Config, opts ...c
 	}
 	f.guard = g
 	uc, err := upstream.New(sb.URL(), upstream.WithTransport(func(rt http.RoundTripper) http.RoundTripper {
-		f.upstream = &statusCount{next: g.Transport(rt), n: map[int]int{}}
+		if guarded {
+			rt = g.Transport(rt)
+		}
+		f.upstream = &statusCount{next: rt, n: map[int]int{}}
 		return f.upstream
 	}))
 	if err != nil {
@@ -81,8 +91,11 @@ func startFacade(t testing.TB, sb *sandbox.Server, tlsCfg *tls.Config, opts ...c
 	}
 	t.Cleanup(uc.Close)
 	svc := service.New(uc, service.WithDefaultCredentials(sandboxKey))
-	srvOpts := []server.Option{server.WithCallers(g), server.WithLogger(log), server.WithRegistry(f.registry),
+	srvOpts := []server.Option{server.WithLogger(log), server.WithRegistry(f.registry),
 		server.WithShutdownTimeout(5 * time.Second)}
+	if guarded {
+		srvOpts = append(srvOpts, server.WithCallers(g))
+	}
 	if tlsCfg != nil {
 		srvOpts = append(srvOpts, server.WithTLS(tlsCfg))
 	}

@@ -206,8 +206,12 @@ func TestFloodFleet(t *testing.T) {
 	sb := floodSandbox(t)
 	var flooders, legits []pluginv1.PluginServiceClient
 	var facades []*facade
+	var fleets []*fleet.Fleet
 	for range 3 {
-		fl, err := fleet.Open(redis.URL(), fleet.Options{})
+		// A timeout that a loaded test machine keeps within: past it a replica
+		// falls back to local budgets (TestFleetBudgetsFallBack), which is not
+		// what this test measures.
+		fl, err := fleet.Open(redis.URL(), fleet.Options{Timeout: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -216,15 +220,18 @@ func TestFloodFleet(t *testing.T) {
 			t.Fatal("the fleet cannot reach redis-server")
 		}
 		f := startFacade(t, sb, nil, caller.WithSharedBudgets(fl.Budgets()))
-		facades = append(facades, f)
+		facades, fleets = append(facades, f), append(fleets, fl)
 		flooders = append(flooders, grpcClient(t, f.grpcAddr, "127.0.0.2", nil))
 		legits = append(legits, grpcClient(t, f.grpcAddr, "127.0.0.3", nil))
 	}
 	r := flood(func(ctx context.Context, i int) error { return readDistinct(ctx, flooders[i%3], i) },
 		func(ctx context.Context, i int) error { return readKnown(ctx, legits[i%3]) })
 	refused := 0
-	for _, f := range facades {
+	for i, f := range facades {
 		refused += f.upstream.count(429)
+		if fleets[i].Degraded() {
+			t.Errorf("replica %d lost Redis during the flood", i)
+		}
 	}
 	r.check(t, 3, refused, func() error { return readDistinct(context.Background(), flooders[0], 1e5-1) })
 }

@@ -13,7 +13,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 
 	"github.com/acme/plugin-facade/internal/callinfo"
 	"github.com/acme/plugin-facade/internal/service"
@@ -154,20 +153,16 @@ type call struct {
 // enter identifies the call and records who it is for the call log and the
 // span.
 func (g *Guard) enter(ctx context.Context) (call, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	id, seen, err := g.identify(ctx, md)
+	id, ctx, err := g.identify(ctx)
 	if err != nil {
 		g.metrics.calls.WithLabelValues(otherCallers, outcomeUnauthenticated).Inc()
 		return call{}, err
-	}
-	if len(seen) != len(md) { // the facade's token was taken out
-		ctx = metadata.NewIncomingContext(ctx, seen)
 	}
 	callinfo.FromContext(ctx).SetCaller(id.Name, string(id.Source))
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
 		span.SetAttributes(attribute.String("caller.name", id.Name), attribute.String("caller.source", string(id.Source)))
 	}
-	return call{ctx: newContext(ctx, id), id: id, serviceKey: g.hasKey && service.UsesServiceKey(seen)}, nil
+	return call{ctx: newContext(ctx, id), id: id, serviceKey: g.hasKey && service.UsesServiceKey(ctx)}, nil
 }
 
 // admit applies the policy and the fair share to a call of fullMethod with

@@ -20,33 +20,34 @@ import (
 //     is not a trusted proxy.
 //
 // A token of the issuer is checked whatever else is present (an invalid one
-// fails the call) and removed from the metadata returned, so that it never
-// reaches the upstream: the service then uses its own key. Any other
+// fails the call) and removed from the incoming metadata of the context
+// returned, so that it never reaches the upstream: the service then uses its own key. Any other
 // Authorization (Basic, or a bearer token that is not the issuer's) stays, to
 // be forwarded as the caller's own Confluent credential.
-func (g *Guard) identify(ctx context.Context, md metadata.MD) (Identity, metadata.MD, error) {
+func (g *Guard) identify(ctx context.Context) (Identity, context.Context, error) {
 	var subject string
-	if vals := md.Get(mdAuthorization); len(vals) == 1 {
+	if vals := metadata.ValueFromIncomingContext(ctx, mdAuthorization); len(vals) == 1 && g.oidc != nil {
 		if token, ok := bearer(vals[0]); ok && g.oidc.ours(token) {
 			sub, err := g.oidc.verify(ctx, token)
 			if err != nil {
-				return Identity{}, md, errBadToken(err)
+				return Identity{}, ctx, errBadToken(err)
 			}
 			subject = sub
-			md = md.Copy()
+			md, _ := metadata.FromIncomingContext(ctx) // a copy
 			md.Delete(mdAuthorization)
+			ctx = metadata.NewIncomingContext(ctx, md)
 		}
 	}
-	o := originOf(ctx, md)
+	o := originOf(ctx)
 	if o.tls != nil && len(o.tls.VerifiedChains) > 0 && len(o.tls.PeerCertificates) > 0 {
 		if name := certificateName(o.tls.PeerCertificates[0]); name != "" {
-			return Identity{Name: name, Source: SourceCertificate}, md, nil
+			return Identity{Name: name, Source: SourceCertificate}, ctx, nil
 		}
 	}
 	if subject != "" {
-		return Identity{Name: "jwt:" + subject, Source: SourceToken}, md, nil
+		return Identity{Name: "jwt:" + subject, Source: SourceToken}, ctx, nil
 	}
-	return g.networkIdentity(o), md, nil
+	return g.networkIdentity(ctx, o), ctx, nil
 }
 
 // bearer returns the token of a "Bearer <token>" value (the scheme in any case).
@@ -78,9 +79,10 @@ func certificateName(c *x509.Certificate) string {
 // nearest hop back, past every trusted proxy, to the first address that is
 // not one. A hop that names no address stops the walk at the proxy that
 // reported it: the call then counts as that proxy's.
-func (g *Guard) networkIdentity(o origin) Identity {
+func (g *Guard) networkIdentity(ctx context.Context, o origin) Identity {
 	addr, source := o.addr, SourcePeer
 	if g.trusted(addr) {
+		o.forwarding(ctx)
 		hops := forwardedHops(o)
 		for i := len(hops) - 1; i >= 0; i-- {
 			if !hops[i].IsValid() {

@@ -19,10 +19,12 @@ import (
 // metadata; a REST call gets them from HTTPOrigin, because the gateway calls
 // the service in process, with no peer of its own.
 type origin struct {
-	addr      netip.Addr // the zero Addr when unknown
-	tls       *tls.ConnectionState
-	forwarded []string // Forwarded (RFC 7239) values, in order
-	xff       []string // X-Forwarded-For values, in order
+	addr netip.Addr // the zero Addr when unknown
+	tls  *tls.ConnectionState
+	// Forwarded (RFC 7239) and X-Forwarded-For values, in order; for a gRPC
+	// call read from the metadata only when needed (fromMD).
+	forwarded, xff []string
+	fromMD         bool
 }
 
 // Metadata keys and headers of the forwarding chain.
@@ -52,20 +54,32 @@ func HTTPOrigin(next http.Handler) http.Handler {
 
 // originOf returns the origin of the call of ctx: the one HTTPOrigin
 // recorded, else the gRPC peer's and metadata's.
-func originOf(ctx context.Context, md metadata.MD) origin {
+func originOf(ctx context.Context) origin {
 	if o, ok := ctx.Value(originKey{}).(*origin); ok {
 		return *o
 	}
-	o := origin{forwarded: md.Get(mdForwarded), xff: md.Get(mdXFF)}
+	o := origin{fromMD: true}
 	if p, ok := peer.FromContext(ctx); ok {
-		if p.Addr != nil {
-			o.addr = addrOf(p.Addr.String())
+		switch a := p.Addr.(type) {
+		case *net.TCPAddr:
+			o.addr = a.AddrPort().Addr().Unmap().WithZone("")
+		case nil:
+		default:
+			o.addr = addrOf(a.String())
 		}
 		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
 			o.tls = &ti.State
 		}
 	}
 	return o
+}
+
+// forwarding fills in a gRPC call's forwarding headers from its metadata.
+func (o *origin) forwarding(ctx context.Context) {
+	if o.fromMD {
+		o.forwarded = metadata.ValueFromIncomingContext(ctx, mdForwarded)
+		o.xff = metadata.ValueFromIncomingContext(ctx, mdXFF)
+	}
 }
 
 // addrOf parses "host:port" or a bare address; the zero Addr when it cannot.

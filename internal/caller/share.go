@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -58,7 +59,9 @@ type SharedBudgets interface {
 type shares struct {
 	fraction float64
 	key      [32]byte // the service key's fingerprint, to recognise its answers
-	shared   SharedBudgets
+	// keyHeader is the header value of that fingerprint, once seen.
+	keyHeader atomic.Pointer[string]
+	shared    SharedBudgets
 
 	mu     sync.Mutex
 	limit  int
@@ -109,17 +112,16 @@ func (s *shares) take(ctx context.Context, name string, own *Rate) (b Rate, retr
 	if !sharing {
 		return b, 0, true
 	}
-	key := budgetKey(name)
 	if s.shared != nil {
-		if allowed, wait, answered := s.shared.Take(ctx, key, b.Calls, b.Period); answered {
+		if allowed, wait, answered := s.shared.Take(ctx, budgetKey(name), b.Calls, b.Period); answered {
 			return b, wait, allowed
 		}
 	}
 	every := rate.Every(b.Period / time.Duration(b.Calls))
-	l, found := s.local.Get(key)
+	l, found := s.local.Get(name)
 	if !found {
 		l = rate.NewLimiter(every, b.Calls)
-		if prev, had, _ := s.local.PeekOrAdd(key, l); had {
+		if prev, had, _ := s.local.PeekOrAdd(name, l); had {
 			l = prev
 		}
 	}
@@ -151,8 +153,22 @@ type transport struct {
 
 func (t transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(req)
-	if err == nil && sha256.Sum256([]byte(req.Header.Get("Authorization"))) == t.shares.key {
+	if err == nil && t.shares.isKey(req.Header.Get("Authorization")) {
 		t.shares.observe(upstream.WindowOf(resp.Header))
 	}
 	return resp, err
+}
+
+// isKey reports whether an Authorization header value is the service's key:
+// its fingerprint, hashed once; later requests compare the string the client
+// sends every time.
+func (s *shares) isKey(header string) bool {
+	if k := s.keyHeader.Load(); k != nil {
+		return header == *k
+	}
+	if sha256.Sum256([]byte(header)) != s.key {
+		return false
+	}
+	s.keyHeader.Store(&header)
+	return true
 }

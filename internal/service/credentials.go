@@ -14,9 +14,11 @@ import (
 // gateway forwards the HTTP Authorization header under the same key.
 const authorizationKey = "authorization"
 
-// UsesServiceKey reports whether a call with the incoming metadata md is to
-// use the service's own key: it sends no credential of its own.
-func UsesServiceKey(md metadata.MD) bool { return len(md.Get(authorizationKey)) == 0 }
+// UsesServiceKey reports whether the call of ctx is to use the service's own
+// key: its incoming metadata holds no credential of its own.
+func UsesServiceKey(ctx context.Context) bool {
+	return len(metadata.ValueFromIncomingContext(ctx, authorizationKey)) == 0
+}
 
 // credentials picks what to send upstream: the caller's own credential when it
 // sent one, the service's default otherwise. A credential never appears in the

@@ -1,0 +1,98 @@
+package caller_test
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/caller"
+	"github.com/acme/plugin-facade/internal/sandbox"
+	"github.com/acme/plugin-facade/internal/testutil"
+)
+
+// BenchmarkGuard is issue 17's measure: gRPC throughput at concurrency 32
+// through the whole stack (client, server, service, upstream client, sandbox
+// on loopback), without the caller guard ("off") and with identity, a
+// caller policy and the fair share all at work ("on": the sandbox's key
+// describes a window large enough that no call is throttled, so every call
+// takes a token). On a shared machine the speed drifts more between runs than
+// the guard costs, so each iteration is a pair of rounds, one of each, one
+// right after the other (in alternating order), and the benchmark reports the
+// median of the pairs' ratios (on/off, of throughput) beside each variant's
+// median calls per second:
+//
+//	go test -run '^$' -bench BenchmarkGuard -benchtime 20x ./internal/caller/
+func BenchmarkGuard(b *testing.B) {
+	const (
+		concurrency = 32
+		roundCalls  = 2000
+	)
+	sb := testutil.StartSandbox(b, sandbox.WithRateLimit(1<<30, time.Minute))
+	p, err := caller.ParsePolicy("bench.yaml", []byte(`
+callers:
+  - name: other-team
+    match: ["spiffe://acme/ns/other/sa/*", "ip:10.*"]
+    allow: {GetPluginVersion: {environments: [env-1*]}}
+  - name: bench
+    match: ["ip:127.0.0.2"]
+    allow: {GetConnectorPlugin: {plugins: ["ccp-*"]}}
+`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID}
+	off := grpcClient(b, startFacadeGuarded(b, sb, nil, false).grpcAddr, "127.0.0.2", nil)
+	on := grpcClient(b, startFacadeGuarded(b, sb, nil, true, caller.WithPolicy(p)).grpcAddr, "127.0.0.2", nil)
+	// round makes roundCalls calls with concurrency callers at once, and
+	// returns the calls per second.
+	round := func(c pluginv1.PluginServiceClient) float64 {
+		var wg sync.WaitGroup
+		work := make(chan struct{}, roundCalls)
+		for range roundCalls {
+			work <- struct{}{}
+		}
+		close(work)
+		start := time.Now()
+		for range concurrency {
+			wg.Go(func() {
+				for range work {
+					if _, err := c.GetConnectorPlugin(context.Background(), req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return roundCalls / time.Since(start).Seconds()
+	}
+	round(off) // connects, warms up
+	round(on)  // and teaches the window
+	var offs, ons, ratios []float64
+	i := 0
+	for b.Loop() {
+		var o, g float64
+		if i%2 == 0 {
+			o, g = round(off), round(on)
+		} else {
+			g, o = round(on), round(off)
+		}
+		i++
+		offs, ons, ratios = append(offs, o), append(ons, g), append(ratios, g/o)
+	}
+	b.ReportMetric(median(offs), "off-calls/s")
+	b.ReportMetric(median(ons), "on-calls/s")
+	b.ReportMetric(median(ratios), "on/off")
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
+}
