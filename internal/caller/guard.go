@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/acme/plugin-facade/internal/callinfo"
-	"github.com/acme/plugin-facade/internal/service"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -153,16 +152,16 @@ type call struct {
 // enter identifies the call and records who it is for the call log and the
 // span.
 func (g *Guard) enter(ctx context.Context) (call, error) {
-	id, ctx, err := g.identify(ctx)
+	id, ctx, serviceKey, err := g.identify(ctx)
 	if err != nil {
-		g.metrics.calls.WithLabelValues(otherCallers, outcomeUnauthenticated).Inc()
+		g.metrics.of(otherCallers).unauthenticated.Inc()
 		return call{}, err
 	}
 	callinfo.FromContext(ctx).SetCaller(id.Name, string(id.Source))
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {
 		span.SetAttributes(attribute.String("caller.name", id.Name), attribute.String("caller.source", string(id.Source)))
 	}
-	return call{ctx: newContext(ctx, id), id: id, serviceKey: g.hasKey && service.UsesServiceKey(ctx)}, nil
+	return call{ctx: newContext(ctx, id), id: id, serviceKey: serviceKey}, nil
 }
 
 // admit applies the policy and the fair share to a call of fullMethod with
@@ -180,7 +179,7 @@ func (g *Guard) admit(c call, fullMethod string, req any) error {
 		// it does not open; a caller's own credential answers for itself.
 		if c.serviceKey || !isPluginMethod(method) {
 			if d := p.decide(r, method, req); d.reason != "" {
-				g.metrics.calls.WithLabelValues(label, outcomeDenied).Inc()
+				g.metrics.of(label).denied.Inc()
 				g.log.WarnContext(c.ctx, "call denied by the caller policy", "caller", c.id.Name,
 					"caller_source", string(c.id.Source), "grpc.method", fullMethod, "reason", d.reason)
 				return errDenied(c.id, method, d)
@@ -193,11 +192,11 @@ func (g *Guard) admit(c call, fullMethod string, req any) error {
 			own = r.rate
 		}
 		if b, wait, ok := g.shares.take(c.ctx, c.id.Name, own); !ok {
-			g.metrics.calls.WithLabelValues(label, outcomeThrottled).Inc()
+			g.metrics.of(label).throttled.Inc()
 			return errOverShare(c.id, b, wait)
 		}
 	}
-	g.metrics.calls.WithLabelValues(label, outcomeAllowed).Inc()
+	g.metrics.of(label).allowed.Inc()
 	return nil
 }
 

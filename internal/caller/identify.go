@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"google.golang.org/grpc/metadata"
+
+	"github.com/acme/plugin-facade/internal/service"
 )
 
 // identify decides who the call of ctx comes from, from the strongest source
@@ -24,30 +26,34 @@ import (
 // returned, so that it never reaches the upstream: the service then uses its own key. Any other
 // Authorization (Basic, or a bearer token that is not the issuer's) stays, to
 // be forwarded as the caller's own Confluent credential.
-func (g *Guard) identify(ctx context.Context) (Identity, context.Context, error) {
+//
+// serviceKey reports whether the call is then to use the service's own key.
+func (g *Guard) identify(ctx context.Context) (id Identity, _ context.Context, serviceKey bool, _ error) {
 	var subject string
-	if vals := metadata.ValueFromIncomingContext(ctx, mdAuthorization); len(vals) == 1 && g.oidc != nil {
-		if token, ok := bearer(vals[0]); ok && g.oidc.ours(token) {
+	auth := metadata.ValueFromIncomingContext(ctx, service.AuthorizationKey)
+	if len(auth) == 1 && g.oidc != nil {
+		if token, ok := bearer(auth[0]); ok && g.oidc.ours(token) {
 			sub, err := g.oidc.verify(ctx, token)
 			if err != nil {
-				return Identity{}, ctx, errBadToken(err)
+				return Identity{}, ctx, false, errBadToken(err)
 			}
-			subject = sub
+			subject, auth = sub, nil
 			md, _ := metadata.FromIncomingContext(ctx) // a copy
-			md.Delete(mdAuthorization)
+			md.Delete(service.AuthorizationKey)
 			ctx = metadata.NewIncomingContext(ctx, md)
 		}
 	}
+	serviceKey = g.hasKey && service.UsesServiceKey(auth)
 	o := originOf(ctx)
 	if o.tls != nil && len(o.tls.VerifiedChains) > 0 && len(o.tls.PeerCertificates) > 0 {
 		if name := certificateName(o.tls.PeerCertificates[0]); name != "" {
-			return Identity{Name: name, Source: SourceCertificate}, ctx, nil
+			return Identity{Name: name, Source: SourceCertificate}, ctx, serviceKey, nil
 		}
 	}
 	if subject != "" {
-		return Identity{Name: "jwt:" + subject, Source: SourceToken}, ctx, nil
+		return Identity{Name: "jwt:" + subject, Source: SourceToken}, ctx, serviceKey, nil
 	}
-	return g.networkIdentity(ctx, o), ctx, nil
+	return g.networkIdentity(ctx, o), ctx, serviceKey, nil
 }
 
 // bearer returns the token of a "Bearer <token>" value (the scheme in any case).

@@ -2,6 +2,7 @@ package caller
 
 import (
 	"errors"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -19,14 +20,37 @@ const (
 )
 
 type metrics struct {
-	calls   *prometheus.CounterVec
+	calls *prometheus.CounterVec
+	// byCaller holds each caller label's counters (*outcomes), so that a call
+	// need not hash its labels again; the policy's names bound it.
+	byCaller *sync.Map
 	reloads *prometheus.CounterVec
 	rules   prometheus.Gauge
 	loaded  prometheus.Gauge
 }
 
+// outcomes are one caller label's counters.
+type outcomes struct {
+	allowed, denied, throttled, unauthenticated prometheus.Counter
+}
+
+// of returns the counters of a caller label.
+func (m metrics) of(label string) *outcomes {
+	if o, ok := m.byCaller.Load(label); ok {
+		return o.(*outcomes)
+	}
+	o, _ := m.byCaller.LoadOrStore(label, &outcomes{
+		allowed:         m.calls.WithLabelValues(label, outcomeAllowed),
+		denied:          m.calls.WithLabelValues(label, outcomeDenied),
+		throttled:       m.calls.WithLabelValues(label, outcomeThrottled),
+		unauthenticated: m.calls.WithLabelValues(label, outcomeUnauthenticated),
+	})
+	return o.(*outcomes)
+}
+
 func newMetrics(reg prometheus.Registerer) (metrics, error) {
 	m := metrics{
+		byCaller: &sync.Map{},
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "plugin_facade_caller_calls_total",
 			Help: "Calls by caller (the caller policy's names, \"other\" for the rest) and outcome: allowed, denied (caller policy), throttled (fair share), unauthenticated (a bad token).",
@@ -44,9 +68,7 @@ func newMetrics(reg prometheus.Registerer) (metrics, error) {
 			Help: "1 when the last load of the caller policy file succeeded, 0 when it failed and an older policy is in force.",
 		}),
 	}
-	for _, o := range []string{outcomeAllowed, outcomeDenied, outcomeThrottled, outcomeUnauthenticated} {
-		m.calls.WithLabelValues(otherCallers, o)
-	}
+	m.of(otherCallers)
 	m.reloads.WithLabelValues("ok")
 	m.reloads.WithLabelValues("failed")
 	m.loaded.Set(1)

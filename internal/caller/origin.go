@@ -33,7 +33,6 @@ const (
 	headerXFF          = "X-Forwarded-For"
 	mdForwarded        = "forwarded"
 	mdXFF              = "x-forwarded-for"
-	mdAuthorization    = "authorization"
 	bearerScheme       = "bearer"
 	maxForwardingHops  = 32 // hops read from the forwarding headers, nearest first; the rest are ignored
 	maxForwardedValues = 8  // header lines of each forwarding header read

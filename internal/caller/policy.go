@@ -295,6 +295,14 @@ func (p *Policy) match(id Identity) *rule {
 
 // methodName is the short name of a gRPC method the policy knows, or "".
 func methodName(fullMethod string) string {
+	switch fullMethod { // the calls of every moment first
+	case pluginv1.PluginService_GetPluginVersion_FullMethodName:
+		return "GetPluginVersion"
+	case pluginv1.PluginService_GetConnectorPlugin_FullMethodName:
+		return "GetConnectorPlugin"
+	case pluginv1.PluginService_WatchPluginVersion_FullMethodName:
+		return "WatchPluginVersion"
+	}
 	for name, prefixes := range policyMethods {
 		for _, p := range prefixes {
 			if fullMethod == p || (strings.HasSuffix(p, "/") && strings.HasPrefix(fullMethod, p)) {

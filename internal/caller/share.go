@@ -129,6 +129,11 @@ func (s *shares) take(ctx context.Context, name string, own *Rate) (b Rate, retr
 		l.SetLimit(every)
 		l.SetBurst(b.Calls)
 	}
+	if l.Allow() {
+		return b, 0, true
+	}
+	// Out of tokens: how long until the next one (a reservation, given back;
+	// kept if a token came meanwhile).
 	r := l.Reserve()
 	if d := r.Delay(); d > 0 {
 		r.Cancel()

@@ -14,26 +14,28 @@ import (
 // gateway forwards the HTTP Authorization header under the same key.
 const authorizationKey = "authorization"
 
-// UsesServiceKey reports whether the call of ctx is to use the service's own
-// key: its incoming metadata holds no credential of its own.
-func UsesServiceKey(ctx context.Context) bool {
-	return len(metadata.ValueFromIncomingContext(ctx, authorizationKey)) == 0
-}
+// AuthorizationKey is the incoming metadata key of a caller's credential.
+const AuthorizationKey = authorizationKey
+
+// UsesServiceKey reports whether a call whose incoming metadata holds the
+// values authorization under AuthorizationKey is to use the service's own
+// key: it sends no credential of its own.
+func UsesServiceKey(authorization []string) bool { return len(authorization) == 0 }
 
 // credentials picks what to send upstream: the caller's own credential when it
 // sent one, the service's default otherwise. A credential never appears in the
 // errors returned here.
 func (s *Service) credentials(ctx context.Context) (upstream.Authorization, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	switch vals := md.Get(authorizationKey); len(vals) {
-	case 0:
+	switch vals := md.Get(authorizationKey); {
+	case UsesServiceKey(vals):
 		if s.defaultAuth.IsZero() {
 			return upstream.Authorization{}, failure.Refused(failure.ReasonNoCredentials,
 				"no credentials: send authorization metadata (Basic <base64 key:secret> or Bearer <token>); "+
 					"this service has no Cloud API key of its own configured")
 		}
 		return s.defaultAuth, nil
-	case 1:
+	case len(vals) == 1:
 		a, err := upstream.ParseAuthorization(vals[0])
 		if err != nil {
 			return upstream.Authorization{}, failure.Refused(failure.ReasonBadCredentials,
