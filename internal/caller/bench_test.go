@@ -165,7 +165,7 @@ callers:
 		}
 		n++
 	}
-	b.ReportMetric(float64((cpuTime() - cpu0).Nanoseconds())/float64(n), "cpu-ns/op")
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(n), "cpu-ns/op")
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)

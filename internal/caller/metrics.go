@@ -24,9 +24,9 @@ type metrics struct {
 	// byCaller holds each caller label's counters (*outcomes), so that a call
 	// need not hash its labels again; the policy's names bound it.
 	byCaller *sync.Map
-	reloads *prometheus.CounterVec
-	rules   prometheus.Gauge
-	loaded  prometheus.Gauge
+	reloads  *prometheus.CounterVec
+	rules    prometheus.Gauge
+	loaded   prometheus.Gauge
 }
 
 // outcomes are one caller label's counters.
