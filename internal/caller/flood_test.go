@@ -3,6 +3,9 @@ package caller_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,6 +176,18 @@ func TestFlood(t *testing.T) {
 		fl, lg := grpcClient(t, f.grpcAddr, "127.0.0.2", nil), grpcClient(t, f.grpcAddr, "127.0.0.3", nil)
 		r := flood(func(ctx context.Context, i int) error { return readDistinct(ctx, fl, i) },
 			func(ctx context.Context, _ int) error { return readKnown(ctx, lg) })
+		// Over REST the flooder's empty bucket is a 429 in the Failure
+		// envelope, with its own Retry-After.
+		resp, err := httpClient("127.0.0.2", nil).Get("http://" + f.httpAddr + "/connect/v1/custom-connector-plugins/ccp-999999")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" ||
+			!strings.Contains(string(body), `"code":"caller_share_exhausted"`) {
+			t.Errorf("REST over the share: %d, Retry-After %q, %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+		}
 		r.check(t, 1, f.upstream.count(429), func() error { return readDistinct(context.Background(), fl, 1e5-1) })
 	})
 	t.Run("by client certificate", func(t *testing.T) {
