@@ -4,7 +4,7 @@
 # empty caches needs nothing but Go:
 #   - buf, grpcurl and oapi-codegen: tools/go.mod, installed into ./bin;
 #   - protoc plugins: tool directives in go.mod, run by buf through `go tool`;
-#   - google/api protos: copied from a pinned Go module into third_party/.
+#   - google/api and google/rpc protos: printed from the pinned genproto modules into third_party/.
 
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -19,12 +19,13 @@ OAPI_CODEGEN := $(BIN)/oapi-codegen
 # the upstream's assembled OpenAPI and a client generated from it.
 SHARED_PAGES := ../shared/upstream-api
 CCLOUD       := internal/ccloudapi
-# Protos our contract imports, copied from a pinned Go module into the
-# git-ignored third_party/ by `make protos`, never edited by hand: google/api
-# (annotations.proto, http.proto) and google/rpc ship inside grpc-gateway
-# v1.16.0 under third_party/googleapis.
-GOOGLEAPIS_MODULE := github.com/grpc-ecosystem/grpc-gateway@v1.16.0
-GOOGLEAPIS        := third_party/googleapis
+# Protos our contract imports (google/api) and that callers need to read its
+# errors (google/rpc, with ErrorInfo and HttpResponse), written by `make protos`
+# into the git-ignored third_party/, never edited by hand: tools/googleprotos
+# prints them from the descriptors compiled into the genproto modules at the
+# versions go.mod pins (the ones the server links), offline from the module
+# cache; it fails when tools/go.mod pins other versions.
+GOOGLEAPIS := third_party/googleapis
 
 GO_TEST_FLAGS ?= -race -count=1 -timeout=10m
 
@@ -34,11 +35,11 @@ help: ## List the targets.
 
 .PHONY: run
 run: ## Start the facade against the built-in sandbox upstream (prints ready-to-paste grpcurl and curl commands).
-	go run ./cmd/server --sandbox
+	go build -o $(BIN)/plugin-facade ./cmd/server && exec $(BIN)/plugin-facade --sandbox # not go run: it exits 1 on Ctrl-C whatever the server does
 
 .PHONY: build
 build: ## Build the server binary into ./bin/plugin-facade.
-	go build -o $(BIN)/plugin-facade ./cmd/server
+	go build -ldflags '-X main.version=$(VERSION)' -o $(BIN)/plugin-facade ./cmd/server
 
 .PHONY: test
 test: check-generated lint vet tidy-check ## Run every check: generation drift, buf lint, gofmt, go vet, go mod tidy, go test -race.
@@ -116,15 +117,11 @@ $(BUF) $(GRPCURL) $(OAPI_CODEGEN) &: tools/go.mod tools/go.sum
 	@touch $(BUF) $(GRPCURL) $(OAPI_CODEGEN)
 
 .PHONY: protos
-protos: third_party/.copied ## Copy the google/api and google/rpc protos from their pinned Go module.
+protos: third_party/.copied ## Write the google/api and google/rpc protos from the genproto modules go.mod pins.
 
-third_party/.copied: Makefile go.mod
+third_party/.copied: Makefile go.mod tools/go.mod tools/googleprotos/main.go
 	rm -rf third_party
-	mkdir -p $(GOOGLEAPIS)
-	dir=$$(go mod download -json $(GOOGLEAPIS_MODULE) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
-	  test -n "$$dir" || { echo "cannot download $(GOOGLEAPIS_MODULE)" >&2; exit 1; }; \
-	  cp -R "$$dir/third_party/googleapis/google" $(GOOGLEAPIS)/
-	chmod -R u+w third_party
+	cd tools && go run ./googleprotos -gomod ../go.mod -out ../$(GOOGLEAPIS)
 	@touch $@
 
 # ccloud-api writes Confluent Cloud's assembled OpenAPI ($(1)/openapi.yaml) and

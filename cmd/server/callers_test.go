@@ -3,11 +3,12 @@ package main
 import (
 	"context"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/acme/plugin-facade/internal/caller"
 )
 
 // TestCallerConfig: the caller flags, and a bad policy file stopping
@@ -22,14 +23,15 @@ func TestCallerConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c, err := parseConfig([]string{"--caller-policy", good, "--caller-share", "0.5", "--trusted-proxies", "10.0.0.0/8, 192.168.1.7/32",
-		"--oidc-issuer", "https://kubernetes.default.svc", "--oidc-audience", "plugin-facade"}, env(), io.Discard)
+	c, err := parseConfig([]string{"--no-default-credentials", "--caller-policy", good, "--caller-share", "0.5", "--trusted-proxies", "10.0.0.0/8, 192.168.1.7/32",
+		"--oidc-issuer", "https://kubernetes.default.svc", "--oidc-audience", "plugin-facade"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.CallerPolicy == nil || c.CallerShare != 0.5 || len(c.TrustedProxies) != 2 || c.TrustedProxies[1] != netip.MustParsePrefix("192.168.1.7/32") ||
-		c.OIDCIssuer != "https://kubernetes.default.svc" || c.OIDCAudience != "plugin-facade" {
-		t.Errorf("config = %+v", c)
+	want := caller.Config{Share: 0.5, PolicyFile: good, PolicyCheck: caller.DefaultPolicyCheck, OIDCIssuer: "https://kubernetes.default.svc",
+		OIDCAudience: "plugin-facade", TrustedProxies: "10.0.0.0/8, 192.168.1.7/32"}
+	if c.Callers != want {
+		t.Errorf("config = %+v, want %+v", c.Callers, want)
 	}
 
 	for _, tt := range []struct {
@@ -39,13 +41,14 @@ func TestCallerConfig(t *testing.T) {
 	}{
 		{"a bad policy names its line", []string{"--caller-policy", bad}, "--caller-policy: " + bad + ":3: caller \"a\": match \"ip:10.[\": bad glob"},
 		{"a missing policy", []string{"--caller-policy", filepath.Join(dir, "none.yaml")}, "--caller-policy: open"},
-		{"share above 1", []string{"--caller-share", "1.5"}, "--caller-share must be more than 0 and at most 1"},
-		{"share of 0", []string{"--caller-share", "0"}, "--caller-share must be more than 0"},
-		{"issuer without audience", []string{"--oidc-issuer", "https://issuer"}, "--oidc-issuer and --oidc-audience go together"},
+		{"a bad policy check interval", []string{"--caller-policy-check", "0"}, "--caller-policy-check: must be positive"},
+		{"share above 1", []string{"--caller-share", "1.5"}, "--caller-share: must be more than 0 and at most 1"},
+		{"share of 0", []string{"--caller-share", "0"}, "--caller-share: must be more than 0"},
+		{"issuer without audience", []string{"--oidc-issuer", "https://issuer"}, "--oidc-issuer: and the OIDC audience go together"},
 		{"a proxy that is no range", []string{"--trusted-proxies", "10.0.0.1"}, `--trusted-proxies: "10.0.0.1" is not a CIDR range`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := parseConfig(tt.args, env(), io.Discard)
+			_, err := parseConfig(append([]string{"--no-default-credentials"}, tt.args...), nil)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
 			}
@@ -53,7 +56,7 @@ func TestCallerConfig(t *testing.T) {
 	}
 
 	t.Run("exit status 2", func(t *testing.T) {
-		err := run(context.Background(), []string{"--caller-policy", bad}, env(), io.Discard, io.Discard)
+		err := run(context.Background(), []string{"--no-default-credentials", "--caller-policy", bad}, nil, io.Discard, io.Discard)
 		if code := exitCode(err); code != 2 || !strings.Contains(err.Error(), bad+":3:") {
 			t.Errorf("run = %v, exit %d; want exit 2 naming line 3", err, code)
 		}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -485,6 +486,22 @@ func TestFleetDegradesWithoutRedis(t *testing.T) {
 	}
 	if n := sb.Requests() - before; n != 1 {
 		t.Errorf("after Redis came back, 3 replicas made %d upstream calls for one id; want 1", n)
+	}
+
+	// go-redis's own lines went through slog: every line stays JSON.
+	redisLines := 0
+	for i, rep := range rs {
+		for line := range strings.Lines(rep.out.String()) {
+			var entry map[string]any
+			if err := json.Unmarshal([]byte(line), &entry); err != nil {
+				t.Errorf("replica %d wrote a line that is not JSON: %q", i, line)
+			} else if entry["component"] == "go-redis" {
+				redisLines++
+			}
+		}
+	}
+	if redisLines == 0 {
+		t.Error("no go-redis line (component go-redis) while Redis was down")
 	}
 }
 

@@ -10,7 +10,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,8 +19,11 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	pluginfacade "github.com/acme/plugin-facade"
 	"github.com/acme/plugin-facade/internal/caller"
@@ -50,9 +52,15 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
 	if code := exitCode(err); code != 0 {
-		fmt.Fprintln(os.Stderr, "plugin-facade:", err)
+		for line := range strings.Lines(err.Error()) {
+			fmt.Fprint(os.Stderr, "plugin-facade: ", line)
+		}
+		fmt.Fprintln(os.Stderr)
+		if code == 2 {
+			fmt.Fprintln(os.Stderr, seeHelp)
+		}
 		stop()
 		os.Exit(code)
 	}
@@ -65,12 +73,13 @@ func (e configError) Error() string { return e.err.Error() }
 func (e configError) Unwrap() error { return e.err }
 
 // exitCode is the process's exit status for what run returned: 0 after a clean
-// shutdown or --help, 2 for an invalid configuration (as flag parsing errors
-// conventionally are), 1 when serving failed.
+// shutdown (SIGINT and SIGTERM included), help or version, 2 for an invalid
+// configuration (as flag parsing errors conventionally are), 1 when starting
+// or serving failed.
 func exitCode(err error) int {
 	var ce configError
 	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
+	case err == nil:
 		return 0
 	case errors.As(err, &ce):
 		return 2
@@ -79,187 +88,216 @@ func exitCode(err error) int {
 	}
 }
 
-// run starts the facade and serves until ctx ends.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := parseConfig(args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+// run starts the facade and serves until ctx ends. environ is the process's
+// environment as os.Environ gives it.
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, environ)
+	if err != nil {
 		return err
 	}
-	if err != nil {
-		return configError{err}
-	}
-	if cfg.Version {
+	switch cfg.Command {
+	case "help":
+		printUsage(stdout)
+		return nil
+	case "version":
 		printVersion(stdout)
 		return nil
 	}
 	log := newLogger(cfg, stderr)
-
-	tp, err := telemetry.NewTracerProvider(ctx, buildVersion(), getenv)
+	for _, w := range cfg.Warnings {
+		log.Warn(w)
+	}
+	env := envMap(environ)
+	tp, err := telemetry.NewTracerProvider(ctx, buildVersion(), func(k string) string { return env[k] })
 	if err != nil {
 		return configError{err} // an OTEL_* variable with a value autoexport does not know
 	}
-	defer func() {
-		// Flush the spans still batched, within a bound of its own: ctx has ended.
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := tp.Shutdown(sctx); err != nil {
-			log.Warn("flushing traces", "error", err.Error())
-		}
-	}()
-	registry := telemetry.NewRegistry()
-	upstreamMetrics := telemetry.NewUpstreamMetrics(registry)
+	defer flushTraces(ctx, tp, log)
 
-	upstreamURL, creds := cfg.UpstreamURL, cfg.Credentials
-	if cfg.Sandbox {
-		sb, err := sandbox.Start()
-		if err != nil {
-			return fmt.Errorf("starting the sandbox: %w", err)
-		}
-		defer sb.Close()
-		if !creds.IsZero() {
-			log.Warn("sandbox mode: ignoring " + envAPIKey + "; using the sandbox's own key")
-		}
-		upstreamURL, creds = sb.URL(), upstream.BasicAuth(sandbox.APIKey, sandbox.APISecret)
-	}
-
-	callerOpts := []caller.Option{
-		caller.WithServiceKey(creds),
-		caller.WithShare(cfg.CallerShare),
-		caller.WithTrustedProxies(cfg.TrustedProxies),
-		caller.WithPolicy(cfg.CallerPolicy),
-		caller.WithLogger(log),
-		caller.WithRegisterer(registry),
-	}
-	if cfg.OIDCIssuer != "" {
-		o, err := caller.NewOIDC(ctx, cfg.OIDCIssuer, cfg.OIDCAudience, nil)
-		if err != nil {
-			return fmt.Errorf("--oidc-issuer: %w", err)
-		}
-		callerOpts = append(callerOpts, caller.WithOIDC(o))
-	}
-
-	clientOpts := []upstream.Option{
-		upstream.WithUserAgent("plugin-facade/" + buildVersion()),
-		upstream.WithInsecure(cfg.UpstreamInsecure),
-		upstream.WithRetry(upstream.RetryPolicy{MaxAttempts: cfg.UpstreamMaxAttempts, MaxWait: cfg.UpstreamMaxWait}),
-		upstream.WithMaxBodyBytes(cfg.UpstreamMaxBody),
-		upstream.WithRateLimitGuard(cfg.RateLimitGuard),
-		upstream.WithCache(cfg.CacheTTL, cfg.CacheMaxEntries),
-		upstream.WithHooks(upstreamMetrics.Hooks()),
-	}
-	svcOpts := []service.Option{
-		service.WithDefaultCredentials(creds),
-		service.WithUpstreamTimeout(cfg.UpstreamTimeout),
-		service.WithLogger(log),
-	}
-	srvOpts := []server.Option{
-		server.WithLogger(log),
-		server.WithOpenAPI(pluginfacade.OpenAPI()),
-		server.WithShutdownTimeout(cfg.ShutdownTimeout),
-		server.WithRegistry(registry),
-		server.WithTracerProvider(tp),
-	}
-	if cfg.RedisURL != "" {
-		// The replicas of a fleet share the guard's windows, the cache and
-		// the watches' polling through Redis; while it does not answer, each
-		// runs on its local state.
-		fl, err := fleet.Open(cfg.RedisURL, fleet.Options{Timeout: cfg.RedisTimeout, Logger: log, Registerer: registry})
-		if err != nil {
-			return configError{fmt.Errorf("--redis-url: %w", err)}
-		}
-		defer fl.Close()
-		if cfg.RateLimitGuard {
-			clientOpts = append(clientOpts, upstream.WithGuardStore(fl.Guard(upstream.NewMemoryGuardStore())))
-		}
-		if cfg.CacheTTL > 0 {
-			clientOpts = append(clientOpts, upstream.WithCacheStore(fl.Cache(cfg.CacheMaxEntries)))
-		}
-		svcOpts = append(svcOpts, service.WithWatchRelay(fl.Watches()))
-		callerOpts = append(callerOpts, caller.WithSharedBudgets(fl.Budgets()))
-		srvOpts = append(srvOpts, server.WithReadyDetail("fleet", fl.Status))
-	}
-
-	callers, err := caller.New(callerOpts...)
+	var closers closers
+	defer closers.close()
+	app, err := build(cfg, log, tp, &closers)
 	if err != nil {
 		return err
 	}
-	srvOpts = append(srvOpts, server.WithCallers(callers))
-	if cfg.CallerPolicyFile != "" {
-		stopWatch := watchPolicy(ctx, callers, cfg)
-		defer stopWatch()
-	}
-	// The caller guard learns the service key's window from its answers.
-	traced := telemetry.Transport(tp)
-	clientOpts = append(clientOpts, upstream.WithTransport(func(rt http.RoundTripper) http.RoundTripper {
-		return callers.Transport(traced(rt))
-	}))
-
-	client, err := upstream.New(upstreamURL, clientOpts...)
+	grpcLis, httpLis, err := listen(cfg, &closers)
 	if err != nil {
 		return err
 	}
-	svc := service.New(client, svcOpts...)
-
-	grpcLis, err := net.Listen("tcp", cfg.GRPCAddr)
-	if err != nil {
-		return fmt.Errorf("--grpc-addr: %w", err)
-	}
-	httpLis, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		grpcLis.Close()
-		return fmt.Errorf("--http-addr: %w", err)
-	}
-	log.Info("starting plugin-facade", "version", buildVersion(), "upstream", upstreamURL,
-		"sandbox", cfg.Sandbox, "default_credentials", creds, "tls", cfg.TLS != nil,
-		"mutual_tls", cfg.TLS != nil && cfg.TLS.ClientCAs != nil, "redis", fleet.Redacted(cfg.RedisURL),
-		"caller_policy", cfg.CallerPolicyFile, "oidc_issuer", cfg.OIDCIssuer, "caller_share", cfg.CallerShare)
+	log.Info("starting plugin-facade", "version", buildVersion(), "upstream", app.upstreamURL,
+		"sandbox", cfg.Sandbox, "default_credentials", app.creds, "tls", cfg.TLS != nil,
+		"mutual_tls", cfg.TLS != nil && cfg.TLS.ClientCAs != nil, "redis", fleet.Redacted(cfg.Fleet.URL),
+		"caller_policy", cfg.Callers.PolicyFile, "oidc_issuer", cfg.Callers.OIDCIssuer, "caller_share", cfg.Callers.Share)
 	if cfg.Sandbox {
-		printSandboxHelp(stdout, upstreamURL, grpcLis.Addr(), httpLis.Addr(), cfg.TLS != nil)
+		printSandboxHelp(stdout, app.upstreamURL, grpcLis.Addr(), httpLis.Addr(), cfg.TLS != nil)
 	}
-
 	if cfg.DebugAddr != "" {
 		stopDebug, err := serveDebug(cfg.DebugAddr, log)
 		if err != nil {
-			grpcLis.Close()
-			httpLis.Close()
 			return err
 		}
-		defer stopDebug()
+		closers.add(stopDebug)
 	}
-
-	if cfg.TLS != nil {
-		srvOpts = append(srvOpts, server.WithTLS(cfg.TLS))
+	if cfg.Callers.PolicyFile != "" {
+		closers.add(watchPolicy(ctx, app.callers, cfg.Callers))
 	}
-	defer client.Close()
-	srv, err := server.New(svc, srvOpts...)
-	if err != nil {
-		grpcLis.Close()
-		httpLis.Close()
-		return err
-	}
-	if err := srv.Serve(ctx, grpcLis, httpLis); err != nil {
+	if err := app.srv.Serve(ctx, grpcLis, httpLis); err != nil {
 		return err
 	}
 	log.Info("stopped")
 	return nil
 }
 
+// closers are what run started, closed in reverse order when it returns.
+type closers []func()
+
+func (c *closers) add(f func()) { *c = append(*c, f) }
+
+func (c *closers) close() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
+	}
+}
+
+// flushTraces flushes the spans still batched, within a bound of its own: ctx
+// has ended by then.
+func flushTraces(ctx context.Context, tp *telemetry.TracerProvider, log *slog.Logger) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := tp.Shutdown(sctx); err != nil {
+		log.Warn("flushing traces", "error", err.Error())
+	}
+}
+
+// app is the facade built from a configuration, ready to serve.
+type app struct {
+	upstreamURL string
+	creds       upstream.Authorization
+	srv         *server.Server
+	callers     *caller.Guard
+}
+
+// build builds every piece from cfg: the sandbox when asked for, the fleet
+// when configured, the upstream client, the service and the servers. What
+// needs closing is added to closers.
+func build(cfg config, log *slog.Logger, tp *telemetry.TracerProvider, closers *closers) (*app, error) {
+	a := &app{upstreamURL: cfg.Upstream.BaseURL, creds: cfg.Credentials}
+	if cfg.Sandbox {
+		sb, err := sandbox.Start()
+		if err != nil {
+			return nil, fmt.Errorf("starting the sandbox: %w", err)
+		}
+		closers.add(func() { sb.Close() })
+		a.upstreamURL, a.creds = sb.URL(), upstream.BasicAuth(sandbox.APIKey, sandbox.APISecret)
+	}
+	registry := telemetry.NewRegistry()
+	telemetry.RegisterBuildInfo(registry, buildVersion())
+	clientOpts := append(cfg.Upstream.Options(),
+		upstream.WithUserAgent("plugin-facade/"+buildVersion()),
+		upstream.WithHooks(telemetry.NewUpstreamMetrics(registry).Hooks()),
+		upstream.WithLogger(log))
+	callerOpts, err := callerOptions(cfg, a.creds, log, registry)
+	if err != nil {
+		return nil, err
+	}
+	svcOpts := append(cfg.Service.Options(), service.WithDefaultCredentials(a.creds), service.WithLogger(log))
+	srvOpts := append(cfg.Server.Options(), server.WithLogger(log), server.WithOpenAPI(pluginfacade.OpenAPI()),
+		server.WithRegistry(registry), server.WithTracerProvider(tp))
+	if cfg.TLS != nil {
+		srvOpts = append(srvOpts, server.WithTLS(cfg.TLS))
+	}
+	if cfg.Fleet.URL != "" {
+		// The replicas of a fleet share the guard's windows, the cache and
+		// the watches' polling through Redis; while it does not answer, each
+		// runs on its local state.
+		fleet.UseLogger(log)
+		fl, err := fleet.Open(cfg.Fleet.URL, fleet.Options{Timeout: cfg.Fleet.Timeout, Logger: log, Registerer: registry})
+		if err != nil {
+			return nil, configError{fmt.Errorf("--redis-url: %w", err)}
+		}
+		closers.add(func() { fl.Close() })
+		if cfg.Upstream.RateLimitGuard {
+			clientOpts = append(clientOpts, upstream.WithGuardStore(fl.Guard(upstream.NewMemoryGuardStore())))
+		}
+		if cfg.Upstream.CacheTTL > 0 {
+			clientOpts = append(clientOpts, upstream.WithCacheStore(fl.Cache()))
+		}
+		svcOpts = append(svcOpts, service.WithWatchRelay(fl.Watches()))
+		callerOpts = append(callerOpts, caller.WithSharedBudgets(fl.Budgets()))
+		srvOpts = append(srvOpts, server.WithReadyDetail("fleet", fl.Status))
+	}
+	if a.callers, err = caller.New(callerOpts...); err != nil {
+		return nil, err
+	}
+	srvOpts = append(srvOpts, server.WithCallers(a.callers))
+	// The caller guard learns the service key's window from its answers.
+	traced := telemetry.Transport(tp)
+	clientOpts = append(clientOpts, upstream.WithTransport(func(rt http.RoundTripper) http.RoundTripper {
+		return a.callers.Transport(traced(rt))
+	}))
+	client, err := upstream.New(a.upstreamURL, clientOpts...)
+	if err != nil {
+		return nil, err
+	}
+	closers.add(client.Close)
+	a.srv, err = server.New(service.New(client, svcOpts...), srvOpts...)
+	return a, err
+}
+
+// callerOptions are the caller guard's options: cfg's, the service's key, and
+// the policy and OIDC issuer cfg names (a policy that no longer parses is a
+// configuration error; an issuer whose discovery fails, a failure to start).
+func callerOptions(cfg config, key upstream.Authorization, log *slog.Logger, reg prometheus.Registerer) ([]caller.Option, error) {
+	opts := append(cfg.Callers.Options(), caller.WithServiceKey(key), caller.WithLogger(log), caller.WithRegisterer(reg))
+	if cfg.Callers.PolicyFile != "" {
+		p, err := caller.LoadPolicy(cfg.Callers.PolicyFile)
+		if err != nil {
+			return nil, configError{fmt.Errorf("--caller-policy: %w", err)}
+		}
+		opts = append(opts, caller.WithPolicy(p))
+	}
+	if cfg.Callers.OIDCIssuer != "" {
+		o, err := caller.NewOIDC(context.Background(), cfg.Callers.OIDCIssuer, cfg.Callers.OIDCAudience, nil)
+		if err != nil {
+			return nil, fmt.Errorf("--oidc-issuer: %w", err)
+		}
+		opts = append(opts, caller.WithOIDC(o))
+	}
+	return opts, nil
+}
+
 // watchPolicy reloads the caller policy on SIGHUP and when its file changes,
 // until ctx ends or the returned function is called.
-func watchPolicy(ctx context.Context, g *caller.Guard, cfg config) (stop func()) {
+func watchPolicy(ctx context.Context, g *caller.Guard, c caller.Config) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		g.WatchPolicy(ctx, cfg.CallerPolicyFile, cfg.CallerPolicyCheck, hup)
+		g.WatchPolicy(ctx, c.PolicyFile, c.PolicyCheck, hup)
 	}()
 	return func() {
 		signal.Stop(hup)
 		cancel()
 		<-done
 	}
+}
+
+// listen opens both listeners, which closers close unless Serve took them.
+func listen(cfg config, closers *closers) (grpcLis, httpLis net.Listener, err error) {
+	for _, l := range []struct {
+		flag, addr string
+		lis        *net.Listener
+	}{{"--grpc-addr", cfg.GRPCAddr, &grpcLis}, {"--http-addr", cfg.HTTPAddr, &httpLis}} {
+		lis, err := net.Listen("tcp", l.addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", l.flag, err)
+		}
+		closers.add(func() { lis.Close() })
+		*l.lis = lis
+	}
+	return grpcLis, httpLis, nil
 }
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {

@@ -173,17 +173,16 @@ func variants(t *testing.T) []variant {
 }
 
 // binaryEnv returns whether the binary reads the environment variable name:
-// one parseConfig asks for (each flag's PLUGIN_FACADE_ name, from the flag
-// set itself, and the Cloud API key), the OTEL_* ones of OpenTelemetry's SDK
+// a flag's (its PLUGIN_FACADE_ name, from the flag set itself), the Cloud API
+// key's, the OTEL_* ones of OpenTelemetry's SDK
 // (see the README's Traces), or the Go runtime's GOGC and GOMEMLIMIT.
 func binaryEnv(t *testing.T) func(name string) bool {
 	t.Helper()
-	asked := map[string]bool{}
-	if _, err := parseConfig(nil, func(k string) string { asked[k] = true; return "" }, io.Discard); err != nil {
-		t.Fatalf("the default configuration: %v", err)
-	}
+	c := defaultConfig()
+	fs, _, _ := newFlagSet(&c)
+	asked := settingEnv(fs)
 	return func(name string) bool {
-		return asked[name] || strings.HasPrefix(name, "OTEL_") || name == "GOGC" || name == "GOMEMLIMIT"
+		return asked[name] || name == envAPIKey || name == envAPISecret || strings.HasPrefix(name, "OTEL_") || name == "GOGC" || name == "GOMEMLIMIT"
 	}
 }
 
@@ -440,7 +439,7 @@ func TestKubernetesManifests(t *testing.T) {
 						t.Errorf("%s: %s is set, but the binary does not read it", v.name, name)
 					}
 				}
-				if _, err := parseConfig(c.Args, mapEnv(env), io.Discard); err != nil {
+				if _, err := parseConfig(c.Args, mapEnv(env)); err != nil {
 					t.Errorf("%s: the binary refuses the configuration: %v", v.name, err)
 				}
 			})
@@ -472,7 +471,7 @@ func TestKubernetesManifests(t *testing.T) {
 	})
 
 	env := containerEnv(t, base, d, c)
-	cfg, err := parseConfig(c.Args, mapEnv(env), io.Discard)
+	cfg, err := parseConfig(c.Args, mapEnv(env))
 	if err != nil {
 		t.Fatalf("the binary refuses the base configuration: %v", err)
 	}
@@ -542,9 +541,9 @@ func TestKubernetesManifests(t *testing.T) {
 		} else {
 			preStop = time.Duration(c.Lifecycle.PreStop.Sleep.Seconds) * time.Second
 		}
-		need := preStop + cfg.ShutdownTimeout + spanFlushTimeout
+		need := preStop + cfg.Server.ShutdownTimeout + spanFlushTimeout
 		if grace := pod.TerminationGracePeriodSeconds; grace == nil || time.Duration(*grace)*time.Second < need {
-			t.Errorf("terminationGracePeriodSeconds %s < preStop %v + --shutdown-timeout %v + span flush %v", fmtSeconds(grace), preStop, cfg.ShutdownTimeout, spanFlushTimeout)
+			t.Errorf("terminationGracePeriodSeconds %s < preStop %v + --shutdown-timeout %v + span flush %v", fmtSeconds(grace), preStop, cfg.Server.ShutdownTimeout, spanFlushTimeout)
 		}
 	})
 
@@ -617,15 +616,15 @@ func TestKubernetesManifests(t *testing.T) {
 	})
 }
 
-// startFromManifest runs the binary in process with args and getenv, on
+// startFromManifest runs the binary in process with args and environ, on
 // loopback ports chosen by the system, until the test ends.
-func startFromManifest(t *testing.T, args []string, getenv func(string) string) (grpcAddr, httpAddr string) {
+func startFromManifest(t *testing.T, args []string, environ []string) (grpcAddr, httpAddr string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	var stdout, stderr testutil.Buffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, append(slices.Clone(args), "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"), getenv, &stdout, &stderr)
+		done <- run(ctx, append(slices.Clone(args), "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"), environ, &stdout, &stderr)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -641,8 +640,13 @@ func startFromManifest(t *testing.T, args []string, getenv func(string) string) 
 	return servingAddrs(t, &stderr)
 }
 
-func mapEnv(env map[string]string) func(string) string {
-	return func(k string) string { return env[k] }
+// mapEnv is env as os.Environ gives it.
+func mapEnv(env map[string]string) []string {
+	var out []string
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	return out
 }
 
 func (m *manifests) service(name string) *corev1.Service {

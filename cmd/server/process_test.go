@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,10 +20,14 @@ import (
 	"github.com/acme/plugin-facade/internal/testutil"
 )
 
+// runMainEnv, set to 1, makes the test binary run main instead of the tests.
+// It lacks the PLUGIN_FACADE_ prefix, which the server warns about.
+const runMainEnv = "TEST_RUN_PLUGIN_FACADE_MAIN"
+
 // TestMain lets the tests run this very binary as the server process, so that
 // signals and exit statuses are tested for real.
 func TestMain(m *testing.M) {
-	if os.Getenv("PLUGIN_FACADE_TEST_RUN_MAIN") == "1" {
+	if os.Getenv(runMainEnv) == "1" {
 		main()
 		os.Exit(0)
 	}
@@ -30,37 +35,68 @@ func TestMain(m *testing.M) {
 }
 
 // command returns the server as a child process with args and extra
-// environment variables.
+// environment variables, its stdout and stderr in one buffer.
 func command(t *testing.T, env []string, args ...string) (*exec.Cmd, *testutil.Buffer) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(append(os.Environ(), "PLUGIN_FACADE_TEST_RUN_MAIN=1"), env...)
-	var out testutil.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	return cmd, &out
+	cmd, stdout, _ := commandApart(t, env, args...)
+	cmd.Stderr = stdout
+	return cmd, stdout
 }
 
+// commandApart is command with stdout and stderr in buffers of their own.
+func commandApart(t *testing.T, env []string, args ...string) (cmd *exec.Cmd, stdout, stderr *testutil.Buffer) {
+	t.Helper()
+	cmd = exec.Command(os.Args[0], args...)
+	cmd.Env = append(append(os.Environ(), runMainEnv+"=1"), env...)
+	stdout, stderr = &testutil.Buffer{}, &testutil.Buffer{}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	return cmd, stdout, stderr
+}
+
+// TestExitStatus holds the process to its documented exit statuses and to
+// where it writes what: help and version on stdout, a refusal on stderr in
+// one line per problem and a pointer to --help, never the whole usage.
 func TestExitStatus(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	key := []string{"CONFLUENT_CLOUD_API_KEY=KEY", "CONFLUENT_CLOUD_API_SECRET=hunter2"}
+	loopback := []string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}
+	refused := func(line string) string { return "plugin-facade: " + line + "\n" + seeHelp + "\n" }
 	tests := []struct {
-		name     string
-		args     []string
-		env      []string
-		wantCode int
-		wantOut  string
+		name       string
+		args       []string
+		env        []string
+		wantCode   int
+		wantStdout string // a prefix
+		wantStderr string // all of it, unless stderrHas
+		stderrHas  bool
 	}{
-		{"invalid flag value", []string{"--log-format", "xml"}, nil, 2, `--log-format must be json or text, not "xml"`},
-		{"invalid environment value", nil, []string{"PLUGIN_FACADE_SHUTDOWN_TIMEOUT=soon"}, 2, "PLUGIN_FACADE_SHUTDOWN_TIMEOUT"},
-		{"unknown flag", []string{"--port", "1"}, nil, 2, "flag provided but not defined: -port"},
-		{"missing TLS key", []string{"--tls-cert", "cert.pem"}, nil, 2, "--tls-cert and --tls-key go together"},
-		{"unreadable TLS files", []string{"--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"}, nil, 2, "--tls-cert/--tls-key"},
-		{"unknown OTEL_TRACES_EXPORTER", []string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, []string{"OTEL_TRACES_EXPORTER=carrier-pigeon"}, 2, "carrier-pigeon"},
-		{"a port it cannot listen on", []string{"--grpc-addr", "127.0.0.1:-1"}, nil, 1, "--grpc-addr"},
-		{"help", []string{"--help"}, nil, 0, "PLUGIN_FACADE_GRPC_ADDR"},
-		{"version", []string{"--version"}, nil, 0, "plugin-facade dev\ngo: go"},
+		{"invalid flag value", []string{"--log-format", "xml"}, key, 2, "", refused(`--log-format must be json or text, not "xml"`), false},
+		{"invalid address", []string{"--grpc-addr", "nonsense"}, key, 2, "", refused(`--grpc-addr "nonsense": not host:port`), false},
+		{"invalid environment value", nil, append(key, "PLUGIN_FACADE_SHUTDOWN_TIMEOUT=soon"), 2, "",
+			refused(`PLUGIN_FACADE_SHUTDOWN_TIMEOUT="soon": parse error`), false},
+		{"unknown flag", []string{"--port", "1"}, key, 2, "", refused("flag provided but not defined: -port"), false},
+		{"stray argument", []string{"serve"}, key, 2, "", refused("unexpected arguments: serve (commands: help, version)"), false},
+		{"two problems", []string{"--shutdown-timeout", "0"}, nil, 2, "", "plugin-facade: --shutdown-timeout: must be positive\n" +
+			"plugin-facade: no default credential: set CONFLUENT_CLOUD_API_KEY and CONFLUENT_CLOUD_API_SECRET (CONFLUENT_CLOUD_API_KEY unset, CONFLUENT_CLOUD_API_SECRET unset), or pass --no-default-credentials so that every caller sends its own\n" + seeHelp + "\n", false},
+		{"empty default key", nil, []string{"CONFLUENT_CLOUD_API_KEY=", "CONFLUENT_CLOUD_API_SECRET="}, 2, "", "CONFLUENT_CLOUD_API_KEY empty, CONFLUENT_CLOUD_API_SECRET empty", true},
+		{"half-set default key", nil, []string{"CONFLUENT_CLOUD_API_KEY=KEY"}, 2, "", "set both", true},
+		{"missing TLS key", []string{"--tls-cert", "cert.pem"}, key, 2, "", refused("--tls-cert and --tls-key go together (--tls-client-ca needs both)"), false},
+		{"unreadable TLS files", []string{"--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"}, key, 2, "", "--tls-cert/--tls-key", true},
+		{"unknown OTEL_TRACES_EXPORTER", loopback, append(key, "OTEL_TRACES_EXPORTER=carrier-pigeon"), 2, "", "carrier-pigeon", true},
+		{"a port in use", []string{"--grpc-addr", busy.Addr().String(), "--http-addr", "127.0.0.1:0"}, key, 1, "", "address already in use", true},
+		{"--help", []string{"--help"}, nil, 0, "Usage: plugin-facade [flags]\n", "", false},
+		{"-h", []string{"-h"}, nil, 0, "Usage: plugin-facade [flags]\n", "", false},
+		{"help", []string{"help"}, nil, 0, "Usage: plugin-facade [flags]\n", "", false},
+		{"--version", []string{"--version"}, nil, 0, "plugin-facade dev\ngo: go", "", false},
+		{"version", []string{"version"}, nil, 0, "plugin-facade dev\ngo: go", "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd, out := command(t, tt.env, tt.args...)
+			cmd, stdout, stderr := commandApart(t, tt.env, tt.args...)
 			err := cmd.Run()
 			code := 0
 			var exit *exec.ExitError
@@ -69,8 +105,17 @@ func TestExitStatus(t *testing.T) {
 			} else if err != nil {
 				t.Fatal(err)
 			}
-			if code != tt.wantCode || !strings.Contains(out.String(), tt.wantOut) {
-				t.Errorf("exit status %d, output:\n%s\nwant status %d and %q", code, out.String(), tt.wantCode, tt.wantOut)
+			if code != tt.wantCode {
+				t.Errorf("exit status %d, want %d; stderr:\n%s", code, tt.wantCode, stderr.String())
+			}
+			if !strings.HasPrefix(stdout.String(), tt.wantStdout) || (tt.wantStdout == "" && stdout.String() != "") {
+				t.Errorf("stdout:\n%s\nwant it to start with %q", stdout.String(), tt.wantStdout)
+			}
+			if got := stderr.String(); tt.stderrHas && !strings.Contains(got, tt.wantStderr) || !tt.stderrHas && got != tt.wantStderr {
+				t.Errorf("stderr:\n%s\nwant %q", got, tt.wantStderr)
+			}
+			if strings.Contains(stdout.String()+stderr.String(), "hunter2") {
+				t.Error("the secret was printed")
 			}
 		})
 	}

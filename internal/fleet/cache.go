@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -16,43 +15,27 @@ const MaxSharedValueBytes = 64 << 10
 func cacheKey(key string) string { return prefix + "cache:" + key }
 func claimKey(key string) string { return prefix + "claim:" + key }
 
-// Cache keeps successful upstream answers, encoded by the client, for the
-// whole fleet: an answer one replica fetched serves every replica until its
-// TTL ends. It implements upstream.CacheStore and upstream.CacheClaimer.
+// Cache shares successful upstream answers, encoded by the client, across
+// the fleet: an answer one replica fetched serves every replica until its TTL
+// ends. It implements upstream.CacheStore and upstream.CacheClaimer. It keeps
+// nothing of its own: each client keeps its copy of the entries it reads and
+// writes (until the same instant as in Redis), and is the cache while Redis
+// is unreachable.
 //
 // Entries are keyed by what the client gives, a hash of the credential's hash
 // and the exact request, so that they are isolated per credential and hold
 // neither in clear. They expire in Redis itself (PX), and each is at most
 // MaxSharedValueBytes: Redis holds at most one entry per distinct request
-// made within one TTL. Each replica also keeps, in a bounded LRU, the entries
-// it has read or written, until the same instant as in Redis: a hit there
-// costs no round trip, and while Redis is unreachable it is the cache.
+// made within one TTL.
 type Cache struct {
-	f     *Fleet
-	local *lru.Cache[string, cacheEntry]
+	f *Fleet
 }
 
-type cacheEntry struct {
-	value   []byte
-	expires time.Time
-}
+// Cache returns the fleet's cache.
+func (f *Fleet) Cache() *Cache { return &Cache{f: f} }
 
-// Cache returns the fleet's cache, keeping up to localEntries entries in this
-// replica's memory.
-func (f *Fleet) Cache(localEntries int) *Cache {
-	local, _ := lru.New[string, cacheEntry](max(localEntries, 1)) // fails only for a size below 1
-	return &Cache{f: f, local: local}
-}
-
-// Get returns the entry of key, from this replica's memory or from Redis.
-func (c *Cache) Get(ctx context.Context, key string) ([]byte, bool) {
-	now := time.Now()
-	if e, ok := c.local.Get(key); ok {
-		if now.Before(e.expires) {
-			return e.value, true
-		}
-		c.local.Remove(key)
-	}
+// Get returns the entry of key from Redis, and the time it has left.
+func (c *Cache) Get(ctx context.Context, key string) ([]byte, time.Duration, bool) {
 	var (
 		value *redis.StringCmd
 		left  *redis.DurationCmd
@@ -63,24 +46,22 @@ func (c *Cache) Get(ctx context.Context, key string) ([]byte, bool) {
 		_, err := pipe.Exec(ctx)
 		return err
 	}) {
-		return nil, false
+		return nil, 0, false
 	}
 	b, err1 := value.Bytes()
 	d, err2 := left.Result()
 	if err1 != nil || err2 != nil || d <= 0 {
-		return nil, false // missing (redis.Nil), or expiring as we read it
+		return nil, 0, false // missing (redis.Nil), or expiring as we read it
 	}
-	c.local.Add(key, cacheEntry{value: b, expires: now.Add(d)})
-	return b, true
+	return b, d, true
 }
 
-// Set keeps value under key for ttl, here and, unless it is larger than
-// MaxSharedValueBytes, in Redis.
+// Set keeps value under key for ttl in Redis, unless it is larger than
+// MaxSharedValueBytes (the replica that fetched it keeps it then).
 func (c *Cache) Set(ctx context.Context, key string, value []byte, ttl time.Duration) {
 	if ttl <= 0 {
 		return
 	}
-	c.local.Add(key, cacheEntry{value: value, expires: time.Now().Add(ttl)})
 	if len(value) > MaxSharedValueBytes {
 		c.f.metrics.skipped.WithLabelValues("cache_set_too_large").Inc()
 		return

@@ -151,13 +151,6 @@ func Open(rawURL string, o Options) (*Fleet, error) {
 	return f, nil
 }
 
-// CheckURL reports what is wrong with a Redis URL, as Open would, without
-// connecting; its error never shows the URL's password.
-func CheckURL(rawURL string) error {
-	_, _, _, err := parseURL(rawURL)
-	return err
-}
-
 // Redacted is a Redis URL as logs may show it: without its password ("" for
 // "", "invalid" for what is not a URL).
 func Redacted(rawURL string) string {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/acme/plugin-facade/internal/upstream"
 )
 
 // maxReload bounds how many windows a replica reads from Redis when it
@@ -35,17 +37,8 @@ func guardKey(cred string) string { return prefix + "guard:" + cred }
 // reconnection to Redis, reloads the keys.
 type Guard struct {
 	f      *Fleet
-	local  Windows
+	local  upstream.GuardStore
 	writes chan guardWrite
-}
-
-// Windows is the local store of a Guard, with the methods of
-// upstream.GuardStore: upstream.NewMemoryGuardStore, the client's own
-// in-process store, is one.
-type Windows interface {
-	Exhausted(ctx context.Context, cred string) (until time.Time, limit int, ok bool)
-	SetExhausted(ctx context.Context, cred string, until time.Time, limit int)
-	ClearExhausted(ctx context.Context, cred string)
 }
 
 // guardWrite is a window to share (clear false) or to forget (clear true).
@@ -57,8 +50,9 @@ type guardWrite struct {
 }
 
 // Guard returns the fleet's rate-limit guard, keeping its local copy in
-// local. Call it once.
-func (f *Fleet) Guard(local Windows) *Guard {
+// local (upstream.NewMemoryGuardStore, the client's own in-process store):
+// the fleet only propagates what local learns. Call it once.
+func (f *Fleet) Guard(local upstream.GuardStore) *Guard {
 	g := &Guard{f: f, local: local, writes: make(chan guardWrite, 256)}
 	f.done.Add(1)
 	go g.write()

@@ -1,9 +1,11 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -14,12 +16,21 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/acme/plugin-facade/internal/passthrough"
 )
 
-// restJSON is the gateway's marshaler: it writes the contract's resources in
-// Confluent Cloud's own JSON, so that a client of the upstream reads the
-// gateway's answers as it reads the upstream's. From the proto descriptors it
-// plans, once per message type, how to write each field:
+// The REST face answers with the upstream's JSON of a resource exactly as the
+// upstream sent it, whenever the service attached it (package passthrough):
+// a field or an enum value the contract does not know yet reaches REST
+// callers the day the upstream sends it, from the cache and through the
+// fleet's relay too. carryUpstreamJSON gives every REST request a carrier,
+// upstreamJSON takes the JSON for the response (a unary call's; rest_stream.go
+// takes each message's), and restJSON writes it as is.
+//
+// Without attached JSON (a service that attaches none), restJSON writes the
+// message itself in the same dialect: from the proto descriptors it plans,
+// once per message type, how to write each field:
 //
 //   - an enum field x, paired in the contract with its optional string x_raw
 //     (see common.proto), is written as "x": <the upstream's literal>, known
@@ -62,11 +73,35 @@ func newRESTJSON(sd protoreflect.ServiceDescriptor) (*restJSON, error) {
 	return m, nil
 }
 
+// upstreamResource is a resource's JSON as the upstream sent it.
+type upstreamResource []byte
+
+// carryUpstreamJSON gives each request a carrier for the upstream's JSON of
+// the resources its call answers with.
+func carryUpstreamJSON(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, _ := passthrough.NewContext(r.Context())
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// upstreamJSON is the gateway's response rewriter: the upstream's JSON of
+// resp when the service attached it, resp otherwise.
+func upstreamJSON(ctx context.Context, resp proto.Message) (any, error) {
+	if raw, ok := passthrough.FromContext(ctx).Take(resp); ok {
+		return upstreamResource(raw), nil
+	}
+	return resp, nil
+}
+
 // ContentType is the upstream's.
 func (m *restJSON) ContentType(any) string { return "application/json" }
 
-// Marshal writes a planned message.
+// Marshal writes the upstream's JSON as it is, or a planned message.
 func (m *restJSON) Marshal(v any) ([]byte, error) {
+	if raw, ok := v.(upstreamResource); ok {
+		return raw, nil
+	}
 	msg, ok := v.(proto.Message)
 	if !ok {
 		return nil, fmt.Errorf("the REST dialect writes only the service's responses, not %T", v)

@@ -135,6 +135,9 @@ func fillUpstream(rng *rand.Rand, v reflect.Value, depth int) {
 		}
 	case reflect.Struct:
 		for i := range v.NumField() {
+			if v.Type().Field(i).Tag.Get("json") == "-" {
+				continue // not the upstream's JSON (Raw: what it sent)
+			}
 			fillUpstream(rng, v.Field(i), depth+1)
 		}
 		if depth == 0 { // the client refuses a resource without its identity

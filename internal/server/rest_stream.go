@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +21,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/acme/plugin-facade/internal/failure"
+	"github.com/acme/plugin-facade/internal/passthrough"
 )
 
 // The gateway serves a server-streaming method in process: it builds the
@@ -162,9 +165,16 @@ func (s *ndjsonStream) RecvMsg(m any) error {
 	return nil
 }
 
-// SendMsg writes one {"result": ...} line and flushes it to the caller.
+// SendMsg writes one {"result": ...} line and flushes it to the caller: the
+// upstream's JSON of m when the service attached it, on one line.
 func (s *ndjsonStream) SendMsg(m any) error {
-	b, err := s.enc.Marshal(m)
+	var b []byte
+	var err error
+	if raw, ok := passthrough.FromContext(s.ctx).Take(m); ok {
+		b, err = oneLine(raw)
+	} else {
+		b, err = s.enc.Marshal(m)
+	}
 	if err != nil {
 		return status.Errorf(codes.Internal, "writing the response: %v", err)
 	}
@@ -179,6 +189,17 @@ func (s *ndjsonStream) SendMsg(m any) error {
 	// Fails only when the writer cannot flush; the lines then go with the end.
 	_ = http.NewResponseController(s.w).Flush()
 	return nil
+}
+
+// oneLine is raw without the line breaks a line of NDJSON cannot hold; the
+// upstream's compact JSON (the usual case) is returned as it is.
+func oneLine(raw []byte) ([]byte, error) {
+	if !bytes.ContainsAny(raw, "\r\n") {
+		return raw, nil
+	}
+	var b bytes.Buffer
+	err := json.Compact(&b, raw)
+	return b.Bytes(), err
 }
 
 func (s *ndjsonStream) writeHeader(code int, f *failure.REST) {

@@ -277,6 +277,9 @@ func (s *Server) shutdown(ctx context.Context) error {
 	s.log.Info("shutting down", "timeout", s.shutdownTimeout.String())
 	s.health.Shutdown()
 	s.rest.refuse()
+	if e, ok := s.svc.(StreamEnder); ok {
+		e.EndStreams() // before waiting: an open watch would hold shutdown to its timeout
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.shutdownTimeout)
 	defer cancel()
 	// Calls first: the gRPC server stops accepting and waits for its calls in
@@ -297,6 +300,14 @@ func (s *Server) shutdown(ctx context.Context) error {
 		return fmt.Errorf("HTTP shutdown: %w", err)
 	}
 	return nil
+}
+
+// StreamEnder is a service whose streams do not end on their own (a watch
+// lasts as long as its version takes to change): shutdown calls EndStreams
+// first, so that they end at once, each with a status that tells its caller
+// to call again, rather than hold shutdown to its timeout and be cut.
+type StreamEnder interface {
+	EndStreams()
 }
 
 // grpcServer builds the gRPC server with its interceptors, services and limits.
@@ -394,6 +405,10 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 		// validation (decoded) and gets a clear INVALID_ARGUMENT rather than an
 		// opaque route miss.
 		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
+		runtime.WithMiddlewares(nameSpanByRoute),
+		// A resource the service attached the upstream's JSON to is written
+		// as the upstream sent it (see package passthrough).
+		runtime.WithForwardResponseRewriter(upstreamJSON),
 	}
 	gw := runtime.NewServeMux(gwOpts...)
 	if err := pluginv1.RegisterPluginServiceHandlerServer(ctx, gw, gateway.inProcess); err != nil {
@@ -405,12 +420,12 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 	mux := http.NewServeMux()
 	// otelhttp reads the caller's traceparent header and puts its span in the
 	// request's context, which in-process calls keep.
-	var api http.Handler = gw
+	api := carryUpstreamJSON(gw)
 	if s.callers != nil {
 		// The gateway's in-process calls have no gRPC peer: the caller guard
 		// reads the client's address, certificate and forwarding headers from
 		// the HTTP request instead.
-		api = caller.HTTPOrigin(gw)
+		api = caller.HTTPOrigin(api)
 	}
 	mux.Handle("/", telemetry.Handler(api, s.tracer, "rest"))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{

@@ -10,6 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/sandbox"
 	"github.com/acme/plugin-facade/internal/service"
 	"github.com/acme/plugin-facade/internal/upstream"
@@ -170,5 +176,71 @@ func TestWatchOverRESTGoesThroughTheStreamInterceptors(t *testing.T) {
 		if got := value(fams, "grpc_server_handled_total", "grpc_method", "WatchPluginVersion", "grpc_type", "server_stream", "grpc_code", code); got != want {
 			t.Errorf("grpc_server_handled_total{WatchPluginVersion, %s} = %v, want %v", code, got, want)
 		}
+	}
+}
+
+// TestShutdownEndsWatchesAtOnce is issue 15's defect 4: a shutdown with a
+// gRPC and a REST watch open ends both at once, the gRPC one UNAVAILABLE and
+// the REST one with a 503 envelope that says to watch again, and Serve
+// returns long before its shutdown timeout.
+func TestShutdownEndsWatchesAtOnce(t *testing.T) {
+	sb, err := sandbox.Start(sandbox.WithLifecycle(time.Hour)) // PROCESSING throughout
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sb.Close() })
+	uc, err := upstream.New(sb.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(uc.Close)
+	svc := service.New(uc, service.WithDefaultCredentials(sandboxKey),
+		service.WithWatchIntervals(service.WatchIntervals{Min: 10 * time.Millisecond, Default: 20 * time.Millisecond}))
+	r := serve(t, svc, WithShutdownTimeout(30*time.Second))
+	conn, err := grpc.NewClient(r.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := &pluginv1.WatchPluginVersionRequest{PluginId: sandbox.PluginID, Id: sandbox.ProcessingVersionID, Environment: sandbox.Environment}
+	stream, err := pluginv1.NewPluginServiceClient(conn).WatchPluginVersion(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + r.httpAddr + "/ccpm/v1/plugins/" + sandbox.PluginID + "/versions/" +
+		sandbox.ProcessingVersionID + ":watch?environment=" + sandbox.Environment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := bufio.NewScanner(resp.Body)
+	if !lines.Scan() || !strings.HasPrefix(lines.Text(), `{"result":`) {
+		t.Fatalf("the REST watch's first line: %q, %v", lines.Text(), lines.Err())
+	}
+
+	start := time.Now()
+	r.stop()
+	if _, err := stream.Recv(); status.Code(err) != codes.Unavailable {
+		t.Errorf("the gRPC watch at shutdown ended with %v, want UNAVAILABLE", err)
+	}
+	var last struct {
+		Error *failureEnvelope `json:"error"`
+	}
+	for lines.Scan() {
+		if err := json.Unmarshal(lines.Bytes(), &last); err != nil {
+			t.Fatalf("line %q: %v", lines.Text(), err)
+		}
+	}
+	if e := last.Error; e == nil || len(e.Errors) != 1 || e.Errors[0].Status != "503" || !strings.Contains(e.Errors[0].Detail, "watch again") {
+		t.Errorf("the REST watch's last line: %+v, want a 503 envelope saying to watch again", last.Error)
+	}
+	if err := r.wait(t); err != nil {
+		t.Errorf("Serve = %v, want nil", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("shutdown took %v with two watches open, want it not to wait for them", d)
 	}
 }

@@ -226,6 +226,41 @@ func retryMatches(got, want time.Duration) bool {
 	return got == want
 }
 
+// TestUnresolvableUpstream: a host the resolver does not know is as
+// unreachable as one that refuses the connection, and as temporary: the
+// caller gets a retry hint (defect 5 of issue 15: it got none).
+func TestUnresolvableUpstream(t *testing.T) {
+	// What net.Dialer returns when the name does not resolve.
+	noSuchHost := &net.OpError{Op: "dial", Net: "tcp",
+		Err: &net.DNSError{Err: "no such host", Name: "api.confluent.invalid", Server: "10.1.2.3:53", IsNotFound: true}}
+	uc, err := upstream.New("https://api.confluent.invalid", upstream.WithRetry(upstream.RetryPolicy{MaxAttempts: 1}),
+		upstream.WithRateLimitGuard(false), upstream.WithTransport(func(http.RoundTripper) http.RoundTripper {
+			return roundTripFunc(func(*http.Request) (*http.Response, error) { return nil, noSuchHost })
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := startServiceOf(t, uc, WithDefaultCredentials(defaultKey))
+	_, err = client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-12345"})
+	st := status.Convert(err)
+	if st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "no such host") || strings.Contains(st.Message(), "10.1.2.3") {
+		t.Errorf("got %s %q, want UNAVAILABLE naming only the root cause", st.Code(), st.Message())
+	}
+	var retry time.Duration
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			retry = ri.GetRetryDelay().AsDuration()
+		}
+	}
+	if !retryMatches(retry, aBackoff) {
+		t.Errorf("RetryInfo = %v, want a backoff, as for a refused connection", retry)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
 func TestUpstreamUnreachable(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL

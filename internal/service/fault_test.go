@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
-	"github.com/acme/plugin-facade/internal/sandbox"
 	"github.com/acme/plugin-facade/internal/failure"
+	"github.com/acme/plugin-facade/internal/sandbox"
 	"github.com/acme/plugin-facade/internal/upstream"
 	"github.com/acme/plugin-facade/internal/upstream/upstreamtest"
 )

@@ -66,6 +66,7 @@ const relayFormat = 1
 type relayed struct {
 	Format     int           `json:"format"`
 	Version    []byte        `json:"version,omitempty"` // a CustomConnectPluginVersion, binary proto
+	Raw        []byte        `json:"raw,omitempty"`     // the version's JSON, as the upstream sent it to the polling replica
 	Status     []byte        `json:"status,omitempty"`  // a google.rpc.Status, binary proto
 	Final      bool          `json:"final,omitempty"`
 	HTTPStatus int           `json:"http_status,omitempty"`
@@ -90,6 +91,7 @@ func encodeRelayed(ev *watchEvent) ([]byte, error) {
 		r.Status, err = proto.Marshal(status.Convert(ev.err).Proto())
 	} else {
 		r.Version, err = proto.Marshal(ev.version)
+		r.Raw = ev.raw
 	}
 	if err != nil {
 		return nil, err
@@ -128,7 +130,7 @@ func decodeRelayed(msg []byte, polls int) (*watchEvent, error) {
 		ev.err, ev.final = failure.FromStatus(status.FromProto(st)), true
 		return ev, nil
 	}
-	ev.version = &pluginv1.CustomConnectPluginVersion{}
+	ev.version, ev.raw = &pluginv1.CustomConnectPluginVersion{}, r.Raw
 	if err := proto.Unmarshal(r.Version, ev.version); err != nil {
 		return nil, err
 	}

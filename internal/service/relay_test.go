@@ -60,7 +60,9 @@ func TestRelayedEventsRoundTrip(t *testing.T) {
 			}
 		})
 	}
-	if _, err := decodeRelayed([]byte("not json"), 0); err == nil {
-		t.Error("an undecodable message decoded")
+	for _, msg := range []string{"not json", `{"format":0,"final":true}`, `{"format":2,"version":""}`} {
+		if _, err := decodeRelayed([]byte(msg), 0); err == nil {
+			t.Errorf("%s decoded; want an error (undecodable, or of another format)", msg)
+		}
 	}
 }

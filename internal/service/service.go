@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -18,6 +19,7 @@ import (
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/callinfo"
 	"github.com/acme/plugin-facade/internal/failure"
+	"github.com/acme/plugin-facade/internal/passthrough"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -33,6 +35,9 @@ type Service struct {
 	watchIntervals WatchIntervals
 	watches        watches
 	relay          WatchRelay // nil: every replica polls for its own watchers
+
+	ending  chan struct{} // closed by EndStreams
+	endOnce sync.Once
 }
 
 // Option configures a Service.
@@ -67,7 +72,7 @@ func WithLogger(l *slog.Logger) Option {
 
 // New returns a Service that reads from client.
 func New(client *upstream.Client, opts ...Option) *Service {
-	s := &Service{client: client, watchIntervals: DefaultWatchIntervals}
+	s := &Service{client: client, watchIntervals: DefaultWatchIntervals, ending: make(chan struct{})}
 	for _, opt := range opts {
 		opt(s)
 	}
@@ -92,7 +97,9 @@ func (s *Service) GetPluginVersion(ctx context.Context, req *pluginv1.GetPluginV
 	if err := s.answered(ctx, meta, err); err != nil {
 		return nil, err
 	}
-	return pluginVersionToProto(v), nil
+	pv := pluginVersionToProto(v)
+	passthrough.Attach(ctx, pv, v.Raw)
+	return pv, nil
 }
 
 // GetConnectorPlugin reads one custom connector plugin.
@@ -106,7 +113,9 @@ func (s *Service) GetConnectorPlugin(ctx context.Context, req *pluginv1.GetConne
 	if err := s.answered(ctx, meta, err); err != nil {
 		return nil, err
 	}
-	return connectorPluginToProto(p), nil
+	pp := connectorPluginToProto(p)
+	passthrough.Attach(ctx, pp, p.Raw)
+	return pp, nil
 }
 
 // upstreamInfo is what the call log says of the upstream side of a call.

@@ -8,12 +8,14 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/callinfo"
 	"github.com/acme/plugin-facade/internal/failure"
+	"github.com/acme/plugin-facade/internal/passthrough"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -88,6 +90,11 @@ func (s *Service) WatchPluginVersion(req *pluginv1.WatchPluginVersionRequest, st
 	if err != nil {
 		return err
 	}
+	select {
+	case <-s.ending:
+		return errStreamsEnded
+	default:
+	}
 	target := watchTarget{auth: auth, pluginID: req.GetPluginId(), id: req.GetId(), environment: req.GetEnvironment()}
 	w := s.watches.join(s, target, s.watchIntervals.interval(req.GetPollInterval().AsDuration()))
 	defer s.watches.leave(target.key(), w)
@@ -97,6 +104,8 @@ func (s *Service) WatchPluginVersion(req *pluginv1.WatchPluginVersionRequest, st
 		select {
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
+		case <-s.ending:
+			return errStreamsEnded
 		case <-w.ready:
 		}
 		ev := w.take()
@@ -115,6 +124,7 @@ func (s *Service) WatchPluginVersion(req *pluginv1.WatchPluginVersionRequest, st
 		if ev.err != nil {
 			return ev.err
 		}
+		passthrough.Attach(ctx, ev.version, ev.raw)
 		if err := stream.Send(ev.version); err != nil {
 			return err
 		}
@@ -122,6 +132,19 @@ func (s *Service) WatchPluginVersion(req *pluginv1.WatchPluginVersionRequest, st
 			return nil
 		}
 	}
+}
+
+// errStreamsEnded ends the watches of a server that is shutting down. It is
+// UNAVAILABLE, which a client retries: the watch resumes on another replica
+// (or this one, restarted) from the version as it is then.
+var errStreamsEnded = status.Error(codes.Unavailable, "the server is shutting down: watch again to resume")
+
+// EndStreams ends every watch at once with UNAVAILABLE, and refuses new ones
+// the same way: a server shutting down calls it before it waits for the
+// calls in flight, which a watch would otherwise hold open for as long as
+// the version takes to change.
+func (s *Service) EndStreams() {
+	s.endOnce.Do(func() { close(s.ending) })
 }
 
 // watchTarget is what a watcher watches, with whose credential.
@@ -151,8 +174,9 @@ func (t watchTarget) key() watchKey {
 // error that ends the watch.
 type watchEvent struct {
 	version *pluginv1.CustomConnectPluginVersion
-	err     error // a status error; ends the watch
-	final   bool  // the version's phase is terminal, or err is set
+	raw     []byte // the version's JSON as the upstream sent it
+	err     error  // a status error; ends the watch
+	final   bool   // the version's phase is terminal, or err is set
 	meta    upstream.Meta
 	polls   int // upstream requests the loop has made so far
 }
@@ -396,7 +420,9 @@ type pollState struct {
 func (s *Service) pollOnce(ctx context.Context, t watchTarget, st *pollState, base time.Duration) (ev *watchEvent, wait time.Duration, done bool) {
 	longest := max(s.watchIntervals.Cap, base)
 	pctx, cancel := s.pollContext(ctx)
-	v, meta, err := s.client.GetPluginVersion(pctx, t.auth, t.pluginID, t.id, t.environment)
+	// Fresh: an answer cached for unary reads would hide the change the
+	// watch waits for for as long as the cache keeps it.
+	v, meta, err := s.client.GetPluginVersion(pctx, t.auth, t.pluginID, t.id, t.environment, upstream.Fresh())
 	cancel()
 	if ctx.Err() != nil {
 		return nil, 0, true
@@ -409,7 +435,7 @@ func (s *Service) pollOnce(ctx context.Context, t watchTarget, st *pollState, ba
 		final := terminal(pv)
 		if st.last == nil || !proto.Equal(st.last, pv) {
 			st.last, st.backoff = pv, base
-			ev = &watchEvent{version: pv, final: final, meta: meta, polls: st.polls}
+			ev = &watchEvent{version: pv, raw: v.Raw, final: final, meta: meta, polls: st.polls}
 		} else {
 			st.backoff = min(2*st.backoff, longest)
 		}

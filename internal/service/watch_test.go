@@ -351,3 +351,37 @@ func waitForNoPollLoop(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchSeesPastTheCache is issue 15's defect 1: with the cache on, a
+// version a unary read cached as PROCESSING still reaches READY in a watch,
+// whose polls ask the upstream.
+func TestWatchSeesPastTheCache(t *testing.T) {
+	sb, err := sandbox.Start(sandbox.WithLifecycle(300 * time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sb.Close() })
+	uc, err := upstream.New(sb.URL(), upstream.WithCache(time.Minute, 16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := startServiceOf(t, uc, fastWatch, WithDefaultCredentials(sandboxAuth))
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	get := &pluginv1.GetPluginVersionRequest{PluginId: sandbox.PluginID, Id: sandbox.ProcessingVersionID, Environment: sandbox.Environment}
+	if v, err := client.GetPluginVersion(ctx, get); err != nil || v.GetStatus().GetPhaseRaw() != "PROCESSING" {
+		t.Fatalf("unary read: %v, %v; want PROCESSING, cached", v.GetStatus().GetPhaseRaw(), err)
+	}
+	stream, err := client.WatchPluginVersion(ctx, watchReq(sandbox.ProcessingVersionID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := receiveAll(t, stream)
+	if p := phases(got); err != nil || len(p) == 0 || p[len(p)-1] != "READY" {
+		t.Fatalf("the watch sent %v and ended with %v, want it to end READY", p, err)
+	}
+	// The watch's fresh answers refreshed the cache for unary reads too.
+	if v, err := client.GetPluginVersion(ctx, get); err != nil || v.GetStatus().GetPhaseRaw() != "READY" {
+		t.Errorf("unary read after the watch: %v, %v; want READY", v.GetStatus().GetPhaseRaw(), err)
+	}
+}

@@ -33,6 +33,7 @@ type UpstreamMetrics struct {
 	latency   *prometheus.HistogramVec
 	retries   *prometheus.CounterVec
 	remaining *prometheus.GaugeVec
+	unknown   *prometheus.CounterVec
 }
 
 // NewUpstreamMetrics registers the upstream metrics with reg:
@@ -44,7 +45,10 @@ type UpstreamMetrics struct {
 //   - plugin_facade_upstream_retries_total{route,reason}: retries, by the
 //     status retried or "connection";
 //   - plugin_facade_upstream_rate_limit_remaining{route}: the requests left in
-//     the last rate-limit window the upstream described.
+//     the last rate-limit window the upstream described;
+//   - plugin_facade_upstream_unknown_fields_total{route,field}: fields of the
+//     upstream's resources this version does not know (the contract's drift
+//     from the upstream), per answer they came in.
 func NewUpstreamMetrics(reg prometheus.Registerer) *UpstreamMetrics {
 	m := &UpstreamMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -65,8 +69,12 @@ func NewUpstreamMetrics(reg prometheus.Registerer) *UpstreamMetrics {
 			Name: "plugin_facade_upstream_rate_limit_remaining",
 			Help: "Requests left in the last rate-limit window Confluent Cloud described (X-RateLimit-Remaining), by route template.",
 		}, []string{"route"}),
+		unknown: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plugin_facade_upstream_unknown_fields_total",
+			Help: "Fields of Confluent Cloud's resources this version does not know, by route template and field path, per answer: REST callers get them as sent, gRPC callers do not until the contract has them.",
+		}, []string{"route", "field"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.retries, m.remaining)
+	reg.MustRegister(m.requests, m.latency, m.retries, m.remaining, m.unknown)
 	return m
 }
 
@@ -88,6 +96,9 @@ func (m *UpstreamMetrics) Hooks() upstream.Hooks {
 			if rl.Remaining >= 0 {
 				m.remaining.WithLabelValues(route).Set(float64(rl.Remaining))
 			}
+		},
+		UnknownField: func(route, field string) {
+			m.unknown.WithLabelValues(route, field).Inc()
 		},
 	}
 }

@@ -98,7 +98,16 @@ func recording(tp trace.TracerProvider) bool {
 // request and the call log.
 func Handler(h http.Handler, tp trace.TracerProvider, name string) http.Handler {
 	if recording(tp) {
-		return otelhttp.NewHandler(h, name, otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(Propagator()))
+		traced := otelhttp.NewHandler(h, name, otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(Propagator()))
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// otelhttp renames the span after h returns from the pattern of
+			// the ServeMux that routed here (a catch-all "/"), which would
+			// undo the name h gave it by its own route (server's
+			// nameSpanByRoute); without a pattern it keeps h's name.
+			r = r.WithContext(r.Context())
+			r.Pattern = ""
+			traced.ServeHTTP(w, r)
+		})
 	}
 	tracer, prop := tp.Tracer("github.com/acme/plugin-facade/internal/telemetry"), Propagator()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -14,72 +14,82 @@ import (
 var errNoCredentials = errors.New("upstream: no credentials to send")
 
 // request is one call's GET: what it asks for, with which credential, and the
-// identity under which identical concurrent calls share an exchange and
-// successful answers are cached.
+// identities under which successful answers are cached and identical
+// concurrent calls share one fetch.
 type request struct {
 	auth  Authorization
 	cred  string // credentialID(auth)
 	route string // a Route* constant
 	url   *url.URL
-	id    requestID
+	id    requestID // the exact request with its credential: the cache's key
+	// flight is id for a call that may be answered from the cache, and a
+	// different key for a fresh one (Fresh), so that a fresh call never
+	// joins a fetch that may be answered from the cache.
+	flight requestID
+	fresh  bool
 }
 
 // requestID identifies one exact request with one credential: a hash of
 // both, so that neither is kept in memory in clear.
 type requestID [sha256.Size]byte
 
-func (c *Client) newRequest(auth Authorization, route string, u *url.URL) *request {
-	r := &request{auth: auth, cred: credentialID(auth), route: route, url: u}
+func (c *Client) newRequest(auth Authorization, route string, u *url.URL, rc readConfig) *request {
+	r := &request{auth: auth, cred: credentialID(auth), route: route, url: u, fresh: rc.fresh}
 	h := sha256.New()
 	h.Write([]byte(r.cred))
 	h.Write([]byte(u.String()))
 	h.Sum(r.id[:0])
+	r.flight = r.id
+	if r.fresh {
+		r.flight = sha256.Sum256(append(r.id[:], "fresh"...))
+	}
 	return r
 }
 
 // cacheKey is the request's key in the cache.
 func (r *request) cacheKey() string { return hex.EncodeToString(r.id[:]) }
 
-// call makes the GET of u with auth and decodes the resource into out. Its
-// steps, in order: the cache; then, for each attempt, the rate-limit guard,
-// one exchange shared with identical concurrent calls, and what the answer
-// teaches the guard; a success is decoded and cached; a temporary failure is
-// tried again after the wait retryWait decides. Meta describes the last
-// answer, whatever the outcome.
-func (c *Client) call(ctx context.Context, auth Authorization, route string, u *url.URL, out resource) (Meta, error) {
+// ReadOption changes how one read is answered.
+type ReadOption func(*readConfig)
+
+type readConfig struct {
+	fresh bool
+}
+
+// Fresh makes the read ask the upstream, never the cache: a watch's poll must
+// see the version as it is now, not as a unary read cached it. Its answer
+// still refreshes the cache for the reads that come after it.
+func Fresh() ReadOption { return func(rc *readConfig) { rc.fresh = true } }
+
+func readConfigOf(opts []ReadOption) readConfig {
+	var rc readConfig
+	for _, o := range opts {
+		o(&rc)
+	}
+	return rc
+}
+
+// call makes the GET of u with auth and decodes the resource into out. Each
+// attempt is, in order: the rate-limit guard; then one fetch shared with the
+// identical calls of this process in flight (coalescing), which is the cache
+// and, when it has no answer, one exchange; then what the answer teaches the
+// guard. A success is decoded, and cached by the caller whose fetch it was; a
+// temporary failure is tried again after the wait retryWait decides. Meta
+// describes the last answer, whatever the outcome.
+func (c *Client) call(ctx context.Context, auth Authorization, route string, u *url.URL, out resource, rc readConfig) (Meta, error) {
 	meta := Meta{RateLimit: noRateLimit}
 	if auth.IsZero() {
 		return meta, errNoCredentials
 	}
-	r := c.newRequest(auth, route, u)
-	a, claimed := c.fromCache(ctx, r)
-	if a != nil {
-		meta.describe(a)
-		meta.Cached = true
-		return meta, c.decode(a, out)
-	}
-	filled := false
-	if claimed {
-		// A claimant that ends without an answer to cache gives its claim
-		// up, even once its caller has left.
-		defer func() {
-			if !filled {
-				c.cache.release(context.WithoutCancel(ctx), r.cacheKey())
-			}
-		}()
-	}
+	r := c.newRequest(auth, route, u, rc)
 	for {
 		if t := c.admit(ctx, r); t != nil {
 			meta.RateLimit = t.RateLimit
 			return meta, t
 		}
-		a, err := c.exchangeShared(ctx, r, &meta)
+		a, err := c.fetchShared(ctx, r, &meta)
 		if err == nil && a.ok() {
-			if err := c.decode(a, out); err != nil {
-				return meta, err
-			}
-			filled = c.toCache(ctx, r, a)
-			return meta, nil
+			return meta, c.decode(a, out)
 		}
 		if a != nil {
 			meta.LastError = newError(a)
@@ -98,22 +108,6 @@ func (c *Client) call(ctx context.Context, auth Authorization, route string, u *
 	}
 }
 
-func (c *Client) fromCache(ctx context.Context, r *request) (*answer, bool) {
-	if c.cache == nil {
-		return nil, false
-	}
-	return c.cache.get(ctx, r.cacheKey())
-}
-
-// toCache keeps a success, and reports whether it did.
-func (c *Client) toCache(ctx context.Context, r *request, a *answer) bool {
-	if c.cache == nil {
-		return false
-	}
-	c.cache.add(ctx, r.cacheKey(), a)
-	return true
-}
-
 // admit returns the guard's refusal while the credential's window is exhausted.
 func (c *Client) admit(ctx context.Context, r *request) *ThrottledError {
 	if c.guard == nil {
@@ -122,25 +116,30 @@ func (c *Client) admit(ctx context.Context, r *request) *ThrottledError {
 	return c.guard.check(ctx, r.cred)
 }
 
-// exchangeShared makes one exchange of r, or joins the one an identical call
-// has in flight, and records the answer in meta, the hooks and the guard. Its
-// error is a *TransportError: no answer arrived.
-func (c *Client) exchangeShared(ctx context.Context, r *request, meta *Meta) (*answer, error) {
-	a, shared, err := c.flights.do(ctx, r.id, func(ctx context.Context) (*answer, error) {
-		return c.exchange(ctx, r)
+// fetchShared fetches r (fetch), or joins the fetch an identical call of this
+// process has in flight, and records the answer in meta, the hooks and the
+// guard. Its error is a *TransportError: no answer arrived.
+func (c *Client) fetchShared(ctx context.Context, r *request, meta *Meta) (*answer, error) {
+	a, shared, err := c.flights.do(ctx, r.flight, func(ctx context.Context) (*answer, error) {
+		return c.fetch(ctx, r)
 	})
-	if shared {
+	switch {
+	case shared:
 		meta.Shared++
-	} else {
+	case a == nil || !a.cached:
 		meta.Attempts++
 	}
 	if err != nil {
 		if ctx.Err() != nil && !isTransportError(err) {
-			return nil, callerLeft(ctx, r) // the shared exchange went on for others
+			return nil, callerLeft(ctx, r) // the shared fetch went on for others
 		}
 		return nil, err
 	}
 	meta.describe(a)
+	meta.Cached = a.cached
+	if a.cached {
+		return a, nil // what it said of the window was learnt when it was fetched
+	}
 	if c.hooks.RateLimit != nil && meta.RateLimit != noRateLimit {
 		c.hooks.RateLimit(r.route, meta.RateLimit)
 	}
@@ -148,6 +147,41 @@ func (c *Client) exchangeShared(ctx context.Context, r *request, meta *Meta) (*a
 		c.guard.observe(ctx, r.cred, a.status, meta.RateLimit, meta.RetryAfter)
 	}
 	return a, nil
+}
+
+// fetch answers r from the cache when it may (not Fresh) and the cache has
+// the answer, and otherwise with one exchange, whose success it caches once
+// it decodes. A fleet cache may have another replica fill a missing entry
+// meanwhile: fetch then waits for it, and the identical calls of this
+// process wait with it, in the same flight. A 2xx answer leaves fetch
+// decoded (decodeAnswer), once for all who share it.
+func (c *Client) fetch(ctx context.Context, r *request) (*answer, error) {
+	claimed := false
+	if c.cache != nil && !r.fresh {
+		var a *answer
+		decode := func(a *answer) { c.decodeAnswer(r.route, a) }
+		if a, claimed = c.cache.get(ctx, r.cacheKey(), decode); a != nil {
+			hit := *a
+			hit.cached = true
+			return &hit, nil
+		}
+	}
+	a, err := c.exchange(ctx, r)
+	if err == nil && a.ok() {
+		c.decodeAnswer(r.route, a)
+		if a.res != nil {
+			c.drift.inspect(r.route, a.body)
+		}
+	}
+	filled := c.cache != nil && err == nil && a.res != nil
+	if filled {
+		c.cache.add(ctx, r.cacheKey(), a)
+	} else if claimed {
+		// A claimant that ends without an answer to cache gives its claim
+		// up, even once its callers have left.
+		c.cache.release(context.WithoutCancel(ctx), r.cacheKey())
+	}
+	return a, err
 }
 
 // callerLeft is the error of a call whose caller's ctx ended while it waited:

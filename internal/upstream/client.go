@@ -7,11 +7,13 @@
 package upstream
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -39,21 +41,13 @@ type Client struct {
 	http      *http.Client
 	userAgent string
 	hooks     Hooks
-	wrap      func(http.RoundTripper) http.RoundTripper
 	retry     RetryPolicy
 	guard     *guard // nil when the rate-limit guard is off
 	maxBody   int64
-	insecure  bool
 	jitter    func(n int64) int64 // a random number in [0, n)
 	flights   flights
-	cache     answerCache // nil when caching is off
-
-	// Settings of the options, read by New.
-	guardOff   bool
-	guardStore GuardStore
-	cacheTTL   time.Duration
-	cacheSize  int
-	cacheStore CacheStore
+	cache     *answerCache // nil when caching is off
+	drift     *drift
 }
 
 // Routes name the two upstream endpoints in Hooks, metrics and logs: the path
@@ -105,34 +99,56 @@ type Hooks struct {
 	Retry func(route string, reason string)
 	// RateLimit is called with each rate-limit window an answer describes.
 	RateLimit func(route string, rl RateLimit)
+	// UnknownField is called for each field of a resource the upstream sent
+	// that this version does not know (a dotted path such as
+	// "spec.new_field"), once per answer it came in.
+	UnknownField func(route, field string)
 }
 
-// Option configures a Client.
-type Option func(*Client)
+// Option configures a Client. Options apply to a private configuration, from
+// which New builds the client once every option has applied; New fills in
+// the defaults of what no option set, and refuses what is invalid.
+type Option func(*config)
+
+// config is what the options set.
+type config struct {
+	userAgent  string
+	hooks      Hooks
+	wrap       func(http.RoundTripper) http.RoundTripper
+	retry      RetryPolicy
+	guardOff   bool
+	guardStore GuardStore
+	cacheTTL   time.Duration
+	cacheSize  int
+	cacheStore CacheStore
+	maxBody    int64
+	insecure   bool
+	log        *slog.Logger
+}
 
 // WithUserAgent sets the User-Agent header, which should name this service and
 // its version (for example "plugin-facade/1.2.0") so that the upstream's operators
 // can tell our traffic apart.
 func WithUserAgent(ua string) Option {
-	return func(cl *Client) { cl.userAgent = ua }
+	return func(c *config) { c.userAgent = ua }
 }
 
 // WithHooks sets hooks that observe the client's traffic.
 func WithHooks(h Hooks) Option {
-	return func(cl *Client) { cl.hooks = h }
+	return func(c *config) { c.hooks = h }
 }
 
 // WithTransport wraps the client's pooled transport, for instrumentation such
 // as otelhttp.NewTransport. The wrapper must send each request it is given
 // through the transport it wraps.
 func WithTransport(wrap func(http.RoundTripper) http.RoundTripper) Option {
-	return func(cl *Client) { cl.wrap = wrap }
+	return func(c *config) { c.wrap = wrap }
 }
 
 // WithRetry sets the retry policy; see RetryPolicy for the defaults of its
 // zero fields.
 func WithRetry(p RetryPolicy) Option {
-	return func(cl *Client) { cl.retry = p }
+	return func(c *config) { c.retry = p }
 }
 
 // WithRateLimitGuard turns the rate-limit guard on (the default) or off. While
@@ -140,53 +156,92 @@ func WithRetry(p RetryPolicy) Option {
 // the guard answers calls with that credential at once with a *ThrottledError
 // instead of spending an upstream request that would get a 429.
 func WithRateLimitGuard(on bool) Option {
-	return func(cl *Client) { cl.guardOff = !on }
+	return func(c *config) { c.guardOff = !on }
 }
 
-// WithCache keeps successful answers for ttl, at most size of them (least
-// recently used first out), and answers identical calls with the same
-// credential from them without calling the upstream. Entries are keyed by a
-// hash of the credential and the exact request, so one credential never sees
-// what another was answered. A cached answer may be up to ttl stale: a plugin
-// version still PROCESSING upstream can read as such for that long. A ttl of
-// zero (the default) turns caching off.
+// WithCache keeps successful answers for ttl, at most size of them in this
+// process (least recently used first out), and answers identical calls with
+// the same credential from them without calling the upstream. Entries are
+// keyed by a hash of the credential and the exact request, so one credential
+// never sees what another was answered. A cached answer may be up to ttl
+// stale: a plugin version still PROCESSING upstream can read as such for that
+// long (a Fresh read never is). A ttl of zero (the default) turns caching off.
 func WithCache(ttl time.Duration, size int) Option {
-	return func(cl *Client) { cl.cacheTTL, cl.cacheSize = ttl, size }
+	return func(c *config) { c.cacheTTL, c.cacheSize = ttl, size }
 }
 
-// WithCacheStore keeps the cache's answers in store instead of this process's
-// memory (for a fleet of replicas to share them); size, of WithCache, then
-// does not apply. It has no effect without a WithCache ttl.
+// WithCacheStore shares the cache's answers through store (for a fleet of
+// replicas to share them): the client still keeps, within WithCache's size,
+// the entries it reads and writes. It has no effect without a WithCache ttl.
 func WithCacheStore(store CacheStore) Option {
-	return func(cl *Client) { cl.cacheStore = store }
+	return func(c *config) { c.cacheStore = store }
 }
 
 // WithGuardStore keeps the rate-limit guard's windows in store instead of
 // this process's memory (for a fleet of replicas to learn from one 429).
 func WithGuardStore(store GuardStore) Option {
-	return func(cl *Client) { cl.guardStore = store }
+	return func(c *config) { c.guardStore = store }
 }
 
 // WithMaxBodyBytes caps how much of a response body is read (default
 // DefaultMaxBodyBytes). A larger body is not read further; it is an error.
 func WithMaxBodyBytes(n int64) Option {
-	return func(cl *Client) {
-		if n > 0 {
-			cl.maxBody = n
-		}
-	}
+	return func(c *config) { c.maxBody = n }
 }
 
 // WithInsecure allows a plain-HTTP base URL whose host is not loopback. Without
 // it New refuses one, since the credentials would cross the network in clear.
 func WithInsecure(allow bool) Option {
-	return func(cl *Client) { cl.insecure = allow }
+	return func(c *config) { c.insecure = allow }
+}
+
+// WithLogger sets where the client logs what no caller is told: the first
+// time the upstream sends a field this version does not know. The default
+// discards it.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) { c.log = l }
+}
+
+// newConfig applies opts and fills in the defaults of what they left zero.
+func newConfig(opts []Option) (config, error) {
+	var c config
+	for _, opt := range opts {
+		opt(&c)
+	}
+	c.userAgent = cmp.Or(c.userAgent, defaultUserAgent)
+	c.maxBody = cmp.Or(c.maxBody, DefaultMaxBodyBytes)
+	c.retry = c.retry.withDefaults()
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	return c, c.validate()
+}
+
+// validate refuses what no default can mend.
+func (c config) validate() error {
+	var errs []error
+	if c.maxBody < 0 {
+		errs = append(errs, fmt.Errorf("upstream: the body cap (%d bytes) must be positive", c.maxBody))
+	}
+	if c.cacheTTL < 0 || c.cacheTTL > 0 && c.cacheSize < 1 {
+		errs = append(errs, fmt.Errorf("upstream: a cache needs a positive ttl (%v) and size (%d)", c.cacheTTL, c.cacheSize))
+	}
+	return errors.Join(append(errs, c.retry.validate())...)
 }
 
 // New returns a client for the API at baseURL (see ParseBaseURL), such as
 // DefaultBaseURL or the URL of a sandbox.
 func New(baseURL string, opts ...Option) (*Client, error) {
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	u, err := ParseBaseURL(baseURL, cfg.insecure)
+	if err != nil {
+		return nil, err
+	}
 	c := &Client{
+		base: u,
 		http: &http.Client{
 			Transport: newTransport(),
 			// A redirect is not an answer this API gives; following one would
@@ -194,35 +249,27 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 			// into a puzzling 401. The 3xx is reported as it is.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		userAgent: defaultUserAgent,
-		maxBody:   DefaultMaxBodyBytes,
+		userAgent: cfg.userAgent,
+		hooks:     cfg.hooks,
+		retry:     cfg.retry,
+		maxBody:   cfg.maxBody,
 		jitter:    rand.Int64N,
+		drift:     &drift{hook: cfg.hooks.UnknownField, log: cfg.log, seen: map[string]bool{}},
 	}
-	for _, opt := range opts {
-		opt(c)
-	}
-	u, err := ParseBaseURL(baseURL, c.insecure)
-	if err != nil {
-		return nil, err
-	}
-	c.base = u
-	c.retry = c.retry.withDefaults()
-	if !c.guardOff {
-		store := c.guardStore
+	if !cfg.guardOff {
+		store := cfg.guardStore
 		if store == nil {
 			store = newMemoryGuardStore(time.Now)
 		}
 		c.guard = &guard{store: store, now: time.Now}
 	}
-	switch {
-	case c.cacheTTL <= 0:
-	case c.cacheStore != nil:
-		c.cache = &storeCache{store: c.cacheStore, ttl: c.cacheTTL}
-	default:
-		c.cache = newMemoryCache(c.cacheTTL, c.cacheSize, time.Now)
+	if cfg.cacheTTL > 0 {
+		if c.cache, err = newAnswerCache(cfg.cacheTTL, cfg.cacheSize, cfg.cacheStore, time.Now); err != nil {
+			return nil, err
+		}
 	}
-	if c.wrap != nil {
-		c.http.Transport = c.wrap(c.http.Transport)
+	if cfg.wrap != nil {
+		c.http.Transport = cfg.wrap(c.http.Transport)
 	}
 	return c, nil
 }
@@ -280,10 +327,10 @@ func IsLoopbackHost(host string) bool {
 
 // GetPluginVersion reads version id of plugin pluginID in the given environment
 // (GET /ccpm/v1/plugins/{plugin_id}/versions/{id}?environment=...).
-func (c *Client) GetPluginVersion(ctx context.Context, auth Authorization, pluginID, id, environment string) (*PluginVersion, Meta, error) {
+func (c *Client) GetPluginVersion(ctx context.Context, auth Authorization, pluginID, id, environment string, opts ...ReadOption) (*PluginVersion, Meta, error) {
 	var v PluginVersion
 	u := c.url(url.Values{"environment": {environment}}, "ccpm", "v1", "plugins", pluginID, "versions", id)
-	meta, err := c.call(ctx, auth, RoutePluginVersion, u, &v)
+	meta, err := c.call(ctx, auth, RoutePluginVersion, u, &v, readConfigOf(opts))
 	if err != nil {
 		return nil, meta, err
 	}
@@ -292,10 +339,10 @@ func (c *Client) GetPluginVersion(ctx context.Context, auth Authorization, plugi
 
 // GetConnectorPlugin reads custom connector plugin id
 // (GET /connect/v1/custom-connector-plugins/{id}).
-func (c *Client) GetConnectorPlugin(ctx context.Context, auth Authorization, id string) (*ConnectorPlugin, Meta, error) {
+func (c *Client) GetConnectorPlugin(ctx context.Context, auth Authorization, id string, opts ...ReadOption) (*ConnectorPlugin, Meta, error) {
 	var p ConnectorPlugin
 	u := c.url(nil, "connect", "v1", "custom-connector-plugins", id)
-	meta, err := c.call(ctx, auth, RouteConnectorPlugin, u, &p)
+	meta, err := c.call(ctx, auth, RouteConnectorPlugin, u, &p, readConfigOf(opts))
 	if err != nil {
 		return nil, meta, err
 	}
@@ -310,6 +357,13 @@ type answer struct {
 	// tooLarge means the body exceeded the cap; body is then empty and the
 	// rest of it was never read.
 	tooLarge bool
+	// cached means the answer came from the cache, not from an exchange of
+	// this call's.
+	cached bool
+	// res is the resource a 2xx answer decoded into, or decodeErr why it
+	// did not (decodeAnswer).
+	res       resource
+	decodeErr error
 }
 
 // ok reports whether a is a success (2xx).
@@ -383,23 +437,47 @@ func readBody(r io.Reader, length, limit int64) ([]byte, error) {
 	}
 }
 
-// decode checks a 2xx answer and decodes its body into out.
+// decode gives out the resource of a 2xx answer, which fetch decoded.
 func (c *Client) decode(a *answer, out resource) error {
-	undecodable := func(err error) error {
-		return &DecodeError{StatusCode: a.status, RequestID: headerText(a.header, headerRequestID), Err: err}
+	if a.decodeErr != nil {
+		return a.decodeErr
+	}
+	out.assign(a.res)
+	return nil
+}
+
+// decodeAnswer decodes a 2xx answer of route into a.res, or says in
+// a.decodeErr why its body is not the resource. It runs once per answer,
+// before the answer is shared with other callers or cached.
+func (c *Client) decodeAnswer(route string, a *answer) {
+	undecodable := func(err error) {
+		a.decodeErr = &DecodeError{StatusCode: a.status, RequestID: headerText(a.header, headerRequestID), Err: err}
 	}
 	if a.tooLarge {
-		return undecodable(fmt.Errorf("%w (%d bytes)", ErrBodyTooLarge, c.maxBody))
+		undecodable(fmt.Errorf("%w (%d bytes)", ErrBodyTooLarge, c.maxBody))
+		return
 	}
+	out := resourceOf(route)
 	if err := json.Unmarshal(a.body, out); err != nil {
-		return undecodable(err)
+		undecodable(err)
+		return
 	}
 	// A body such as {} or null decodes without error; without its identity it
 	// is not the resource (a proxy's or a login page's answer, say).
 	if id, kind := out.identity(); id == "" || kind == "" {
-		return undecodable(errors.New("the resource has no id or kind"))
+		undecodable(errors.New("the resource has no id or kind"))
+		return
 	}
-	return nil
+	out.setRaw(a.body)
+	a.res = out
+}
+
+// resourceOf is a new value of the resource route answers with.
+func resourceOf(route string) resource {
+	if route == RoutePluginVersion {
+		return &PluginVersion{}
+	}
+	return &ConnectorPlugin{}
 }
 
 func (c *Client) observe(route string, status int, start time.Time) {

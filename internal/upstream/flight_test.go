@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -173,16 +174,19 @@ func TestCache(t *testing.T) {
 	})
 	t.Run("expires", func(t *testing.T) {
 		now := time.Unix(1_700_000_000, 0)
-		c := newMemoryCache(time.Minute, 10, func() time.Time { return now })
+		c, err := newAnswerCache(time.Minute, 10, nil, func() time.Time { return now })
+		if err != nil {
+			t.Fatal(err)
+		}
 		a := &answer{status: 200}
 		c.add(t.Context(), "k", a)
-		now = now.Add(time.Minute)
-		if got, _ := c.get(t.Context(), "k"); got != a {
+		now = now.Add(time.Minute - time.Nanosecond)
+		if got, _ := c.get(t.Context(), "k", nil); got != a {
 			t.Fatalf("within the TTL: %v, want the entry", got)
 		}
 		now = now.Add(time.Nanosecond)
-		if got, _ := c.get(t.Context(), "k"); got != nil || c.lru.Len() != 0 {
-			t.Errorf("past the TTL: %v (%d entries), want a miss and the entry gone", got, c.lru.Len())
+		if got, _ := c.get(t.Context(), "k", nil); got != nil || c.local.Len() != 0 {
+			t.Errorf("past the TTL: %v (%d entries), want a miss and the entry gone", got, c.local.Len())
 		}
 	})
 	t.Run("bounded in size", func(t *testing.T) {
@@ -191,8 +195,21 @@ func TestCache(t *testing.T) {
 		for _, id := range []string{"a", "b", "c", "a"} {
 			_, _, _ = c.GetConnectorPlugin(t.Context(), testAuth, id)
 		}
-		if c.cache.(*memoryCache).lru.Len() != 2 || up.Count() != 4 {
-			t.Errorf("cache holds %d entries after %d requests, want 2 after 4 (a was evicted by c)", c.cache.(*memoryCache).lru.Len(), up.Count())
+		if c.cache.local.Len() != 2 || up.Count() != 4 {
+			t.Errorf("cache holds %d entries after %d requests, want 2 after 4 (a was evicted by c)", c.cache.local.Len(), up.Count())
+		}
+	})
+	t.Run("a fresh read asks the upstream, and refreshes the entry", func(t *testing.T) {
+		up := upstreamtest.StartScript(t, upstreamtest.Response{Status: 200, Header: http.Header{"X-Request-Id": {"first"}}, Body: minimal},
+			upstreamtest.Response{Status: 200, Header: http.Header{"X-Request-Id": {"second"}}, Body: minimal})
+		c := newClient(t, up.URL, WithCache(time.Minute, 10))
+		_, _, _ = c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
+		_, meta, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1", Fresh())
+		if err != nil || meta.Cached || meta.RequestID != "second" {
+			t.Fatalf("fresh read: %+v, %v; want the upstream's second answer", meta, err)
+		}
+		if _, meta, _ := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1"); !meta.Cached || meta.RequestID != "second" {
+			t.Errorf("the read after it: %+v, want the fresh answer, cached", meta)
 		}
 	})
 	t.Run("failures are not cached", func(t *testing.T) {
@@ -344,11 +361,11 @@ type claimStore struct {
 	released int
 }
 
-func (s *claimStore) Get(_ context.Context, key string) ([]byte, bool) {
+func (s *claimStore) Get(_ context.Context, key string) ([]byte, time.Duration, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b, ok := s.entries[key]
-	return b, ok
+	return b, time.Minute, ok
 }
 
 func (s *claimStore) Set(_ context.Context, key string, value []byte, _ time.Duration) {

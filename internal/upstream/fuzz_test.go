@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -58,15 +59,20 @@ func FuzzResources(f *testing.F) {
 	f.Add([]byte(`{"id":"x","kind":"K","metadata":{"created_at":"2006-01-02T15:04:05Z"}}`))
 	f.Add([]byte(`null`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		c := &Client{maxBody: DefaultMaxBodyBytes}
+		c := &Client{maxBody: DefaultMaxBodyBytes, drift: &drift{log: slog.New(slog.DiscardHandler), seen: map[string]bool{}}}
 		a := &answer{status: 200, header: http.Header{}, body: body}
+		c.decodeAnswer(RoutePluginVersion, a)
 		var v PluginVersion
 		if err := c.decode(a, &v); err == nil && (v.ID == "" || v.Kind == "") {
 			t.Fatalf("accepted a plugin version without id or kind: %q", body)
 		}
+		c.drift.inspect(RoutePluginVersion, body)
+		a = &answer{status: 200, header: http.Header{}, body: body}
+		c.decodeAnswer(RouteConnectorPlugin, a)
 		var p ConnectorPlugin
 		if err := c.decode(a, &p); err == nil && (p.ID == "" || p.Kind == "") {
 			t.Fatalf("accepted a connector plugin without id or kind: %q", body)
 		}
+		c.drift.inspect(RouteConnectorPlugin, body)
 	})
 }

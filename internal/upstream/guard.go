@@ -28,14 +28,25 @@ func credentialID(a Authorization) string {
 }
 
 // observe updates the credential's window from an answer: its status, its
-// rate-limit window and its Retry-After (zero when absent).
+// rate-limit window and its Retry-After (zero when absent). Only an answer
+// that speaks of the window teaches the guard anything (speaksOfWindow).
 func (g *guard) observe(ctx context.Context, cred string, status int, rl RateLimit, retryAfter time.Duration) {
 	switch {
+	case !speaksOfWindow(status):
 	case status == http.StatusTooManyRequests || rl.Exhausted():
 		g.store.SetExhausted(ctx, cred, g.now().Add(retryAfterOf(status, rl, retryAfter)), rl.Limit)
 	case rl.Remaining > 0:
 		g.store.ClearExhausted(ctx, cred)
 	}
+}
+
+// speaksOfWindow reports whether an answer of this status describes the
+// rate-limit window of the credential it was sent with. A 401 or 403 refused
+// the credential (an unknown key is not rate-limited as the caller's is):
+// whatever X-RateLimit-* headers came with it, learning from them would
+// answer that credential's next call 429 instead of the upstream's own 401.
+func speaksOfWindow(status int) bool {
+	return status != http.StatusUnauthorized && status != http.StatusForbidden
 }
 
 // check returns a *ThrottledError while the credential's window is exhausted,

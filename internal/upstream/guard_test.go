@@ -30,6 +30,14 @@ func TestRateLimitGuard(t *testing.T) {
 			wantSent: 2},
 		{name: "without rate-limit headers nothing is held back", guardOn: true, sameCreds: true,
 			first: upstreamtest.Response{Status: 200, Body: minimal}, wantSent: 2},
+		// A refused credential's answer says nothing of its window: the
+		// next call hears the upstream's own 401 or 403 again, not a 429.
+		{name: "a 401 with remaining 0 holds nothing back", guardOn: true, sameCreds: true,
+			first: answerFailure(401, exhausted), wantSent: 2},
+		{name: "a 403 with remaining 0 holds nothing back", guardOn: true, sameCreds: true,
+			first: answerFailure(403, exhausted), wantSent: 2},
+		{name: "a 404 with remaining 0 holds the next call back", guardOn: true, sameCreds: true,
+			first: answerFailure(404, exhausted), wantSent: 1, throttled: true},
 		{name: "the guard can be turned off", guardOn: false, sameCreds: true,
 			first: upstreamtest.Response{Status: 200, Header: exhausted, Body: minimal}, wantSent: 2},
 	}

@@ -3,17 +3,30 @@ package upstream
 import "time"
 
 // The types below mirror the upstream's JSON. Decoding is tolerant: fields this
-// version does not know are ignored, and optional fields the upstream leaves out
-// stay nil rather than becoming zero values. Enum-like fields are kept as the
-// upstream's strings; giving them types is the contract's business.
+// version does not know are ignored (and reported, see Hooks.UnknownField),
+// and optional fields the upstream leaves out stay nil rather than becoming
+// zero values. Enum-like fields are kept as the upstream's strings; giving
+// them types is the contract's business. Each resource also keeps its JSON
+// exactly as the upstream sent it (Raw), so that a caller who speaks the
+// upstream's dialect (the REST face) passes on what this version does not
+// know yet, the day the upstream adds it.
+//
+// A resource the client returns may share its memory with the cache and
+// with the other callers of a shared request: callers treat it as read-only.
 
 // resource is what a successful answer decodes into.
 type resource interface {
 	identity() (id, kind string)
+	setRaw(raw []byte)
+	assign(from resource)
 }
 
 func (v *PluginVersion) identity() (string, string)   { return v.ID, v.Kind }
 func (p *ConnectorPlugin) identity() (string, string) { return p.ID, p.Kind }
+func (v *PluginVersion) setRaw(raw []byte)            { v.Raw = raw }
+func (p *ConnectorPlugin) setRaw(raw []byte)          { p.Raw = raw }
+func (v *PluginVersion) assign(from resource)         { *v = *from.(*PluginVersion) }
+func (p *ConnectorPlugin) assign(from resource)       { *p = *from.(*ConnectorPlugin) }
 
 // ObjectMeta is the metadata of every persisted resource.
 type ObjectMeta struct {
@@ -38,6 +51,8 @@ type PluginVersion struct {
 	Metadata   *ObjectMeta          `json:"metadata,omitempty"`
 	Spec       *PluginVersionSpec   `json:"spec,omitempty"`
 	Status     *PluginVersionStatus `json:"status,omitempty"`
+	// Raw is the resource's JSON as the upstream sent it.
+	Raw []byte `json:"-"`
 }
 
 // PluginVersionSpec is the desired state of a plugin version.
@@ -87,4 +102,6 @@ type ConnectorPlugin struct {
 	SensitiveConfigProperties []string      `json:"sensitive_config_properties,omitempty"`
 	UploadSource              *UploadSource `json:"upload_source,omitempty"`
 	RuntimeLanguage           *string       `json:"runtime_language,omitempty"`
+	// Raw is the resource's JSON as the upstream sent it.
+	Raw []byte `json:"-"`
 }

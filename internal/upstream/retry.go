@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"syscall"
@@ -39,21 +41,23 @@ type RetryPolicy struct {
 // DefaultRetryPolicy is the policy of a client without WithRetry.
 var DefaultRetryPolicy = RetryPolicy{MaxAttempts: 3, BaseDelay: 100 * time.Millisecond, MaxDelay: 2 * time.Second, MaxWait: 10 * time.Second}
 
+// withDefaults fills the zero fields of p from DefaultRetryPolicy.
 func (p RetryPolicy) withDefaults() RetryPolicy {
 	d := DefaultRetryPolicy
-	if p.MaxAttempts > 0 {
-		d.MaxAttempts = p.MaxAttempts
+	return RetryPolicy{
+		MaxAttempts: cmp.Or(p.MaxAttempts, d.MaxAttempts),
+		BaseDelay:   cmp.Or(p.BaseDelay, d.BaseDelay),
+		MaxDelay:    cmp.Or(p.MaxDelay, d.MaxDelay),
+		MaxWait:     cmp.Or(p.MaxWait, d.MaxWait),
 	}
-	if p.BaseDelay > 0 {
-		d.BaseDelay = p.BaseDelay
+}
+
+// validate refuses a negative field, which no default can mend.
+func (p RetryPolicy) validate() error {
+	if p.MaxAttempts < 0 || p.BaseDelay < 0 || p.MaxDelay < 0 || p.MaxWait < 0 {
+		return fmt.Errorf("upstream: the retry policy %+v has a negative field", p)
 	}
-	if p.MaxDelay > 0 {
-		d.MaxDelay = p.MaxDelay
-	}
-	if p.MaxWait > 0 {
-		d.MaxWait = p.MaxWait
-	}
-	return d
+	return nil
 }
 
 // backoff is the jittered wait before retry number n (1 for the first retry).
@@ -117,12 +121,22 @@ func (e *Error) Temporary() bool {
 	return false
 }
 
-// Temporary reports whether the connection failed before a whole answer
-// arrived: refused, reset, or closed early. Such a GET had no effect and can
-// be sent again. Neither the caller's deadline or cancellation nor a network
-// timeout is temporary: the caller's deadline is what ends a slow upstream.
+// Temporary reports whether the upstream could not be reached, through no
+// fault of the caller and without waiting out a timeout: the connection was
+// refused, reset or closed before a whole answer arrived, or the upstream's
+// name did not resolve. Such a GET had no effect and can be sent again, and
+// may succeed later. Neither the caller's deadline or cancellation nor a
+// network timeout is temporary: the caller's deadline is what ends a slow
+// upstream.
 func (e *TransportError) Temporary() bool {
-	return e.ContextErr == nil && connectionFailed(e.Err)
+	return e.ContextErr == nil && (connectionFailed(e.Err) || unresolved(e.Err))
+}
+
+// unresolved reports whether err is a failure to resolve the upstream's name
+// (no such host, a resolver that failed), other than a lookup timing out.
+func unresolved(err error) bool {
+	dns, ok := errors.AsType[*net.DNSError](err)
+	return ok && !dns.IsTimeout
 }
 
 // Temporary is true: the window resets (RetryAfter).

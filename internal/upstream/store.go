@@ -28,12 +28,15 @@ type GuardStore interface {
 	ClearExhausted(ctx context.Context, cred string)
 }
 
-// CacheStore keeps successful upstream answers, encoded by the client, for a
-// TTL. Keys are hashes of the credential and the exact request, so entries of
-// different credentials never meet. Like GuardStore, it never fails: a store
-// that cannot answer reports a miss.
+// CacheStore shares successful upstream answers, encoded by the client, for a
+// TTL: the client keeps its own copy of what it reads and writes (one LRU, of
+// WithCache's size), and asks the store on a miss. Keys are hashes of the
+// credential and the exact request, so entries of different credentials
+// never meet. Like GuardStore, it never fails: a store that cannot answer
+// reports a miss.
 type CacheStore interface {
-	Get(ctx context.Context, key string) ([]byte, bool)
+	// Get returns key's value and how long it has left to live.
+	Get(ctx context.Context, key string) (value []byte, ttl time.Duration, ok bool)
 	Set(ctx context.Context, key string, value []byte, ttl time.Duration)
 }
 

@@ -86,6 +86,20 @@ func (s *Server) Count() int {
 	return len(s.requests)
 }
 
+// CountFrom returns how many requests the server has received with the
+// User-Agent ua: from one of several clients that share it.
+func (s *Server) CountFrom(ua string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, r := range s.requests {
+		if r.UserAgent() == ua {
+			n++
+		}
+	}
+	return n
+}
+
 // Last returns the latest request, failing the test if there was none.
 func (s *Server) Last(t testing.TB) *http.Request {
 	t.Helper()
