@@ -267,14 +267,6 @@ func lineOf(n *yaml.Node) int {
 	return n.Line
 }
 
-// Denial reasons, in the ErrorInfo of a PERMISSION_DENIED.
-const (
-	ReasonCallerUnknown     = "CALLER_NOT_IN_POLICY"
-	ReasonMethodDenied      = "CALLER_METHOD_NOT_ALLOWED"
-	ReasonEnvironmentDenied = "ENVIRONMENT_NOT_ALLOWED"
-	ReasonPluginDenied      = "PLUGIN_NOT_ALLOWED"
-)
-
 // denial is why the policy refuses a call ("" reason: allowed).
 type denial struct {
 	reason, detail string
@@ -336,12 +328,23 @@ func (p *Policy) decide(r *rule, method string, req any) denial {
 		plugin = q.GetId()
 	}
 	if a.environments != nil && !anyMatch(a.environments, env) {
-		return denial{ReasonEnvironmentDenied, fmt.Sprintf("the caller policy does not allow %s to read environment %q", r.name, env)}
+		return denial{ReasonEnvironmentDenied, fmt.Sprintf("the caller policy does not allow %s to read environment %q", r.name, echo(env))}
 	}
 	if a.plugins != nil && !anyMatch(a.plugins, plugin) {
-		return denial{ReasonPluginDenied, fmt.Sprintf("the caller policy does not allow %s to read plugin %q", r.name, plugin)}
+		return denial{ReasonPluginDenied, fmt.Sprintf("the caller policy does not allow %s to read plugin %q", r.name, echo(plugin))}
 	}
 	return denial{}
+}
+
+// maxEcho bounds how much of a request's value a denial repeats: the policy
+// decides before the service validates the request.
+const maxEcho = 64
+
+func echo(s string) string {
+	if len(s) <= maxEcho {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxEcho], "") + "…"
 }
 
 func anyMatch(globs []string, s string) bool {

@@ -61,6 +61,13 @@ var facadeKinds = map[string]kind{
 	ReasonShuttingDown:     {codes.Unavailable, http.StatusServiceUnavailable},
 	ReasonNoRoute:          {codes.NotFound, http.StatusNotFound},
 	ReasonMethodNotAllowed: {codes.Unimplemented, http.StatusMethodNotAllowed},
+	// internal/caller's (callers.go).
+	ReasonBadCallerToken: {codes.Unauthenticated, http.StatusUnauthorized},
+	ReasonCallerUnknown:  {codes.PermissionDenied, http.StatusForbidden},
+	ReasonCallerMethod:   {codes.PermissionDenied, http.StatusForbidden},
+	ReasonEnvironment:    {codes.PermissionDenied, http.StatusForbidden},
+	ReasonPlugin:         {codes.PermissionDenied, http.StatusForbidden},
+	ReasonShareExhausted: {codes.ResourceExhausted, http.StatusTooManyRequests},
 }
 
 // statusClientClosedRequest is 499, the status of a call its caller left,

@@ -67,6 +67,12 @@ func readmeRows() map[string][]error {
 			Facade(ReasonInvalidArgument, "a query that does not parse")},
 		"no credential, and no key of the facade's own (never sent upstream)": {Refused(ReasonNoCredentials, "no credentials")},
 		"a malformed credential (never sent upstream)":                        {Refused(ReasonBadCredentials, "invalid")},
+		"a JWT of `--oidc-issuer` that does not verify: expired, not yet valid, another audience or issuer, unsigned, an unknown key, malformed (never sent upstream)": {
+			CallerToken("the token has expired")},
+		"the caller policy denies the call (never sent upstream)": {
+			Denied(ReasonCallerUnknown, "m", nil), Denied(ReasonCallerMethod, "m", nil), Denied(ReasonEnvironment, "m", nil), Denied(ReasonPlugin, "m", nil)},
+		"the caller has spent its fair share of the service's key (never sent upstream)": {
+			ShareExhausted("m", 1500*time.Millisecond, "caller:ip:10.0.0.1", nil)},
 		"a panic in a handler":                             {Facade(ReasonInternal, "internal error")},
 		"a REST call once shutdown has begun":              {Facade(ReasonShuttingDown, "shutting down")},
 		"a REST path or method the gateway does not serve": {Facade(ReasonNoRoute, "GET /x"), Facade(ReasonMethodNotAllowed, "POST /x")},
