@@ -71,6 +71,12 @@ func startFacade(t testing.TB, sb *sandbox.Server, tlsCfg *tls.Config, opts ...c
 // (the baseline of BenchmarkGuard).
 func startFacadeGuarded(t testing.TB, sb *sandbox.Server, tlsCfg *tls.Config, guarded bool, opts ...caller.Option) *facade {
 	t.Helper()
+	return startFacadeWith(t, sb, tlsCfg, guarded, nil, opts...)
+}
+
+// startFacadeWith is startFacadeGuarded with more server options.
+func startFacadeWith(t testing.TB, sb *sandbox.Server, tlsCfg *tls.Config, guarded bool, srvExtra []server.Option, opts ...caller.Option) *facade {
+	t.Helper()
 	f := &facade{log: &testutil.Buffer{}, registry: prometheus.NewRegistry()}
 	log := slog.New(slog.NewJSONHandler(f.log, nil))
 	g, err := caller.New(append([]caller.Option{caller.WithServiceKey(sandboxKey), caller.WithLogger(log),
@@ -96,6 +102,7 @@ func startFacadeGuarded(t testing.TB, sb *sandbox.Server, tlsCfg *tls.Config, gu
 	if guarded {
 		srvOpts = append(srvOpts, server.WithCallers(g))
 	}
+	srvOpts = append(srvOpts, srvExtra...)
 	if tlsCfg != nil {
 		srvOpts = append(srvOpts, server.WithTLS(tlsCfg))
 	}

@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -21,6 +24,7 @@ import (
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/caller"
 	"github.com/acme/plugin-facade/internal/sandbox"
+	"github.com/acme/plugin-facade/internal/server"
 	"github.com/acme/plugin-facade/internal/testutil"
 )
 
@@ -273,5 +277,71 @@ func TestCertificateFromAnotherCA(t *testing.T) {
 	}
 	if n := sb.Requests(); n != 0 {
 		t.Errorf("the upstream got %d requests", n)
+	}
+}
+
+// TestSpanCarriesCaller: the call's server span names the caller, and holds
+// no token.
+func TestSpanCarriesCaller(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	iss := testutil.NewIssuer(t)
+	f := startFacadeWith(t, testutil.StartSandbox(t), nil, true, []server.Option{server.WithTracerProvider(tp)}, caller.WithOIDC(newOIDC(t, iss)))
+	tok := iss.Token(t, testutil.Claims{Subject: "system:serviceaccount:a:b", Audience: []string{"plugin-facade"}})
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
+	if _, err := grpcClient(t, f.grpcAddr, "", nil).GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID}); err != nil {
+		t.Fatal(err)
+	}
+	// The server ends its span once the answer is written: wait for it.
+	serverSpans := func() (n int) {
+		for _, s := range rec.Ended() {
+			if s.SpanKind() == trace.SpanKindServer {
+				n++
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(5 * time.Second); serverSpans() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("no server span ended within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var found bool
+	for _, s := range rec.Ended() {
+		if s.SpanKind() != trace.SpanKindServer {
+			continue
+		}
+		for _, a := range s.Attributes() {
+			if strings.Contains(a.Value.Emit(), tok) {
+				t.Errorf("span attribute %s holds the token", a.Key)
+			}
+			if a.Key == "caller.name" && a.Value.AsString() == "jwt:system:serviceaccount:a:b" {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Error("no server span has caller.name")
+	}
+}
+
+// TestOwnCredentialKeepsItsWindow: a caller over its share of the service's
+// key is still served with a credential of its own.
+func TestOwnCredentialKeepsItsWindow(t *testing.T) {
+	f := startFacade(t, floodSandbox(t), nil)
+	c := grpcClient(t, f.grpcAddr, "127.0.0.2", nil)
+	throttled := false
+	for i := 0; i < 3*floodShare && !throttled; i++ {
+		err := readDistinct(context.Background(), c, i)
+		throttled = errorReason(status.Convert(err)) == caller.ReasonShareExceeded
+	}
+	if !throttled {
+		t.Fatal("the caller was never held to its share")
+	}
+	own := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+sandbox.BearerToken)
+	if err := readKnown(own, c); err != nil {
+		t.Errorf("with its own credential: %v", err)
 	}
 }
