@@ -144,7 +144,7 @@ generate: $(BUF) $(OAPI_CODEGEN) protos ## Regenerate gen/ from proto/, and inte
 check-generated: $(BUF) $(OAPI_CODEGEN) protos ## Fail if gen/ or internal/ccloudapi differ from what they are generated from.
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	  $(BUF) generate -o "$$tmp"; \
-	  diff -r "$$tmp/gen" gen || { echo "gen/ is stale: run 'make generate' and commit the result" >&2; exit 1; }
+	  diff -r -x go.mod -x go.sum "$$tmp/gen" gen && diff -r "$$tmp/internal/gatewaypb" internal/gatewaypb || { echo "gen/ or internal/gatewaypb is stale: run 'make generate' and commit the result" >&2; exit 1; }
 	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	  $(MAKE) --no-print-directory ccloud-api-into DIR="$$tmp"; \
 	  for f in openapi.yaml client.gen.go; do \
@@ -172,8 +172,9 @@ vet: ## go vet.
 	go vet ./...
 
 .PHONY: tidy-check
-tidy-check: ## Fail if go.mod or go.sum (of the service or of tools/) are not tidy.
+tidy-check: ## Fail if go.mod or go.sum (of the service, of the client module gen/ or of tools/) are not tidy.
 	go mod tidy -diff
+	cd gen && go mod tidy -diff
 	cd tools && go mod tidy -diff
 
 .PHONY: clean

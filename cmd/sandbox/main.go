@@ -81,6 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv := &http.Server{
 		Handler:                      handler,
 		ReadHeaderTimeout:            10 * time.Second,
+		ReadTimeout:                  10 * time.Second, // the whole request, body included
 		DisableGeneralOptionsHandler: true,
 	}
 	scheme := "http"

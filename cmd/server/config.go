@@ -184,7 +184,18 @@ func serviceFlags(fs *flag.FlagSet, c *service.Config) fieldFlags {
 
 func serverFlags(fs *flag.FlagSet, c *server.Config) fieldFlags {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long calls in flight may finish after SIGINT/SIGTERM")
-	return fieldFlags{"ShutdownTimeout": "shutdown-timeout"}
+	l := &c.Limits
+	fs.DurationVar(&l.ReadTimeout, "read-timeout", l.ReadTimeout, "longest an HTTP request may take to arrive, headers and body")
+	fs.IntVar(&l.MaxConcurrentStreams, "max-concurrent-streams", l.MaxConcurrentStreams, "most streams at once on one HTTP/2 connection, gRPC and HTTPS")
+	fs.IntVar(&l.MaxHeaderBytes, "max-header-bytes", l.MaxHeaderBytes, "largest request headers (gRPC metadata, HTTP headers with the request line); a credential may be up to 8 KiB")
+	fs.IntVar(&l.MaxInFlight, "max-in-flight", l.MaxInFlight, "most unary calls running at once on each listener; beyond it RESOURCE_EXHAUSTED (429)")
+	fs.IntVar(&l.MaxInFlightPerCaller, "max-in-flight-per-caller", l.MaxInFlightPerCaller, "most unary calls running at once per caller on each listener (0: no bound per caller)")
+	fs.IntVar(&l.MaxWatchers, "max-watchers", l.MaxWatchers, "most watch streams open at once, gRPC and REST; beyond it RESOURCE_EXHAUSTED (429)")
+	fs.IntVar(&l.MaxWatchersPerCaller, "max-watchers-per-caller", l.MaxWatchersPerCaller, "most watch streams open at once per caller (its credential, else its address)")
+	return fieldFlags{"ShutdownTimeout": "shutdown-timeout", "Limits.ReadTimeout": "read-timeout",
+		"Limits.MaxConcurrentStreams": "max-concurrent-streams", "Limits.MaxHeaderBytes": "max-header-bytes",
+		"Limits.MaxInFlight": "max-in-flight", "Limits.MaxInFlightPerCaller": "max-in-flight-per-caller",
+		"Limits.MaxWatchers": "max-watchers", "Limits.MaxWatchersPerCaller": "max-watchers-per-caller"}
 }
 
 func fleetFlags(fs *flag.FlagSet, c *fleet.Config) fieldFlags {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"strconv"
@@ -27,6 +26,7 @@ import (
 	"github.com/acme/plugin-facade/internal/fleet/fleettest"
 	"github.com/acme/plugin-facade/internal/sandbox"
 	"github.com/acme/plugin-facade/internal/testutil"
+	"github.com/acme/plugin-facade/internal/upstream"
 )
 
 // The multi-replica tests run replicas as real processes of this binary (see
@@ -69,7 +69,7 @@ func startFleet(t *testing.T, sb *sandbox.Server, n int, redisURL string, extra 
 
 func startReplica(t *testing.T, sb *sandbox.Server, redisURL string, extra ...string) *replica {
 	t.Helper()
-	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
+	grpcAddr, httpAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	env := []string{"CONFLUENT_CLOUD_API_KEY=" + sandbox.APIKey, "CONFLUENT_CLOUD_API_SECRET=" + sandbox.APISecret}
 	if redisURL != "" {
 		// Through the environment, as a URL with a password should be given.
@@ -110,7 +110,9 @@ func (r *replica) kill() {
 func (r *replica) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		if code, _, err := r.readyz(); err == nil && code == http.StatusOK {
+		// Ready, and done with the start-up check of its key, so that the
+		// test's counts of upstream requests start after it.
+		if code, body, err := r.readyz(); err == nil && code == http.StatusOK && !strings.Contains(body, `"default_credentials":"unchecked"`) {
 			return nil
 		}
 		select {
@@ -136,7 +138,8 @@ func (r *replica) readyz() (int, string, error) {
 }
 
 // upstreamRequests is how many HTTP exchanges the replica made with the
-// upstream, from its metrics.
+// upstream for plugin versions (what watches poll), from its metrics; the
+// start-up check of the default credential asks for a connector plugin.
 func (r *replica) upstreamRequests(t *testing.T) int {
 	t.Helper()
 	resp, err := http.Get(r.httpURL + "/metrics")
@@ -148,7 +151,7 @@ func (r *replica) upstreamRequests(t *testing.T) int {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "plugin_facade_upstream_requests_total{") {
+		if !strings.HasPrefix(line, "plugin_facade_upstream_requests_total{") || !strings.Contains(line, `route="`+upstream.RoutePluginVersion+`"`) {
 			continue
 		}
 		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
@@ -158,16 +161,6 @@ func (r *replica) upstreamRequests(t *testing.T) int {
 		n += int(v)
 	}
 	return n
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // redisFor starts a Redis for a setup that shares its state, and returns its

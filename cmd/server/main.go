@@ -141,6 +141,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	if cfg.Callers.PolicyFile != "" {
 		closers.add(watchPolicy(ctx, app.callers, cfg.Callers))
 	}
+	checked := make(chan struct{})
+	go func() { defer close(checked); app.checkCredential(ctx, cfg.Service.UpstreamTimeout, log) }()
+	closers.add(func() { <-checked }) // ctx has ended: the check returns at once
 	if err := app.srv.Serve(ctx, grpcLis, httpLis); err != nil {
 		return err
 	}
@@ -173,8 +176,39 @@ func flushTraces(ctx context.Context, tp *telemetry.TracerProvider, log *slog.Lo
 type app struct {
 	upstreamURL string
 	creds       upstream.Authorization
+	credential  *telemetry.DefaultCredential
+	client      *upstream.Client
 	srv         *server.Server
 	callers     *caller.Guard
+}
+
+// credentialCheckID is the connector plugin the start-up check asks for: an
+// id no plugin has, so that an accepted key gets a 404 (a 401 otherwise)
+// and the answer is small.
+const credentialCheckID = "ccp-00000"
+
+// checkCredential asks the upstream once, with the default credential, for
+// credentialCheckID, so that a key the upstream rejects shows in /readyz and
+// plugin_facade_default_credentials_rejected at start-up rather than at the
+// first caller's call. The answers of calls keep it current afterwards (see
+// telemetry.DefaultCredential), so no periodic request spends the shared
+// key's rate limit. It is bounded by the upstream timeout and by ctx.
+func (a *app) checkCredential(ctx context.Context, timeout time.Duration, log *slog.Logger) {
+	if a.creds.IsZero() {
+		return
+	}
+	if timeout <= 0 {
+		timeout = service.DefaultUpstreamTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, _, _ = a.client.GetConnectorPlugin(ctx, a.creds, credentialCheckID)
+	if st := a.credential.Status(); st == "rejected" {
+		log.Error("the upstream rejects the default credential ("+envAPIKey+"): calls without a credential of their own will fail with UNAUTHENTICATED",
+			"default_credentials", st)
+	} else {
+		log.Info("checked the default credential", "default_credentials", st)
+	}
 }
 
 // build builds every piece from cfg: the sandbox when asked for, the fleet
@@ -192,6 +226,8 @@ func build(cfg config, log *slog.Logger, tp *telemetry.TracerProvider, closers *
 	}
 	registry := telemetry.NewRegistry()
 	telemetry.RegisterBuildInfo(registry, buildVersion())
+	a.credential = telemetry.NewDefaultCredential(registry, a.creds)
+	traced, learn := telemetry.Transport(tp), a.credential.Transport()
 	clientOpts := append(cfg.Upstream.Options(),
 		upstream.WithUserAgent("plugin-facade/"+buildVersion()),
 		upstream.WithHooks(telemetry.NewUpstreamMetrics(registry).Hooks()),
@@ -200,9 +236,12 @@ func build(cfg config, log *slog.Logger, tp *telemetry.TracerProvider, closers *
 	if err != nil {
 		return nil, err
 	}
-	svcOpts := append(cfg.Service.Options(), service.WithDefaultCredentials(a.creds), service.WithLogger(log))
+	wm := telemetry.NewWatchMetrics(registry)
+	svcOpts := append(cfg.Service.Options(), service.WithDefaultCredentials(a.creds), service.WithLogger(log),
+		service.WithWatchObserver(service.WatchObserver{Loop: wm.Loop, Poll: wm.Poll}))
 	srvOpts := append(cfg.Server.Options(), server.WithLogger(log), server.WithOpenAPI(pluginfacade.OpenAPI()),
-		server.WithRegistry(registry), server.WithTracerProvider(tp))
+		server.WithRegistry(registry), server.WithTracerProvider(tp),
+		server.WithReadyDetail("default_credentials", a.credential.Status))
 	if cfg.TLS != nil {
 		srvOpts = append(srvOpts, server.WithTLS(cfg.TLS))
 	}
@@ -231,15 +270,15 @@ func build(cfg config, log *slog.Logger, tp *telemetry.TracerProvider, closers *
 	}
 	srvOpts = append(srvOpts, server.WithCallers(a.callers))
 	// The caller guard learns the service key's window from its answers.
-	traced := telemetry.Transport(tp)
 	clientOpts = append(clientOpts, upstream.WithTransport(func(rt http.RoundTripper) http.RoundTripper {
-		return a.callers.Transport(traced(rt))
+		return a.callers.Transport(learn(traced(rt)))
 	}))
 	client, err := upstream.New(a.upstreamURL, clientOpts...)
 	if err != nil {
 		return nil, err
 	}
 	closers.add(client.Close)
+	a.client = client
 	a.srv, err = server.New(service.New(client, svcOpts...), srvOpts...)
 	return a, err
 }
@@ -356,6 +395,11 @@ Try it (grpcurl: 'make tools' installs a pinned one as ./bin/grpcurl):
   curl -s http://%[2]s/connect/v1/custom-connector-plugins/ccp-00000    # 404: the upstream's Failure envelope
   curl -s -H 'Authorization: Bearer %[7]s' http://%[2]s/connect/v1/custom-connector-plugins/%[3]s   # your own credential, forwarded
   curl -s http://%[2]s/openapi.json
+
+The HTTP port also speaks the Connect protocol and gRPC-Web (buf curl's defaults, browser clients)
+at the gRPC paths ('make tools' installs ./bin/buf):
+
+  ./bin/buf curl -d '{"id":"%[3]s"}' http://%[2]s/confluent.plugin.v1.PluginService/GetConnectorPlugin
 
 The REST gateway speaks Confluent Cloud's own JSON: the sandbox directly and the
 facade answer the same (point your Confluent client at http://%[2]s):

@@ -135,6 +135,10 @@ func TestParseConfig(t *testing.T) {
 		{name: "empty cache", args: []string{"--cache-max-entries", "0"}, env: withKey(), wantErr: "--cache-max-entries: must be at least 1"},
 		{name: "negative upstream timeout", args: []string{"--upstream-timeout", "-1s"}, env: withKey(), wantErr: "--upstream-timeout: must not be negative"},
 		{name: "zero shutdown timeout", args: []string{"--shutdown-timeout", "0"}, env: withKey(), wantErr: "--shutdown-timeout: must be positive"},
+		{name: "no watchers", args: []string{"--max-watchers", "0"}, env: withKey(), wantErr: "--max-watchers: must be at least 1"},
+		{name: "zero read timeout", args: []string{"--read-timeout", "0s"}, env: withKey(), wantErr: "--read-timeout: must be positive"},
+		{name: "tiny header bound", args: []string{"--max-header-bytes", "100"}, env: withKey(), wantErr: "--max-header-bytes: must be at least 4096"},
+		{name: "negative in-flight per caller", args: []string{"--max-in-flight-per-caller", "-1"}, env: withKey(), wantErr: "--max-in-flight-per-caller: must not be negative"},
 		{name: "every problem at once", args: []string{"--shutdown-timeout", "0", "--cache-ttl", "-1s"}, env: env(), wantErr: "--cache-ttl: must not be negative\n--shutdown-timeout: must be positive\nno default credential"},
 		{name: "gRPC address without a port", args: []string{"--grpc-addr", "nonsense"}, env: withKey(), wantErr: `--grpc-addr "nonsense": not host:port`},
 		{name: "HTTP address with a bad port", args: []string{"--http-addr", "127.0.0.1:-1"}, env: withKey(), wantErr: `--http-addr "127.0.0.1:-1": port "-1" is not a port number`},
@@ -253,7 +257,7 @@ func TestRunSandbox(t *testing.T) {
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
-		`grpc_server_handled_total{grpc_code="OK",grpc_method="GetConnectorPlugin",grpc_service="confluent.plugin.v1.PluginService",grpc_type="unary"} 1`,
+		`grpc_server_handled_total{grpc_code="OK",grpc_method="GetConnectorPlugin",grpc_service="confluent.plugin.v1.PluginService",grpc_type="unary",protocol="rest"} 1`,
 		`plugin_facade_upstream_requests_total{code="200",route="/connect/v1/custom-connector-plugins/{id}"} 1`,
 		"go_goroutines ", "process_resident_memory_bytes ",
 	} {
@@ -344,13 +348,27 @@ func TestEveryConfigFieldHasAFlag(t *testing.T) {
 	_, _, owners := newFlagSet(&c)
 	for i, typ := range []reflect.Type{reflect.TypeFor[upstream.Config](), reflect.TypeFor[service.Config](),
 		reflect.TypeFor[server.Config](), reflect.TypeFor[fleet.Config]()} {
-		for f := range typ.Fields() {
-			if owners[i].flags[f.Name] == "" {
-				t.Errorf("%s.%s has no flag", typ, f.Name)
+		// A field that is a struct of settings (server.Config.Limits) has a
+		// flag for each of its own fields, named "Limits.ReadTimeout".
+		var names []string
+		var walk func(prefix string, typ reflect.Type)
+		walk = func(prefix string, typ reflect.Type) {
+			for f := range typ.Fields() {
+				if f.Type.Kind() == reflect.Struct {
+					walk(prefix+f.Name+".", f.Type)
+					continue
+				}
+				names = append(names, prefix+f.Name)
 			}
 		}
-		if len(owners[i].flags) != typ.NumField() {
-			t.Errorf("%s: %d flags for %d fields", typ, len(owners[i].flags), typ.NumField())
+		walk("", typ)
+		for _, name := range names {
+			if owners[i].flags[name] == "" {
+				t.Errorf("%s.%s has no flag", typ, name)
+			}
+		}
+		if len(owners[i].flags) != len(names) {
+			t.Errorf("%s: %d flags for %d fields", typ, len(owners[i].flags), len(names))
 		}
 	}
 }

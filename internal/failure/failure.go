@@ -13,6 +13,8 @@
 package failure
 
 import (
+	"context"
+	"errors"
 	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -91,13 +93,17 @@ func Reason(st *status.Status) string {
 	return ""
 }
 
-func errorInfo(st *status.Status) *errdetails.ErrorInfo {
+func errorInfo(st *status.Status) *errdetails.ErrorInfo { return detail[*errdetails.ErrorInfo](st) }
+
+// detail is st's first detail of type T; nil when it has none.
+func detail[T any](st *status.Status) T {
+	var zero T
 	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			return info
+		if t, ok := d.(T); ok {
+			return t
 		}
 	}
-	return nil
+	return zero
 }
 
 // Violation is one invalid field of a request.
@@ -138,6 +144,16 @@ func Facade(reason, msg string) *Error {
 	return newError(nil, reason, msg, info(reason, FacadeDomain, nil))
 }
 
+// FromContext is the failure of a call its caller's context ended (err is
+// ctx.Err()) before the facade had anything else to say: a watch the caller
+// left, or whose deadline passed, between two polls.
+func FromContext(err error) *Error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return newError(err, ReasonDeadline, "the caller's deadline passed", info(ReasonDeadline, FacadeDomain, nil))
+	}
+	return newError(err, ReasonCanceled, "the caller canceled the call", info(ReasonCanceled, FacadeDomain, nil))
+}
+
 // newError builds the Error of a failure of the table's reason, whose code it
 // takes from the table.
 func newError(cause error, reason, msg string, details ...protoadapt.MessageV1) *Error {
@@ -161,6 +177,21 @@ func withDetails(st *status.Status, details ...protoadapt.MessageV1) *status.Sta
 		}
 	}
 	return st
+}
+
+// FromError is err as a failure: itself when it is one, else its status
+// (status.Convert). A status this package did not build (grpc-gateway's own,
+// for a path it cannot parse, say) gets the ErrorInfo every failure has, its
+// reason the code's name (INVALID_ARGUMENT), its domain FacadeDomain.
+func FromError(err error) *Error {
+	if f, ok := errors.AsType[*Error](err); ok {
+		return f
+	}
+	st := status.Convert(err)
+	if errorInfo(st) == nil {
+		st = withDetails(st, info(strings.ToUpper(snakeCase(st.Code().String())), FacadeDomain, nil))
+	}
+	return &Error{st: st, cause: err}
 }
 
 // FromStatus is the Error of a status another process built (the fleet's

@@ -103,14 +103,7 @@ func answerREST(st *status.Status, a *rpchttp.HttpResponse) REST {
 }
 
 // answerOf is the upstream answer st carries; nil when it carries none.
-func answerOf(st *status.Status) *rpchttp.HttpResponse {
-	for _, d := range st.Details() {
-		if a, ok := d.(*rpchttp.HttpResponse); ok {
-			return a
-		}
-	}
-	return nil
-}
+func answerOf(st *status.Status) *rpchttp.HttpResponse { return detail[*rpchttp.HttpResponse](st) }
 
 // item is one error of the Failure envelope, as the upstream documents it.
 type item struct {

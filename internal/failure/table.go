@@ -23,6 +23,7 @@ const (
 	ReasonUnreachable      = "UPSTREAM_UNREACHABLE"
 	ReasonTimeout          = "UPSTREAM_TIMEOUT"
 	ReasonCanceled         = "CANCELED_BY_CALLER"
+	ReasonDeadline         = "DEADLINE_EXCEEDED"
 	ReasonUndecodable      = "UPSTREAM_RESPONSE_UNDECODABLE"
 	ReasonTooLarge         = "UPSTREAM_RESPONSE_TOO_LARGE"
 	ReasonRateLimited      = "RATE_LIMIT_EXHAUSTED"
@@ -33,6 +34,11 @@ const (
 	ReasonShuttingDown     = "UNAVAILABLE"
 	ReasonNoRoute          = "NOT_FOUND"
 	ReasonMethodNotAllowed = "METHOD_NOT_ALLOWED"
+	// The limits of internal/server (Limits): a request body (REST routes
+	// take none), and calls or watches beyond their bounds.
+	ReasonBodyNotAccepted = "REQUEST_BODY_NOT_ACCEPTED"
+	ReasonTooManyCalls    = "TOO_MANY_CALLS"
+	ReasonTooManyWatchers = "TOO_MANY_WATCHERS"
 )
 
 // reasonUnclassified is the reason of an answer whose code and status say
@@ -50,6 +56,7 @@ var facadeKinds = map[string]kind{
 	ReasonUnreachable: {codes.Unavailable, http.StatusServiceUnavailable},
 	ReasonTimeout:     {codes.DeadlineExceeded, http.StatusGatewayTimeout},
 	ReasonCanceled:    {codes.Canceled, statusClientClosedRequest},
+	ReasonDeadline:    {codes.DeadlineExceeded, http.StatusGatewayTimeout},
 	// An answer the facade cannot use is a gateway's fault to report, 502.
 	ReasonUndecodable:      {codes.Internal, http.StatusBadGateway},
 	ReasonTooLarge:         {codes.Internal, http.StatusBadGateway},
@@ -61,6 +68,9 @@ var facadeKinds = map[string]kind{
 	ReasonShuttingDown:     {codes.Unavailable, http.StatusServiceUnavailable},
 	ReasonNoRoute:          {codes.NotFound, http.StatusNotFound},
 	ReasonMethodNotAllowed: {codes.Unimplemented, http.StatusMethodNotAllowed},
+	ReasonBodyNotAccepted:  {codes.InvalidArgument, http.StatusRequestEntityTooLarge},
+	ReasonTooManyCalls:     {codes.ResourceExhausted, http.StatusTooManyRequests},
+	ReasonTooManyWatchers:  {codes.ResourceExhausted, http.StatusTooManyRequests},
 	// internal/caller's (callers.go).
 	ReasonBadCallerToken: {codes.Unauthenticated, http.StatusUnauthorized},
 	ReasonCallerUnknown:  {codes.PermissionDenied, http.StatusForbidden},

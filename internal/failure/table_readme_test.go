@@ -56,6 +56,8 @@ func readmeRows() map[string][]error {
 			transport(&net.DNSError{Err: "i/o timeout", Name: "h", IsTimeout: true}, nil)},
 		"no answer before the caller's deadline or `--upstream-timeout`": {transport(context.DeadlineExceeded, context.DeadlineExceeded)},
 		"the caller canceled": {transport(context.Canceled, context.Canceled)},
+		"a watch its caller left, or whose deadline passed, between two polls": {
+			FromContext(context.Canceled), FromContext(context.DeadlineExceeded)},
 		"the rate-limit guard: the window is known to be exhausted (never sent upstream)": {
 			&upstream.ThrottledError{RetryAfter: 3 * time.Second, RateLimit: upstream.RateLimit{Limit: 80, Remaining: 0, Reset: 3 * time.Second}}},
 		"a 3xx redirect (not followed)":                                    {noEnvelope(301, ""), noEnvelope(302, "")},
@@ -66,16 +68,19 @@ func readmeRows() map[string][]error {
 			Invalid(Violation{Field: "poll_interval", Description: "must be valid", Reason: "INVALID_DURATION"}),
 			Facade(ReasonInvalidArgument, "a query that does not parse")},
 		"no credential, and no key of the facade's own (never sent upstream)": {Refused(ReasonNoCredentials, "no credentials")},
-		"a malformed credential (never sent upstream)":                        {Refused(ReasonBadCredentials, "invalid")},
+		"a malformed credential, or one over 8 KiB (never sent upstream)":     {Refused(ReasonBadCredentials, "invalid")},
+		"a panic in a handler":                                                                  {Facade(ReasonInternal, "internal error")},
+		"a REST call once shutdown has begun":                                                   {Facade(ReasonShuttingDown, "shutting down")},
+		"a REST path or method the gateway does not serve":                                      {Facade(ReasonNoRoute, "GET /x"), Facade(ReasonMethodNotAllowed, "POST /x")},
+		"a REST request with a body (the routes are `GET` only; never read)":                    {Facade(ReasonBodyNotAccepted, "GET /x")},
+		"more unary calls in flight on a listener than `--max-in-flight` (never sent upstream)": {Facade(ReasonTooManyCalls, "too many calls")},
+		"more watches open than `--max-watchers` or `--max-watchers-per-caller`":                {Facade(ReasonTooManyWatchers, "too many watches")},
 		"a JWT of `--oidc-issuer` that does not verify: expired, not yet valid, another audience or issuer, unsigned, an unknown key, malformed (never sent upstream)": {
 			CallerToken("the token has expired")},
 		"the caller policy denies the call (never sent upstream)": {
 			Denied(ReasonCallerUnknown, "m", nil), Denied(ReasonCallerMethod, "m", nil), Denied(ReasonEnvironment, "m", nil), Denied(ReasonPlugin, "m", nil)},
 		"the caller has spent its fair share of the service's key (never sent upstream)": {
 			ShareExhausted("m", 1500*time.Millisecond, "caller:ip:10.0.0.1", nil)},
-		"a panic in a handler":                             {Facade(ReasonInternal, "internal error")},
-		"a REST call once shutdown has begun":              {Facade(ReasonShuttingDown, "shutting down")},
-		"a REST path or method the gateway does not serve": {Facade(ReasonNoRoute, "GET /x"), Facade(ReasonMethodNotAllowed, "POST /x")},
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	rpchttp "google.golang.org/genproto/googleapis/rpc/http"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -54,7 +53,7 @@ func FromUpstream(err error, domain string, meta upstream.Meta) *Error {
 	case errors.As(err, &te):
 		st = noAnswerStatus(te, domain, meta, retry)
 	default:
-		st = withDetails(status.New(codes.Internal, err.Error()), info(ReasonInternal, FacadeDomain, nil))
+		st = newError(nil, ReasonInternal, err.Error(), info(ReasonInternal, FacadeDomain, nil)).st
 	}
 	return &Error{st: st, cause: err}
 }
@@ -222,7 +221,7 @@ func answerReason(e *upstream.Error) string {
 // the upstream.
 func throttledStatus(th *upstream.ThrottledError, domain string) *status.Status {
 	secs := upstream.Seconds(th.RetryAfter)
-	st := status.New(codes.ResourceExhausted, fmt.Sprintf(
+	st := status.New(facadeKinds[ReasonRateLimited].code, fmt.Sprintf(
 		"the Confluent Cloud API rate limit for these credentials is exhausted; retry in %ds "+
 			"(answered by plugin-facade without calling Confluent Cloud)", secs))
 	md := map[string]string{KeyHTTPStatus: strconv.Itoa(http.StatusTooManyRequests), KeyAnsweredBy: FacadeDomain}

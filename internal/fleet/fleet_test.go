@@ -39,18 +39,6 @@ func open(t *testing.T, url string, o Options) *Fleet {
 	return f
 }
 
-// eventually polls cond every 10ms until it holds or within passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // direct is a plain client of r, to look at what the fleet wrote.
 func direct(t *testing.T, r *fleettest.Redis) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: r.Addr()})
@@ -78,7 +66,7 @@ func TestGuardSharesWindows(t *testing.T) {
 	if _, _, ok := a.Exhausted(ctx, cred); !ok {
 		t.Fatal("the replica that learned the window does not know it at once")
 	}
-	eventually(t, time.Second, "the other replica learns the window", func() bool {
+	testutil.Eventually(t, time.Second, "the other replica learns the window", func() bool {
 		_, _, ok := b.Exhausted(ctx, cred)
 		return ok
 	})
@@ -89,7 +77,7 @@ func TestGuardSharesWindows(t *testing.T) {
 
 	// A replica that starts later reads the windows that still run.
 	c := guard(t, r.URL())
-	eventually(t, time.Second, "a replica started later loads the window", func() bool {
+	testutil.Eventually(t, time.Second, "a replica started later loads the window", func() bool {
 		_, _, ok := c.Exhausted(ctx, cred)
 		return ok
 	})
@@ -102,7 +90,7 @@ func TestGuardSharesWindows(t *testing.T) {
 
 	// The upstream says requests remain: every replica forgets the window.
 	b.ClearExhausted(ctx, cred)
-	eventually(t, time.Second, "the others forget a cleared window", func() bool {
+	testutil.Eventually(t, time.Second, "the others forget a cleared window", func() bool {
 		_, _, okA := a.Exhausted(ctx, cred)
 		_, _, okC := c.Exhausted(ctx, cred)
 		return !okA && !okC
@@ -117,11 +105,11 @@ func TestGuardWindowEnds(t *testing.T) {
 	a, b := guard(t, r.URL()), guard(t, r.URL())
 	ctx := context.Background()
 	a.SetExhausted(ctx, "c1", time.Now().Add(300*time.Millisecond), 10)
-	eventually(t, time.Second, "the other replica learns the window", func() bool {
+	testutil.Eventually(t, time.Second, "the other replica learns the window", func() bool {
 		_, _, ok := b.Exhausted(ctx, "c1")
 		return ok
 	})
-	eventually(t, 2*time.Second, "the window ends on both replicas and in Redis", func() bool {
+	testutil.Eventually(t, 2*time.Second, "the window ends on both replicas and in Redis", func() bool {
 		_, _, okA := a.Exhausted(ctx, "c1")
 		_, _, okB := b.Exhausted(ctx, "c1")
 		n, _ := direct(t, r).Exists(ctx, "plugin-facade:guard:c1").Result()
@@ -150,7 +138,7 @@ func TestCacheShared(t *testing.T) {
 	if _, _, ok := b.Get(ctx, "k2"); ok {
 		t.Error("a hit for another key (another credential or request)")
 	}
-	eventually(t, 2*time.Second, "the entry expires", func() bool {
+	testutil.Eventually(t, 2*time.Second, "the entry expires", func() bool {
 		_, _, ok := b.Get(ctx, "k1")
 		n, _ := direct(t, r).Exists(ctx, "plugin-facade:cache:k1").Result()
 		return !ok && n == 0
@@ -178,7 +166,7 @@ func TestCacheClaim(t *testing.T) {
 	if !b.Claim(ctx, "other", 300*time.Millisecond) {
 		t.Error("a claim of another key is refused")
 	}
-	eventually(t, 2*time.Second, "the claim expires", func() bool { return b.Claim(ctx, "k", time.Minute) })
+	testutil.Eventually(t, 2*time.Second, "the claim expires", func() bool { return b.Claim(ctx, "k", time.Minute) })
 
 	// Filling the entry releases the claim: once the entry expires, the next
 	// miss claims at once rather than waiting for the claim's ttl.
@@ -191,10 +179,10 @@ func TestCacheClaim(t *testing.T) {
 	if b.Claim(ctx, "filled", time.Minute) {
 		t.Error("a claim is granted while the entry is there")
 	}
-	time.Sleep(250 * time.Millisecond)
-	if _, _, ok := b.Get(ctx, "filled"); ok {
-		t.Fatal("the entry outlived its ttl")
-	}
+	testutil.Eventually(t, 2*time.Second, "the filled entry expires", func() bool {
+		_, _, ok := b.Get(ctx, "filled")
+		return !ok
+	})
 	if !b.Claim(ctx, "filled", time.Minute) {
 		t.Error("the claim of a filled entry still holds after the entry expired")
 	}
@@ -244,7 +232,7 @@ func TestWatchLease(t *testing.T) {
 		t.Fatal("a resigned lease is not free")
 	}
 	// Not renewed (its holder died), it expires.
-	eventually(t, 2*time.Second, "the lease of a dead holder expires", func() bool {
+	testutil.Eventually(t, 2*time.Second, "the lease of a dead holder expires", func() bool {
 		return a.Lead(ctx, "w", time.Minute)
 	})
 }
@@ -257,7 +245,10 @@ func TestWatchRelay(t *testing.T) {
 
 	fromA := a.Subscribe(ctx, "w")
 	fromB := b.Subscribe(ctx, "w")
-	time.Sleep(100 * time.Millisecond) // the subscriptions are confirmed
+	testutil.Eventually(t, 2*time.Second, "both replicas are subscribed", func() bool {
+		n, _ := direct(t, r).PubSubNumSub(ctx, watchChannel("w")).Result()
+		return n[watchChannel("w")] == 2
+	})
 	a.Publish(ctx, "w", []byte("PROCESSING"), time.Minute)
 	if got := receive(t, fromB); got != "PROCESSING" {
 		t.Fatalf("the other replica got %q", got)
@@ -323,7 +314,7 @@ func TestDegradesAndRecovers(t *testing.T) {
 		t.Errorf("local fallbacks: get %v, claim %v, lead %v, exhausted %v; want a miss, and true for the others",
 			ok, claimed, led, exhausted)
 	}
-	eventually(t, 2*time.Second, "the fleet says it is degraded", func() bool { return a.Degraded() && b.Degraded() })
+	testutil.Eventually(t, 2*time.Second, "the fleet says it is degraded", func() bool { return a.Degraded() && b.Degraded() })
 	if a.Status() != "degraded" || promtestutil.ToFloat64(a.metrics.degraded) != 1 {
 		t.Errorf("status %q, gauge %v; want degraded, 1", a.Status(), promtestutil.ToFloat64(a.metrics.degraded))
 	}
@@ -334,12 +325,12 @@ func TestDegradesAndRecovers(t *testing.T) {
 	if err := r.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the fleet shares again", func() bool { return !a.Degraded() && !b.Degraded() })
+	testutil.Eventually(t, 5*time.Second, "the fleet shares again", func() bool { return !a.Degraded() && !b.Degraded() })
 	if promtestutil.ToFloat64(a.metrics.degraded) != 0 {
 		t.Error("the gauge still says degraded")
 	}
 	// Pub/sub is subscribed again: a window one learns reaches the other.
-	eventually(t, 5*time.Second, "a window is shared after Redis came back", func() bool {
+	testutil.Eventually(t, 5*time.Second, "a window is shared after Redis came back", func() bool {
 		ga.SetExhausted(ctx, "after", time.Now().Add(time.Minute), 5)
 		time.Sleep(50 * time.Millisecond)
 		_, _, ok := gb.Exhausted(ctx, "after")
@@ -450,7 +441,7 @@ func TestCacheMissJoinsTheLocalFlight(t *testing.T) {
 	auth := upstream.BasicAuth("KEY", "SECRET")
 	ctx := t.Context()
 	go func() { _, _, _ = a.GetConnectorPlugin(ctx, auth, "ccp-1") }()
-	eventually(t, 5*time.Second, "replica A claims the entry", func() bool {
+	testutil.Eventually(t, 5*time.Second, "replica A claims the entry", func() bool {
 		keys, _ := direct(t, r).Keys(ctx, "plugin-facade:claim:*").Result()
 		return len(keys) == 1
 	})
@@ -479,5 +470,29 @@ func TestCacheMissJoinsTheLocalFlight(t *testing.T) {
 	}
 	if up.Count() != 1 {
 		t.Errorf("the upstream got %d requests, want 1", up.Count())
+	}
+}
+
+// TestMessagesOfAnotherFormatAreIgnored: a replica of another release,
+// whose messages are of another format, teaches this one nothing; one of
+// this format does.
+func TestMessagesOfAnotherFormatAreIgnored(t *testing.T) {
+	r := fleettest.Start(t)
+	g := guard(t, r.URL())
+	ctx := context.Background()
+	publish := func(m guardMessage) {
+		t.Helper()
+		if err := direct(t, r).Publish(ctx, guardChannel, encodeGuard(m)).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventually(t, 5*time.Second, "a window of this format is applied", func() bool {
+		publish(guardMessage{V: guardFormat + 1, From: "other", Cred: "future", LeftMS: 60000, Limit: 1})
+		publish(guardMessage{V: guardFormat, From: "other", Cred: "now", LeftMS: 60000, Limit: 1})
+		_, _, ok := g.Exhausted(ctx, "now")
+		return ok
+	})
+	if _, _, ok := g.Exhausted(ctx, "future"); ok {
+		t.Error("a window of another format was applied")
 	}
 }

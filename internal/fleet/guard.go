@@ -2,8 +2,7 @@ package fleet
 
 import (
 	"context"
-	"fmt"
-	"strconv"
+	"encoding/json"
 	"strings"
 	"time"
 
@@ -117,46 +116,76 @@ func (g *Guard) write() {
 				break drain
 			}
 		}
-		g.f.do(context.Background(), "guard_write", func(ctx context.Context) error {
-			pipe := g.f.rdb.Pipeline()
-			for _, w := range batch {
-				if w.clear {
-					pipe.Del(ctx, guardKey(w.cred))
-					pipe.Publish(ctx, guardChannel, "c "+g.f.id+" "+w.cred)
-					continue
-				}
+		g.share(batch)
+	}
+}
+
+// share writes a batch of windows in one round trip: each a key, for the
+// replicas that start later, and a message, for those running.
+func (g *Guard) share(batch []guardWrite) {
+	g.f.do(context.Background(), "guard_write", func(ctx context.Context) error {
+		pipe := g.f.rdb.Pipeline()
+		for _, w := range batch {
+			m := guardMessage{V: guardFormat, From: g.f.id, Cred: w.cred, Clear: w.clear}
+			if w.clear {
+				pipe.Del(ctx, guardKey(w.cred))
+			} else {
 				// The time left rather than the instant, so that replicas
 				// whose clocks disagree still agree on the window.
 				left := time.Until(w.until).Round(time.Millisecond)
 				if left <= 0 {
 					continue
 				}
-				pipe.Set(ctx, guardKey(w.cred), w.limit, left)
-				pipe.Publish(ctx, guardChannel, fmt.Sprintf("s %s %s %d %d", g.f.id, w.cred, left.Milliseconds(), w.limit))
+				m.LeftMS, m.Limit = left.Milliseconds(), w.limit
+				pipe.Set(ctx, guardKey(w.cred), encodeGuard(guardWindow{V: guardFormat, Limit: w.limit}), left)
 			}
-			_, err := pipe.Exec(ctx)
-			return err
-		})
-	}
+			pipe.Publish(ctx, guardChannel, encodeGuard(m))
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	})
 }
 
-// receive applies a window another replica shared: "s <replica> <cred>
-// <milliseconds left> <limit>" or "c <replica> <cred>".
+// guardFormat is the version of the guard's messages and keys this replica
+// writes and reads; another version's (a replica of another release, during
+// a rolling upgrade) is ignored: that replica's windows are then learnt from
+// the upstream.
+const guardFormat = 1
+
+// guardMessage is what guardChannel carries: a window a replica learnt (the
+// time it has left, and its limit), or that it forgot (Clear).
+type guardMessage struct {
+	V      int    `json:"v"`
+	From   string `json:"from"` // the replica, which ignores its own messages
+	Cred   string `json:"cred"` // a credential id, never a credential
+	Clear  bool   `json:"clear,omitempty"`
+	LeftMS int64  `json:"left_ms,omitempty"`
+	Limit  int    `json:"limit,omitempty"`
+}
+
+// guardWindow is the value of a guard key, which expires with the window.
+type guardWindow struct {
+	V     int `json:"v"`
+	Limit int `json:"limit"`
+}
+
+func encodeGuard(v any) string {
+	b, _ := json.Marshal(v) // small structs of plain fields: never fails
+	return string(b)
+}
+
+// receive applies a window another replica shared.
 func (g *Guard) receive(payload string) {
-	f := strings.Fields(payload)
-	if len(f) < 3 || f[1] == g.f.id {
+	var m guardMessage
+	if json.Unmarshal([]byte(payload), &m) != nil || m.V != guardFormat || m.From == g.f.id || m.Cred == "" {
 		return
 	}
 	ctx := context.Background()
 	switch {
-	case f[0] == "c":
-		g.local.ClearExhausted(ctx, f[2])
-	case f[0] == "s" && len(f) == 5:
-		ms, err1 := strconv.ParseInt(f[3], 10, 64)
-		limit, err2 := strconv.Atoi(f[4])
-		if err1 == nil && err2 == nil && ms > 0 {
-			g.local.SetExhausted(ctx, f[2], time.Now().Add(time.Duration(ms)*time.Millisecond), limit)
-		}
+	case m.Clear:
+		g.local.ClearExhausted(ctx, m.Cred)
+	case m.LeftMS > 0:
+		g.local.SetExhausted(ctx, m.Cred, time.Now().Add(time.Duration(m.LeftMS)*time.Millisecond), m.Limit)
 	}
 }
 
@@ -204,9 +233,10 @@ func (g *Guard) load(keys []string) {
 		_, err := pipe.Exec(ctx)
 		for i, k := range keys {
 			left, err1 := ttls[i].Result()
-			limit, err2 := limits[i].Int()
-			if err1 == nil && err2 == nil && left > 0 {
-				windows = append(windows, got{strings.TrimPrefix(k, guardKey("")), left, limit})
+			b, err2 := limits[i].Bytes()
+			var w guardWindow
+			if err1 == nil && err2 == nil && left > 0 && json.Unmarshal(b, &w) == nil && w.V == guardFormat {
+				windows = append(windows, got{strings.TrimPrefix(k, guardKey("")), left, w.Limit})
 			}
 		}
 		return err

@@ -1,8 +1,8 @@
 package fleet
 
 import (
-	"bytes"
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -73,7 +73,10 @@ func (w *Watches) Resign(ctx context.Context, key string) {
 // Publish sends msg to key's subscribers on the other replicas, and keeps it
 // as key's latest state for ttl (renewed with the lease).
 func (w *Watches) Publish(ctx context.Context, key string, msg []byte, ttl time.Duration) {
-	payload := append([]byte(w.f.id+" "), msg...)
+	payload, err := json.Marshal(watchMessage{V: watchFormat, From: w.f.id, State: msg})
+	if err != nil {
+		return
+	}
 	w.f.do(ctx, "watch_publish", func(ctx context.Context) error {
 		pipe := w.f.rdb.Pipeline()
 		pipe.Set(ctx, latestKey(key), payload, ttl)
@@ -91,8 +94,8 @@ func (w *Watches) Subscribe(ctx context.Context, key string) <-chan []byte {
 	out := make(chan []byte, 1)
 	h := &handler{
 		deliver: func(payload string) {
-			if id, msg, ok := bytes.Cut([]byte(payload), []byte(" ")); ok && string(id) != w.f.id {
-				offer(out, msg)
+			if m, ok := decodeWatch([]byte(payload)); ok && m.From != w.f.id {
+				offer(out, m.State)
 			}
 		},
 		resync: func() {
@@ -103,14 +106,36 @@ func (w *Watches) Subscribe(ctx context.Context, key string) <-chan []byte {
 			})
 			// This replica's own latest state too: its loop may have
 			// restarted since it published it.
-			if _, msg, ok := bytes.Cut(payload, []byte(" ")); ok {
-				offer(out, msg)
+			if m, ok := decodeWatch(payload); ok {
+				offer(out, m.State)
 			}
 		},
 	}
 	cancel := w.f.subscribe(watchChannel(key), h)
 	context.AfterFunc(ctx, cancel)
 	return out
+}
+
+// watchFormat is the version of watchMessage this replica writes and reads;
+// another version's (a replica of another release, during a rolling
+// upgrade) is ignored, and its watchers poll once the lease passes.
+const watchFormat = 1
+
+// watchMessage is what a watch's channel carries, and its latest key keeps:
+// a state of the watch (opaque here: package service encodes it), and the
+// replica that published it, which ignores its own messages.
+type watchMessage struct {
+	V     int    `json:"v"`
+	From  string `json:"from"`
+	State []byte `json:"state"`
+}
+
+func decodeWatch(payload []byte) (watchMessage, bool) {
+	var m watchMessage
+	if json.Unmarshal(payload, &m) != nil || m.V != watchFormat || len(m.State) == 0 {
+		return watchMessage{}, false
+	}
+	return m, true
 }
 
 // offer puts m in ch, replacing a message nobody has taken yet.

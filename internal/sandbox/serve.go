@@ -25,6 +25,7 @@ func Start(opts ...Option) (*Server, error) {
 	l.srv = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       10 * time.Second, // the whole request, body included
 		// Otherwise "OPTIONS *" is answered by net/http without reaching
 		// ServeHTTP, and Requests would miss it.
 		DisableGeneralOptionsHandler: true,

@@ -10,6 +10,7 @@ import (
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
@@ -59,6 +60,8 @@ type callLog struct {
 	log *slog.Logger
 	// rest is set on the chain the gateway's in-process calls go through.
 	rest bool
+	// quiet samples the lines of canceled and refused calls (sampledCode).
+	quiet *sampler
 }
 
 func (c callLog) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -100,9 +103,16 @@ func (c callLog) finished(ctx context.Context, fullMethod, typ string, start tim
 	if !c.log.Enabled(ctx, level) {
 		return
 	}
+	dropped := 0
+	if sampledCode(code) && c.quiet != nil {
+		var ok bool
+		if dropped, ok = c.quiet.admit(fullMethod + " " + code.String()); !ok {
+			return
+		}
+	}
 	elapsed := time.Since(start)
 	service, method, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
-	attrs := make([]slog.Attr, 0, 16)
+	attrs := make([]slog.Attr, 0, 17)
 	attrs = append(attrs,
 		slog.String("grpc.component", "server"),
 		slog.String("grpc.service", service),
@@ -126,7 +136,18 @@ func (c callLog) finished(ctx context.Context, fullMethod, typ string, start tim
 	// grpc.time_ms, which dashboards may already parse.
 	ms := float32(elapsed.Nanoseconds()/1000) / 1000
 	attrs = append(attrs, slog.String("grpc.time_ms", strconv.FormatFloat(float64(ms), 'g', -1, 32)))
+	if dropped > 0 {
+		attrs = append(attrs, slog.Int("calls_not_logged", dropped))
+	}
 	c.log.LogAttrs(ctx, level, "finished call", attrs...)
+}
+
+// sampledCode reports whether lines of calls that ended with code are
+// sampled (one per second per method and code, with calls_not_logged saying
+// how many were left out before it): the codes a flood of callers can cause
+// at will, a stream reset (CANCELED) and a limit reached (RESOURCE_EXHAUSTED).
+func sampledCode(code codes.Code) bool {
+	return code == codes.Canceled || code == codes.ResourceExhausted
 }
 
 // origin is protocol and peer.address. A REST call is one of c.rest's chains
@@ -136,9 +157,9 @@ func (c callLog) origin(ctx context.Context) []slog.Attr {
 	if !c.rest {
 		p, hasPeer := peer.FromContext(ctx)
 		if !hasPeer {
-			return []slog.Attr{slog.String("protocol", "grpc")}
+			return []slog.Attr{slog.String("protocol", protocolOf(ctx))}
 		}
-		return []slog.Attr{slog.String("protocol", "grpc"), slog.String("peer.address", p.Addr.String())}
+		return []slog.Attr{slog.String("protocol", protocolOf(ctx)), slog.String("peer.address", p.Addr.String())}
 	}
 	attrs := []slog.Attr{slog.String("protocol", "rest")}
 	if xff := metadata.ValueFromIncomingContext(ctx, "x-forwarded-for"); len(xff) > 0 {

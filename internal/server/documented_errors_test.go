@@ -2,7 +2,6 @@ package server
 
 import (
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 
@@ -23,13 +22,6 @@ import (
 // only) and checks what a gRPC caller and a REST caller each receive: the code
 // or HTTP status, the upstream's words, its request id, and the retry hint.
 func TestDocumentedErrorsReachBothProtocols(t *testing.T) {
-	example := func(name string) string {
-		b, err := os.ReadFile("../upstream/testdata/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
 	tests := []struct {
 		httpStatus int
 		header     http.Header
@@ -40,13 +32,13 @@ func TestDocumentedErrorsReachBothProtocols(t *testing.T) {
 		wantReason string
 		wantRetry  string // REST Retry-After; "" for none
 	}{
-		{400, nil, example("failure_400.json"), codes.InvalidArgument, 400, "Invalid Filter: The 'delorean' resource can't be filtered by 'num_doors'", "INVALID_FILTER", ""},
-		{401, nil, example("failure_401.json"), codes.Unauthenticated, 401, "Authentication Required: Valid authentication credentials must be provided", "USER_UNAUTHENTICATED", ""},
-		{403, nil, example("failure_403.json"), codes.PermissionDenied, 403, "User Access Unauthorized: The user 'mcfly' is not allowed", "USER_UNAUTHORIZED", ""},
-		{404, nil, example("failure_404.json"), codes.NotFound, 404, "Not Found", "NOT_FOUND", ""},
+		{400, nil, readExample(t, "failure_400.json"), codes.InvalidArgument, 400, "Invalid Filter: The 'delorean' resource can't be filtered by 'num_doors'", "INVALID_FILTER", ""},
+		{401, nil, readExample(t, "failure_401.json"), codes.Unauthenticated, 401, "Authentication Required: Valid authentication credentials must be provided", "USER_UNAUTHENTICATED", ""},
+		{403, nil, readExample(t, "failure_403.json"), codes.PermissionDenied, 403, "User Access Unauthorized: The user 'mcfly' is not allowed", "USER_UNAUTHORIZED", ""},
+		{404, nil, readExample(t, "failure_404.json"), codes.NotFound, 404, "Not Found", "NOT_FOUND", ""},
 		{429, http.Header{"Retry-After": {"30"}, "X-Ratelimit-Limit": {"80"}, "X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Reset": {"30"}},
 			"", codes.ResourceExhausted, 429, "Too Many Requests", "TOO_MANY_REQUESTS", "30"},
-		{500, nil, example("failure_500.json"), codes.Internal, 500, "DeLorean Out Of Gas: The DeLorean has run out of gas", "OUT_OF_GAS", ""},
+		{500, nil, readExample(t, "failure_500.json"), codes.Internal, 500, "DeLorean Out Of Gas: The DeLorean has run out of gas", "OUT_OF_GAS", ""},
 	}
 	for _, tt := range tests {
 		t.Run(http.StatusText(tt.httpStatus), func(t *testing.T) {

@@ -21,8 +21,8 @@ import (
 // grpc-gateway's in-process handlers cannot serve streaming methods (they
 // answer UNIMPLEMENTED), so the gateway serves those routes itself
 // (rest_stream.go), through the gRPC server's stream interceptors. Either way
-// the service's error value reaches the gateway as it was returned, so that a
-// failure can be told in the upstream's own words (rest_errors.go).
+// a failure is rendered from its status alone (failure.RenderREST, through
+// rest_errors.go), in the upstream's own words.
 //
 // A new streaming RPC therefore needs nothing here; a new unary RPC needs its
 // one-line method on inProcess (TestInProcessCoversEveryUnaryMethod says so).

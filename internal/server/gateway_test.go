@@ -197,7 +197,7 @@ func TestStreamingCallsAreLoggedCountedAndRecovered(t *testing.T) {
 
 	fams := scrape(t, s.httpURL)
 	for code, want := range map[string]float64{"OK": 2, "Internal": 1} {
-		if got := value(fams, "grpc_server_handled_total", "grpc_service", "test.Streamer", "grpc_method", "Watch", "grpc_type", "server_stream", "grpc_code", code); got != want {
+		if got := value(fams, "grpc_server_handled_total", "protocol", "grpc", "grpc_service", "test.Streamer", "grpc_method", "Watch", "grpc_type", "server_stream", "grpc_code", code); got != want {
 			t.Errorf("grpc_server_handled_total{Watch, %s} = %v, want %v", code, got, want)
 		}
 	}

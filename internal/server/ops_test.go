@@ -214,11 +214,17 @@ func TestMetrics(t *testing.T) {
 		labels []string
 		want   float64
 	}{
-		// gRPC and REST calls alike, from go-grpc-middleware's provider.
-		{"grpc_server_handled_total", []string{"grpc_method", "GetConnectorPlugin", "grpc_code", "OK"}, 3},
-		{"grpc_server_handled_total", []string{"grpc_method", "GetPluginVersion", "grpc_code", "NotFound"}, 1},
-		{"grpc_server_handled_total", []string{"grpc_method", "GetPluginVersion", "grpc_code", "OK"}, 0},
-		{"grpc_server_handling_seconds", []string{"grpc_method", "GetConnectorPlugin"}, 3},
+		// gRPC and REST calls alike, from go-grpc-middleware's provider,
+		// told apart by the protocol label.
+		{"grpc_server_handled_total", []string{"protocol", "grpc", "grpc_method", "GetConnectorPlugin", "grpc_code", "OK"}, 2},
+		{"grpc_server_handled_total", []string{"protocol", "rest", "grpc_method", "GetConnectorPlugin", "grpc_code", "OK"}, 1},
+		{"grpc_server_handled_total", []string{"protocol", "rest", "grpc_method", "GetPluginVersion", "grpc_code", "NotFound"}, 1},
+		{"grpc_server_handled_total", []string{"protocol", "grpc", "grpc_method", "GetPluginVersion", "grpc_code", "NotFound"}, 0},
+		{"grpc_server_handled_total", []string{"protocol", "connect", "grpc_method", "GetPluginVersion", "grpc_code", "OK"}, 0},
+		{"grpc_server_handled_total", []string{"protocol", "grpcweb", "grpc_method", "GetPluginVersion", "grpc_code", "OK"}, 0},
+		{"grpc_server_handling_seconds", []string{"protocol", "grpc", "grpc_method", "GetConnectorPlugin"}, 2},
+		{"grpc_server_handling_seconds", []string{"protocol", "rest", "grpc_method", "GetConnectorPlugin"}, 1},
+		{"plugin_facade_watches_open", nil, 0},
 		// The upstream client, through its hooks.
 		{"plugin_facade_upstream_requests_total", []string{"route", upstream.RouteConnectorPlugin, "code", "200"}, 3},
 		{"plugin_facade_upstream_requests_total", []string{"route", upstream.RouteConnectorPlugin, "code", "503"}, 1},
@@ -444,8 +450,8 @@ func TestLimits(t *testing.T) {
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("a request message over %d bytes: %v, want ResourceExhausted", maxRecvMsgBytes, err)
 	}
-	if r := s.get(t, "/connect/v1/custom-connector-plugins/ccp-12345", "X-Padding", strings.Repeat("x", 2*maxHeaderBytes)); r.status != http.StatusRequestHeaderFieldsTooLarge {
-		t.Errorf("headers over %d bytes: %d, want 431", maxHeaderBytes, r.status)
+	if r := s.get(t, "/connect/v1/custom-connector-plugins/ccp-12345", "X-Padding", strings.Repeat("x", 2*DefaultMaxHeaderBytes)); r.status != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("headers over %d bytes: %d, want 431", DefaultMaxHeaderBytes, r.status)
 	}
 	if n := s.sandbox.Requests() - before; n != 0 {
 		t.Errorf("%d oversized requests reached the upstream", n)

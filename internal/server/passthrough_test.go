@@ -60,6 +60,10 @@ func TestRESTPassesTheUpstreamResourceOnUnchanged(t *testing.T) {
 		if r.status != http.StatusOK || string(r.body) != driftedVersion {
 			t.Errorf("%s: %d %s\nwant 200 %s", tt.name, r.status, r.body, driftedVersion)
 		}
+		// /openapi.json stays true of what the upstream adds.
+		if facade, _ := specs(t); facade.validate(path+"?environment=env-1", r, true) != nil {
+			t.Errorf("%s: the answer is not what /openapi.json describes: %v", tt.name, facade.validate(path+"?environment=env-1", r, true))
+		}
 		if gotA, gotB := up.CountFrom("replica-a"), up.CountFrom("replica-b"); gotA != tt.wantA || gotB != tt.wantB {
 			t.Errorf("%s: the replicas asked the upstream %d and %d times, want %d and %d", tt.name, gotA, gotB, tt.wantA, tt.wantB)
 		}

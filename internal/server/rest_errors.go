@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -23,14 +26,32 @@ import (
 // connects that rendering to grpc-gateway and to the call's response
 // metadata.
 
+// maxEcho is the most of a caller's input an error body repeats: enough to
+// recognise a path or a value, too little to make an answer much larger than
+// a request's first line.
+const maxEcho = 128
+
 // echo is what a failure message quotes of the caller's own input (a path, a
 // query that does not parse): the one place that decides how much of it an
-// error repeats.
-func echo(s string) string { return s }
+// error repeats. That is at most maxEcho bytes (cut at a character), control
+// and non-ASCII characters escaped as in a Go string, and the length left
+// out said.
+func echo(s string) string {
+	cut := ""
+	if len(s) > maxEcho {
+		n := maxEcho
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		s, cut = s[:n], fmt.Sprintf("... (%d more bytes)", len(s)-n)
+	}
+	q := strconv.QuoteToASCII(s)
+	return q[1:len(q)-1] + cut
+}
 
 // restFailure renders err, an error of the service or of the gateway itself.
 func restFailure(err error) failure.REST {
-	return failure.RenderREST(status.Convert(err))
+	return failure.RenderREST(failure.FromError(err).GRPCStatus())
 }
 
 // writeFailureHeaders sets the headers of f over those of the call's
@@ -48,6 +69,11 @@ func errorHandler(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler,
 	var hse *runtime.HTTPStatusError
 	if errors.As(err, &hse) { // a route the gateway does not serve
 		err = routingFailure(hse.HTTPStatus, status.Convert(hse.Err).Message())
+	}
+	if st := status.Convert(err); st.Code() == codes.InvalidArgument && failure.Reason(st) == "" {
+		// grpc-gateway's own words on a query it could not read, which
+		// quote every value ("too many values for field ...").
+		err = invalidQuery(st.Message())
 	}
 	f := restFailure(err)
 	md, _ := runtime.ServerMetadataFromContext(ctx)
@@ -72,6 +98,8 @@ func routingFailure(httpStatus int, msg string) error {
 		reason = failure.ReasonNoRoute
 	case http.StatusMethodNotAllowed:
 		reason = failure.ReasonMethodNotAllowed
+	case http.StatusRequestEntityTooLarge:
+		reason = failure.ReasonBodyNotAccepted
 	}
 	return failure.Facade(reason, msg)
 }

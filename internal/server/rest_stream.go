@@ -8,14 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -105,10 +104,12 @@ func (c *streamCall) requestOf(r *http.Request, params map[string]string) (proto
 		}
 		names = append(names, []string{name})
 	}
-	if err := r.ParseForm(); err != nil {
+	// The query only: the route is GET, and a body is never read (getOnly).
+	query, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
 		return nil, invalidQuery(err.Error())
 	}
-	if err := runtime.PopulateQueryParameters(req, r.Form, utilities.NewDoubleArray(names)); err != nil {
+	if err := runtime.PopulateQueryParameters(req, query, utilities.NewDoubleArray(names)); err != nil {
 		return nil, invalidQuery(err.Error())
 	}
 	return req, nil
@@ -176,7 +177,7 @@ func (s *ndjsonStream) SendMsg(m any) error {
 		b, err = s.enc.Marshal(m)
 	}
 	if err != nil {
-		return status.Errorf(codes.Internal, "writing the response: %v", err)
+		return failure.Facade(failure.ReasonInternal, "writing the response: "+err.Error())
 	}
 	if !s.wrote {
 		s.writeHeader(http.StatusOK, nil)
@@ -184,7 +185,7 @@ func (s *ndjsonStream) SendMsg(m any) error {
 	line := make([]byte, 0, len(b)+12)
 	line = append(append(append(line, `{"result":`...), b...), "}\n"...)
 	if _, err := s.w.Write(line); err != nil {
-		return status.Errorf(codes.Canceled, "the REST caller went away: %v", err)
+		return failure.Facade(failure.ReasonCanceled, "the REST caller went away: "+err.Error())
 	}
 	// Fails only when the writer cannot flush; the lines then go with the end.
 	_ = http.NewResponseController(s.w).Flush()

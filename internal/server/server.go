@@ -21,7 +21,6 @@ import (
 	"net/http"
 	"time"
 
-	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,14 +40,15 @@ import (
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/caller"
 	"github.com/acme/plugin-facade/internal/failure"
+	gatewaypb "github.com/acme/plugin-facade/internal/gatewaypb/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/telemetry"
 )
 
-// Limits of what one client may ask of the servers. Requests of this API are a
-// few identifiers of at most 255 characters; credentials travel in headers.
+// Limits of what one client may ask of the servers that no deployment needs
+// to change (Limits has those that one may). Requests of this API are a few
+// identifiers of at most 255 characters; credentials travel in headers.
 const (
 	maxRecvMsgBytes = 64 << 10 // gRPC request message
-	maxHeaderBytes  = 64 << 10 // HTTP request headers, room for a large bearer token
 	// readHeaderTimeout bounds a client that opens a connection and sends its
 	// headers slowly (slowloris); idleTimeout closes keep-alive connections
 	// nobody uses.
@@ -91,6 +91,8 @@ type Server struct {
 	tracer          trace.TracerProvider
 	tls             *tls.Config
 	readyDetails    []readyDetail
+	limits          Limits
+	callerKey       CallerKey
 	callers         *caller.Guard
 
 	// Built by New.
@@ -99,6 +101,10 @@ type Server struct {
 	httpSrv *http.Server
 	rest    *restCalls // the gateway's in-process calls, drained at shutdown
 	cutREST context.CancelFunc
+	// Calls in flight on each listener, and watchers on both (Limits).
+	grpcCalls, restCalls, watchers *gate
+	// quiet samples the call log's lines of canceled and refused calls.
+	quiet *sampler
 }
 
 // readyDetail is a field of /readyz's body (WithReadyDetail).
@@ -157,7 +163,8 @@ func WithTLS(cfg *tls.Config) Option {
 
 // WithCallers has every call, gRPC and REST, go through g: caller identity,
 // the caller policy and the fair share of the service's key (internal/caller).
-// Without it, callers are not told apart.
+// The identity is then also the caller of the bounds per caller, unless
+// WithCallerKey says otherwise. Without it, callers are not told apart.
 func WithCallers(g *caller.Guard) Option {
 	return func(s *Server) { s.callers = g }
 }
@@ -190,11 +197,28 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 	if s.tracer == nil {
 		s.tracer = noop.NewTracerProvider()
 	}
+	if s.limits == (Limits{}) {
+		s.limits = DefaultLimits()
+	}
+	if err := s.limits.Validate(); err != nil {
+		return nil, err
+	}
+	if s.callerKey == nil && s.callers != nil {
+		s.callerKey = callerIdentity
+	}
+	if s.callerKey == nil {
+		s.callerKey = credentialOrPeer
+	}
+	l := s.limits
+	s.grpcCalls = newGate(l.MaxInFlight, l.MaxInFlightPerCaller, s.callerKey)
+	s.restCalls = newGate(l.MaxInFlight, l.MaxInFlightPerCaller, s.callerKey)
+	s.watchers = newGate(l.MaxWatchers, l.MaxWatchersPerCaller, s.callerKey)
+	s.quiet = newSampler(time.Second, time.Now)
 
 	s.health = health.NewServer()
-	metrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
-	if err := s.registry.Register(metrics); err != nil {
-		return nil, fmt.Errorf("registering the gRPC metrics: %w", err)
+	metrics, err := newCallMetrics(s.registry)
+	if err != nil {
+		return nil, err
 	}
 	s.grpcSrv = s.grpcServer(metrics)
 	s.rest = &restCalls{}
@@ -214,14 +238,28 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 	s.cutREST = cutREST
 	s.httpSrv = &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: readHeaderTimeout,
+		ReadHeaderTimeout: min(readHeaderTimeout, l.ReadTimeout),
+		ReadTimeout:       l.ReadTimeout, // the whole request, body included (there is none: getOnly)
 		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		BaseContext:       func(net.Listener) context.Context { return baseCtx },
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		MaxHeaderBytes:    l.MaxHeaderBytes, // HTTP/2: SETTINGS_MAX_HEADER_LIST_SIZE
+		// The HTTPS listener's HTTP/2 gets the gRPC listener's stream bound.
+		// net/http starts at most MaxConcurrentStreams handlers per
+		// connection and sends GOAWAY to a client that resets streams faster
+		// than they finish; a client that reconnects meets the in-flight
+		// bound and, for each reset stream, a call that never starts.
+		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: int(l.MaxConcurrentStreams)},
+		BaseContext: func(net.Listener) context.Context { return baseCtx },
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	if s.tls != nil {
 		s.httpSrv.TLSConfig = s.tls.Clone() // ServeTLS adds h2 and http/1.1
+	} else {
+		// HTTP/2 without TLS too (prior knowledge, as buf curl
+		// --http2-prior-knowledge and gRPC clients speak it), for the
+		// streams of gRPC and Connect on this listener (rpcRoutes).
+		s.httpSrv.Protocols = new(http.Protocols)
+		s.httpSrv.Protocols.SetHTTP1(true)
+		s.httpSrv.Protocols.SetUnencryptedHTTP2(true)
 	}
 	return s, nil
 }
@@ -311,7 +349,7 @@ type StreamEnder interface {
 }
 
 // grpcServer builds the gRPC server with its interceptors, services and limits.
-func (s *Server) grpcServer(metrics *grpcprom.ServerMetrics) *grpc.Server {
+func (s *Server) grpcServer(metrics *callMetrics) *grpc.Server {
 	opts := []grpc.ServerOption{
 		grpc.NumStreamWorkers(streamWorkers),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(
@@ -319,6 +357,11 @@ func (s *Server) grpcServer(metrics *grpcprom.ServerMetrics) *grpc.Server {
 		grpc.ChainUnaryInterceptor(s.unaryInterceptors(metrics, false)...),
 		grpc.ChainStreamInterceptor(s.streamInterceptors(metrics, false)...),
 		grpc.MaxRecvMsgSize(maxRecvMsgBytes),
+		// Advertised in SETTINGS; grpc-go also runs at most this many
+		// handlers per connection, so a client resetting streams waits for
+		// its handlers rather than starting more.
+		grpc.MaxConcurrentStreams(uint32(s.limits.MaxConcurrentStreams)),
+		grpc.MaxHeaderListSize(uint32(s.limits.MaxHeaderBytes)),
 		grpc.KeepaliveEnforcementPolicy(keepaliveEnforcement),
 		grpc.KeepaliveParams(keepaliveParams),
 	}
@@ -333,41 +376,65 @@ func (s *Server) grpcServer(metrics *grpcprom.ServerMetrics) *grpc.Server {
 	healthpb.RegisterHealthServer(grpcSrv, s.health)
 	reflection.Register(grpcSrv) // v1 and v1alpha
 	s.health.SetServingStatus(pluginv1.PluginService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
-	metrics.InitializeMetrics(grpcSrv)
+	metrics.initialize(grpcSrv)
 	return grpcSrv
 }
 
 // unaryInterceptors are the interceptors of every unary call, outermost
 // first, over gRPC (rest false) and in process from the gateway (rest true),
-// so that both protocols get the same call log line, metrics, recovery and
-// caller decision (WithCallers, innermost, so that the call log and the
-// metrics show its denials). A streaming call gets their stream equivalents
-// (streamInterceptors).
-func (s *Server) unaryInterceptors(metrics *grpcprom.ServerMetrics, rest bool) []grpc.UnaryServerInterceptor {
+// so that both protocols get the same call log line, metrics and recovery.
+// A streaming call gets their stream equivalents (streamInterceptors).
+//
+// The caller guard (WithCallers) and the limits go last, so that what they
+// refuse is logged and counted, and before the service: a call they refuse
+// never reaches the upstream. The guard goes first of the two, so that the
+// limits per caller know who is calling.
+func (s *Server) unaryInterceptors(metrics *callMetrics, rest bool) []grpc.UnaryServerInterceptor {
+	calls := s.grpcCalls
+	if rest {
+		calls = s.restCalls
+	}
 	ics := []grpc.UnaryServerInterceptor{
 		withCallInfo,
-		callLog{log: s.log, rest: rest}.unary,
-		metrics.UnaryServerInterceptor(),
+		callLog{log: s.log, rest: rest, quiet: s.quiet}.unary,
+		metrics.unary(restOrFromContext(rest)),
 		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
 	}
 	if s.callers != nil {
 		ics = append(ics, s.callers.Unary)
 	}
-	return ics
+	return append(ics, calls.inFlight)
 }
 
 // streamInterceptors are unaryInterceptors for streaming calls.
-func (s *Server) streamInterceptors(metrics *grpcprom.ServerMetrics, rest bool) []grpc.StreamServerInterceptor {
+func (s *Server) streamInterceptors(metrics *callMetrics, rest bool) []grpc.StreamServerInterceptor {
 	ics := []grpc.StreamServerInterceptor{
 		streamWithCallInfo,
-		callLog{log: s.log, rest: rest}.stream,
-		metrics.StreamServerInterceptor(),
+		callLog{log: s.log, rest: rest, quiet: s.quiet}.stream,
+		metrics.stream(restOrFromContext(rest)),
 		recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
+		decodeErrors,
 	}
 	if s.callers != nil {
 		ics = append(ics, s.callers.Stream)
 	}
-	return ics
+	return append(ics, s.watchers.watchers)
+}
+
+// callerIdentity is the caller key of a Server WithCallers: the identity the
+// guard decided.
+func callerIdentity(ctx context.Context) string {
+	id, _ := caller.FromContext(ctx)
+	return id.Name
+}
+
+// restOrFromContext is the protocol the metrics of a chain count its calls
+// under: REST for the gateway's, else as the call's context says.
+func restOrFromContext(rest bool) string {
+	if rest {
+		return protocolREST
+	}
+	return ""
 }
 
 // pluginServiceDescriptor is PluginService's descriptor, with its
@@ -405,26 +472,33 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 		// validation (decoded) and gets a clear INVALID_ARGUMENT rather than an
 		// opaque route miss.
 		runtime.WithUnescapingMode(runtime.UnescapingModeAllExceptReserved),
+		// No POST with a form body served as the GET it names: the routes
+		// are GET only (getOnly).
+		runtime.WithDisablePathLengthFallback(),
 		runtime.WithMiddlewares(nameSpanByRoute),
 		// A resource the service attached the upstream's JSON to is written
 		// as the upstream sent it (see package passthrough).
 		runtime.WithForwardResponseRewriter(upstreamJSON),
 	}
 	gw := runtime.NewServeMux(gwOpts...)
-	if err := pluginv1.RegisterPluginServiceHandlerServer(ctx, gw, gateway.inProcess); err != nil {
+	if err := gatewaypb.RegisterPluginServiceHandlerServer(ctx, gw, gateway.inProcess); err != nil {
 		return nil, fmt.Errorf("registering the REST gateway: %w", err)
 	}
 	if err := gateway.streams.register(gw, streamingRoutes(sd), enc); err != nil {
 		return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
 	}
 	mux := http.NewServeMux()
+	if err := s.rpcRoutes(mux); err != nil {
+		return nil, err
+	}
 	// otelhttp reads the caller's traceparent header and puts its span in the
 	// request's context, which in-process calls keep.
 	api := carryUpstreamJSON(gw)
 	if s.callers != nil {
 		// The gateway's in-process calls have no gRPC peer: the caller guard
 		// reads the client's address, certificate and forwarding headers from
-		// the HTTP request instead.
+		// the HTTP request instead. (Connect and gRPC-Web calls, served by
+		// the gRPC server itself, have one.)
 		api = caller.HTTPOrigin(api)
 	}
 	mux.Handle("/", telemetry.Handler(api, s.tracer, "rest"))
@@ -448,7 +522,7 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 			_, _ = w.Write(s.openAPI)
 		})
 	}
-	return mux, nil
+	return getOnly(mux), nil
 }
 
 // writeStatus answers a probe with {"status": status} and the details.

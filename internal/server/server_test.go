@@ -30,6 +30,7 @@ import (
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/sandbox"
 	"github.com/acme/plugin-facade/internal/service"
+	"github.com/acme/plugin-facade/internal/testutil"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -47,11 +48,7 @@ var sandboxKey = upstream.BasicAuth(sandbox.APIKey, sandbox.APISecret)
 
 func startStack(t testing.TB, svcOpts []service.Option, sbOpts ...sandbox.Option) *stack {
 	t.Helper()
-	sb, err := sandbox.Start(sbOpts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sb.Close() })
+	sb := testutil.StartSandbox(t, sbOpts...)
 	uc, err := upstream.New(sb.URL(), upstream.WithUserAgent("plugin-facade/test"))
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -28,22 +27,15 @@ import (
 // default) and body, byte for byte (defect 2 of issue 15: the relaying replica
 // made an envelope up from a plain status).
 func TestRelayedWatchFailureIsTheSameBytes(t *testing.T) {
-	example := func(name string) string {
-		b, err := os.ReadFile("../upstream/testdata/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
 	tests := []struct {
 		name   string
 		status int
 		header http.Header
 		body   string
 	}{
-		{"404", http.StatusNotFound, http.Header{"X-Request-Id": {"req-404"}}, example("failure_404.json")},
+		{"404", http.StatusNotFound, http.Header{"X-Request-Id": {"req-404"}}, readExample(t, "failure_404.json")},
 		{"401", http.StatusUnauthorized, http.Header{"X-Request-Id": {"req-401"},
-			"Www-Authenticate": {`Basic realm="Confluent Cloud", error="invalid_key"`}}, example("failure_401.json")},
+			"Www-Authenticate": {`Basic realm="Confluent Cloud", error="invalid_key"`}}, readExample(t, "failure_401.json")},
 	}
 	rs := fleettest.Start(t)
 	for _, tt := range tests {

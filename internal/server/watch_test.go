@@ -18,6 +18,7 @@ import (
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/sandbox"
 	"github.com/acme/plugin-facade/internal/service"
+	"github.com/acme/plugin-facade/internal/testutil"
 	"github.com/acme/plugin-facade/internal/upstream"
 	"github.com/acme/plugin-facade/internal/upstream/upstreamtest"
 )
@@ -173,7 +174,7 @@ func TestWatchOverRESTGoesThroughTheStreamInterceptors(t *testing.T) {
 	}
 	fams := scrape(t, s.httpURL)
 	for code, want := range map[string]float64{"OK": 1, "NotFound": 1} {
-		if got := value(fams, "grpc_server_handled_total", "grpc_method", "WatchPluginVersion", "grpc_type", "server_stream", "grpc_code", code); got != want {
+		if got := value(fams, "grpc_server_handled_total", "protocol", "rest", "grpc_method", "WatchPluginVersion", "grpc_type", "server_stream", "grpc_code", code); got != want {
 			t.Errorf("grpc_server_handled_total{WatchPluginVersion, %s} = %v, want %v", code, got, want)
 		}
 	}
@@ -184,11 +185,7 @@ func TestWatchOverRESTGoesThroughTheStreamInterceptors(t *testing.T) {
 // the REST one with a 503 envelope that says to watch again, and Serve
 // returns long before its shutdown timeout.
 func TestShutdownEndsWatchesAtOnce(t *testing.T) {
-	sb, err := sandbox.Start(sandbox.WithLifecycle(time.Hour)) // PROCESSING throughout
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sb.Close() })
+	sb := testutil.StartSandbox(t, sandbox.WithLifecycle(time.Hour)) // PROCESSING throughout
 	uc, err := upstream.New(sb.URL())
 	if err != nil {
 		t.Fatal(err)

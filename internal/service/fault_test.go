@@ -15,6 +15,7 @@ import (
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/failure"
 	"github.com/acme/plugin-facade/internal/sandbox"
+	"github.com/acme/plugin-facade/internal/testutil"
 	"github.com/acme/plugin-facade/internal/upstream"
 	"github.com/acme/plugin-facade/internal/upstream/upstreamtest"
 )
@@ -75,18 +76,14 @@ func TestFaults(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			sb, err := sandbox.Start()
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = sb.Close() })
+			sb := testutil.StartSandbox(t)
 			sb.Inject(tt.faults...)
 			client := startSandboxService(t, sb.URL())
 
 			ctx, cancel := context.WithTimeout(t.Context(), tt.deadline)
 			defer cancel()
 			start := time.Now()
-			_, err = client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID})
+			_, err := client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID})
 			elapsed := time.Since(start)
 
 			st := status.Convert(err)
@@ -131,16 +128,12 @@ func TestRefusedConnections(t *testing.T) {
 // TestEarlierAnswerSurvivesTheDeadline: a 503 then a slow attempt cut by the
 // deadline; the caller still learns what the upstream said, and its request id.
 func TestEarlierAnswerSurvivesTheDeadline(t *testing.T) {
-	sb, err := sandbox.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sb.Close() })
+	sb := testutil.StartSandbox(t)
 	sb.Inject(sandbox.Fault{Kind: sandbox.Fault503}, sandbox.Fault{Kind: sandbox.FaultSlowHeaders, Delay: 10 * time.Second})
 	client := startSandboxService(t, sb.URL())
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
-	_, err = client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID})
+	_, err := client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID})
 	st := status.Convert(err)
 	if st.Code() != codes.DeadlineExceeded || !strings.Contains(st.Message(), "before that it answered: Confluent Cloud: Service Unavailable") {
 		t.Fatalf("got %s %q, want DEADLINE_EXCEEDED saying what the upstream answered before", st.Code(), st.Message())

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,7 +45,73 @@ type WatchRelay interface {
 // WithWatchRelay shares the watches' poll loops with the other replicas of a
 // fleet through r. Without it each replica polls for its own watchers.
 func WithWatchRelay(r WatchRelay) Option {
-	return func(s *Service) { s.relay = r }
+	return func(c *config) { c.relay = r }
+}
+
+// leadership decides which replica polls a watched version. Without a relay
+// this one always does. With one, the replica that holds the version's lease
+// polls and publishes what it tells its watchers; the others tell theirs
+// what it publishes, and ask for the lease every renewEvery, so that one of
+// them polls on at once (without a duplicate: every replica remembers the
+// last version its watchers got) when the holder leaves, and within two poll
+// intervals when it dies.
+type leadership struct {
+	relay   WatchRelay // nil: this replica alone
+	key     string
+	leading bool
+	relayed <-chan []byte // what the others publish; nil without a relay
+}
+
+// lead starts the leadership of k's loop, subscribing to what the other
+// replicas publish until ctx ends.
+func (s *Service) lead(ctx context.Context, k watchKey) *leadership {
+	l := &leadership{relay: s.relay, key: hex.EncodeToString(k[:]), leading: s.relay == nil}
+	if l.relay != nil {
+		l.relayed = l.relay.Subscribe(ctx, l.key)
+	}
+	return l
+}
+
+// renew takes or renews the lease, and reports whether this replica has just
+// taken over from another.
+func (l *leadership) renew(ctx context.Context, base time.Duration) (tookOver bool) {
+	if l.relay == nil {
+		return false
+	}
+	lead := l.relay.Lead(ctx, l.key, leaseTTL(base))
+	tookOver = lead && !l.leading
+	l.leading = lead
+	return tookOver
+}
+
+// publish gives the other replicas' watchers what this one's were told.
+func (l *leadership) publish(ctx context.Context, ev *watchEvent, base time.Duration) {
+	if l.relay == nil {
+		return
+	}
+	if msg, err := encodeRelayed(ev); err == nil {
+		l.relay.Publish(ctx, l.key, msg, leaseTTL(base))
+	}
+}
+
+// sleep is how long the loop waits before it looks again: until the next
+// poll is due, and no longer than the lease's renewal with a relay.
+func (l *leadership) sleep(due time.Time, base time.Duration) time.Duration {
+	switch {
+	case l.relay == nil:
+		return time.Until(due)
+	case l.leading:
+		return min(time.Until(due), renewEvery(base))
+	default:
+		return renewEvery(base)
+	}
+}
+
+// resign gives the lease up, for another replica to take over at once.
+func (l *leadership) resign(ctx context.Context) {
+	if l.relay != nil {
+		l.relay.Resign(ctx, l.key)
+	}
 }
 
 // leaseTTL is how long a watch's lease outlives its holder's last renewal,

@@ -1,10 +1,9 @@
 // Package service implements confluent.plugin.v1.PluginService on top of the
 // upstream client: it validates requests, picks the credentials to send,
-// translates upstream resources into the contract's messages, and upstream
-// failures into gRPC statuses with details. It knows gRPC and the contract.
-// It makes no HTTP request and reads no upstream JSON (package upstream does);
-// it reads the upstream's HTTP statuses, through net/http's names for them, to
-// choose gRPC codes.
+// translates upstream resources into the contract's messages, and returns
+// every failure as a *failure.Error (package failure owns the statuses and
+// their details). It knows gRPC and the contract. It makes no HTTP request
+// and reads no upstream JSON (package upstream does).
 package service
 
 import (
@@ -35,19 +34,32 @@ type Service struct {
 	watchIntervals WatchIntervals
 	watches        watches
 	relay          WatchRelay // nil: every replica polls for its own watchers
+	watchObserver  WatchObserver
 
 	ending  chan struct{} // closed by EndStreams
 	endOnce sync.Once
 }
 
-// Option configures a Service.
-type Option func(*Service)
+// Option configures a Service. Options apply to a private configuration,
+// from which New builds the service once every option has applied, filling
+// in the defaults of what no option set.
+type Option func(*config)
+
+// config is what the options set.
+type config struct {
+	defaultAuth    upstream.Authorization
+	timeout        time.Duration
+	log            *slog.Logger
+	watchIntervals WatchIntervals
+	relay          WatchRelay
+	watchObserver  WatchObserver
+}
 
 // WithDefaultCredentials sets the credential sent upstream when a caller sends no
 // authorization metadata of its own: typically the service's Cloud API key. Without
 // it, such callers get UNAUTHENTICATED.
 func WithDefaultCredentials(a upstream.Authorization) Option {
-	return func(s *Service) { s.defaultAuth = a }
+	return func(c *config) { c.defaultAuth = a }
 }
 
 // DefaultUpstreamTimeout is the bound the server sets with WithUpstreamTimeout
@@ -60,26 +72,35 @@ const DefaultUpstreamTimeout = 30 * time.Second
 // for as long as the upstream takes. Zero (the default) leaves the bound to the
 // caller.
 func WithUpstreamTimeout(d time.Duration) Option {
-	return func(s *Service) { s.timeout = d }
+	return func(c *config) { c.timeout = d }
 }
 
 // WithLogger sets where the service logs what it does not tell callers, such
 // as the full network error behind an unreachable upstream. The default
 // discards it.
 func WithLogger(l *slog.Logger) Option {
-	return func(s *Service) { s.log = l }
+	return func(c *config) { c.log = l }
 }
 
 // New returns a Service that reads from client.
 func New(client *upstream.Client, opts ...Option) *Service {
-	s := &Service{client: client, watchIntervals: DefaultWatchIntervals, ending: make(chan struct{})}
+	var c config
 	for _, opt := range opts {
-		opt(s)
+		opt(&c)
 	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
 	}
-	return s
+	return &Service{
+		client:         client,
+		defaultAuth:    c.defaultAuth,
+		timeout:        c.timeout,
+		log:            c.log,
+		watchIntervals: c.watchIntervals.withDefaults(),
+		relay:          c.relay,
+		watchObserver:  c.watchObserver,
+		ending:         make(chan struct{}),
+	}
 }
 
 // GetPluginVersion reads one version of a custom Connect plugin.

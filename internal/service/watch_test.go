@@ -18,6 +18,7 @@ import (
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/sandbox"
+	"github.com/acme/plugin-facade/internal/testutil"
 	"github.com/acme/plugin-facade/internal/upstream"
 	"github.com/acme/plugin-facade/internal/upstream/upstreamtest"
 )
@@ -31,11 +32,7 @@ var sandboxAuth = upstream.BasicAuth(sandbox.APIKey, sandbox.APISecret)
 // processing, and the service in front of it.
 func startWatchSandbox(t *testing.T, processing time.Duration, opts ...Option) (*sandbox.Server, pluginv1.PluginServiceClient) {
 	t.Helper()
-	sb, err := sandbox.Start(sandbox.WithLifecycle(processing))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sb.Close() })
+	sb := testutil.StartSandbox(t, sandbox.WithLifecycle(processing))
 	return sb, startSandboxService(t, sb.URL(), append([]Option{fastWatch}, opts...)...)
 }
 
@@ -356,11 +353,7 @@ func waitForNoPollLoop(t *testing.T) {
 // version a unary read cached as PROCESSING still reaches READY in a watch,
 // whose polls ask the upstream.
 func TestWatchSeesPastTheCache(t *testing.T) {
-	sb, err := sandbox.Start(sandbox.WithLifecycle(300 * time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sb.Close() })
+	sb := testutil.StartSandbox(t, sandbox.WithLifecycle(300*time.Millisecond))
 	uc, err := upstream.New(sb.URL(), upstream.WithCache(time.Minute, 16))
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@
 package telemetry
 
 import (
+	"errors"
 	"strconv"
 	"time"
 
@@ -33,6 +34,11 @@ type UpstreamMetrics struct {
 	latency   *prometheus.HistogramVec
 	retries   *prometheus.CounterVec
 	remaining *prometheus.GaugeVec
+	limit     *prometheus.GaugeVec
+	hits      *prometheus.CounterVec
+	misses    *prometheus.CounterVec
+	coalesced *prometheus.CounterVec
+	refused   *prometheus.CounterVec
 	unknown   *prometheus.CounterVec
 }
 
@@ -44,8 +50,15 @@ type UpstreamMetrics struct {
 //     answer's body was read;
 //   - plugin_facade_upstream_retries_total{route,reason}: retries, by the
 //     status retried or "connection";
-//   - plugin_facade_upstream_rate_limit_remaining{route}: the requests left in
-//     the last rate-limit window the upstream described;
+//   - plugin_facade_upstream_rate_limit_remaining{route} and
+//     plugin_facade_upstream_rate_limit_limit{route}: the requests left in,
+//     and the size of, the last rate-limit window the upstream described;
+//   - plugin_facade_cache_hits_total{route}, plugin_facade_cache_misses_total{route}:
+//     calls the cache answered, and calls it was asked for and could not;
+//   - plugin_facade_coalesced_calls_total{route}: calls that took their
+//     answer from an identical call's exchange instead of one of their own;
+//   - plugin_facade_guard_refusals_total{route}: calls the rate-limit guard
+//     answered without calling the upstream (the window was exhausted).
 //   - plugin_facade_upstream_unknown_fields_total{route,field}: fields of the
 //     upstream's resources this version does not know (the contract's drift
 //     from the upstream), per answer they came in.
@@ -74,7 +87,23 @@ func NewUpstreamMetrics(reg prometheus.Registerer) *UpstreamMetrics {
 			Help: "Fields of Confluent Cloud's resources this version does not know, by route template and field path, per answer: REST callers get them as sent, gRPC callers do not until the contract has them.",
 		}, []string{"route", "field"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.retries, m.remaining, m.unknown)
+	counter := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"route"})
+	}
+	m.limit = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "plugin_facade_upstream_rate_limit_limit",
+		Help: "Requests allowed in the last rate-limit window Confluent Cloud described (X-RateLimit-Limit), by route template.",
+	}, []string{"route"})
+	m.hits = counter("plugin_facade_cache_hits_total", "Calls answered from the cache (--cache-ttl), by upstream route template.")
+	m.misses = counter("plugin_facade_cache_misses_total", "Calls the cache was asked for and had no answer for, by upstream route template.")
+	m.coalesced = counter("plugin_facade_coalesced_calls_total", "Calls that took the answer of an identical call's upstream exchange in flight, by upstream route template.")
+	m.refused = counter("plugin_facade_guard_refusals_total", "Calls the rate-limit guard answered RESOURCE_EXHAUSTED without calling the upstream, by upstream route template.")
+	for _, route := range []string{upstream.RoutePluginVersion, upstream.RouteConnectorPlugin} {
+		for _, c := range []*prometheus.CounterVec{m.hits, m.misses, m.coalesced, m.refused} {
+			c.WithLabelValues(route) // present at zero from the start
+		}
+	}
+	reg.MustRegister(m.requests, m.latency, m.retries, m.remaining, m.unknown, m.limit, m.hits, m.misses, m.coalesced, m.refused)
 	return m
 }
 
@@ -95,6 +124,24 @@ func (m *UpstreamMetrics) Hooks() upstream.Hooks {
 		RateLimit: func(route string, rl upstream.RateLimit) {
 			if rl.Remaining >= 0 {
 				m.remaining.WithLabelValues(route).Set(float64(rl.Remaining))
+			}
+			if rl.Limit > 0 {
+				m.limit.WithLabelValues(route).Set(float64(rl.Limit))
+			}
+		},
+		Cache: func(route string, hit bool) {
+			if hit {
+				m.hits.WithLabelValues(route).Inc()
+			} else {
+				m.misses.WithLabelValues(route).Inc()
+			}
+		},
+		Call: func(route string, meta upstream.Meta, err error) {
+			if meta.Shared > 0 {
+				m.coalesced.WithLabelValues(route).Inc()
+			}
+			if _, ok := errors.AsType[*upstream.ThrottledError](err); ok {
+				m.refused.WithLabelValues(route).Inc()
 			}
 		},
 		UnknownField: func(route, field string) {

@@ -14,13 +14,38 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Propagator is how trace context crosses process boundaries: W3C
-// traceparent/tracestate and baggage, in gRPC metadata and HTTP headers alike.
-// It is used whether or not spans are exported, so that a caller's trace
-// continues to the upstream through the facade.
-func Propagator() propagation.TextMapPropagator {
-	return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+// Propagator is how trace context crosses process boundaries: the W3C
+// traceparent, in gRPC metadata and HTTP headers alike, and nothing else. It is
+// used whether or not spans are exported, so that a caller's trace continues to
+// the upstream through the facade.
+//
+// A caller's tracestate and baggage are dropped where they come in: the
+// upstream requests are signed with the service's own key, and what a caller
+// wrote there (tenant=evil) would reach Confluent Cloud as if the facade had
+// said it. The trace id and parent span id are all a trace needs.
+func Propagator() propagation.TextMapPropagator { return traceparentOnly{} }
+
+// traceparentOnly is propagation.TraceContext without tracestate.
+type traceparentOnly struct{ tc propagation.TraceContext }
+
+var _ propagation.TextMapPropagator = traceparentOnly{}
+
+func (p traceparentOnly) Inject(ctx context.Context, carrier propagation.TextMapCarrier) {
+	if sc := trace.SpanContextFromContext(ctx); sc.TraceState().Len() > 0 {
+		ctx = trace.ContextWithSpanContext(ctx, sc.WithTraceState(trace.TraceState{}))
+	}
+	p.tc.Inject(ctx, carrier)
 }
+
+func (p traceparentOnly) Extract(ctx context.Context, carrier propagation.TextMapCarrier) context.Context {
+	ctx = p.tc.Extract(ctx, carrier)
+	if sc := trace.SpanContextFromContext(ctx); sc.IsRemote() && sc.TraceState().Len() > 0 {
+		ctx = trace.ContextWithRemoteSpanContext(ctx, sc.WithTraceState(trace.TraceState{}))
+	}
+	return ctx
+}
+
+func (traceparentOnly) Fields() []string { return []string{"traceparent"} }
 
 // exportVars are the environment variables that turn span export on. Without
 // any of them, spans are created (so that trace ids propagate and appear in

@@ -3,7 +3,9 @@ package upstream
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 )
@@ -26,11 +28,30 @@ func BasicAuth(key, secret string) Authorization {
 // what is wrong without repeating the credential.
 var ErrMalformedAuthorization = errors.New(`authorization must be "Basic <base64 key:secret>" or "Bearer <token>"`)
 
+// MaxAuthorizationBytes is the longest Authorization value accepted. Cloud API
+// keys make Basic values of about 100 bytes and OAuth access tokens (JWTs) of
+// 1-4 KiB; 8 KiB leaves room for a token with many claims, and nobody's
+// longer value is sent upstream, hashed or decoded.
+const MaxAuthorizationBytes = 8 << 10
+
+// ErrAuthorizationTooLong is returned by ParseAuthorization for a value longer
+// than MaxAuthorizationBytes.
+var ErrAuthorizationTooLong = fmt.Errorf("authorization is longer than %d bytes", MaxAuthorizationBytes)
+
 // ParseAuthorization reads an Authorization header value such as a caller sends
 // ("Basic dXNlcjpwYXNz" or "Bearer eyJ..."). The scheme is matched without
-// regard to case, as RFC 9110 says. Other schemes, empty credentials and
-// characters that could not be sent in a header are refused.
+// regard to case, as RFC 9110 says. Values longer than MaxAuthorizationBytes
+// are refused before anything else; so are other schemes, empty credentials
+// and characters that could not be sent in a header.
+//
+// Basic credentials are decoded (padded or not, standard or URL alphabet) and
+// encoded again in standard padded base64, so that one key and secret is one
+// credential, whatever the spelling: the same cache entries, shared
+// exchanges, rate-limit window and poll loops.
 func ParseAuthorization(v string) (Authorization, error) {
+	if len(v) > MaxAuthorizationBytes {
+		return Authorization{}, ErrAuthorizationTooLong
+	}
 	scheme, token, ok := strings.Cut(strings.TrimSpace(v), " ")
 	token = strings.TrimSpace(token)
 	if !ok || token == "" || !isToken68(token) {
@@ -38,16 +59,31 @@ func ParseAuthorization(v string) (Authorization, error) {
 	}
 	switch {
 	case strings.EqualFold(scheme, "Basic"):
-		raw, err := base64.StdEncoding.DecodeString(token)
-		if err != nil || !strings.Contains(string(raw), ":") {
+		raw, ok := decodeBase64(token)
+		if !ok || !strings.Contains(string(raw), ":") {
 			return Authorization{}, ErrMalformedAuthorization
 		}
-		return Authorization{scheme: "Basic", token: token}, nil
+		return Authorization{scheme: "Basic", token: base64.StdEncoding.EncodeToString(raw)}, nil
 	case strings.EqualFold(scheme, "Bearer"):
 		return Authorization{scheme: "Bearer", token: token}, nil
 	default:
 		return Authorization{}, ErrMalformedAuthorization
 	}
+}
+
+// decodeBase64 decodes s in any of the spellings of base64 a client may send:
+// standard or URL alphabet, with or without padding, with non-zero unused
+// bits (which Go's decoders, not being strict, ignore).
+func decodeBase64(s string) ([]byte, bool) {
+	enc := base64.StdEncoding
+	if strings.ContainsAny(s, "-_") {
+		enc = base64.URLEncoding
+	}
+	if !strings.HasSuffix(s, "=") {
+		enc = enc.WithPadding(base64.NoPadding)
+	}
+	raw, err := enc.DecodeString(s)
+	return raw, err == nil
 }
 
 // isToken68 reports whether s uses only the characters of RFC 9110's token68,
@@ -85,8 +121,17 @@ func (a Authorization) LogValue() slog.Value { return slog.StringValue(a.String(
 func (a Authorization) headerValue() string { return a.scheme + " " + a.token }
 
 // Fingerprint identifies the credential without revealing it: a SHA-256 of
-// the header value. Use it to keep per-credential state, such as a shared poll
-// loop, apart.
+// the header value, which ParseAuthorization made canonical. It is the one
+// hash of a credential: use it (or credentialID, its hex form) to keep
+// per-credential state, such as a rate-limit window, cache entries or a
+// shared poll loop, apart.
 func (a Authorization) Fingerprint() [32]byte {
 	return sha256.Sum256([]byte(a.headerValue()))
+}
+
+// credentialID is the credential's Fingerprint in hex, the form the guard's
+// store and the request ids use.
+func credentialID(a Authorization) string {
+	fp := a.Fingerprint()
+	return hex.EncodeToString(fp[:])
 }

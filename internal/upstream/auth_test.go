@@ -67,3 +67,48 @@ func TestAuthorizationNeverPrintsTheSecret(t *testing.T) {
 		t.Errorf("zero value prints %q, want none", got)
 	}
 }
+
+// One key and secret is one credential however its base64 is spelt: the
+// value forwarded, and so every hash of it, is the canonical one.
+func TestParseAuthorizationCanonicalBasic(t *testing.T) {
+	// "KEY:s3cr3t?" encodes to "S0VZOnMzY3IzdD8=" (standard) and
+	// "S0VZOnMzY3IzdD8" (unpadded); "S0VZOnMzY3IzdD9=" has a non-zero unused bit.
+	canonical := BasicAuth("KEY", "s3cr3t?")
+	for _, in := range []string{
+		"Basic S0VZOnMzY3IzdD8=",
+		"basic S0VZOnMzY3IzdD8",
+		"BASIC S0VZOnMzY3IzdD9=",
+		"Basic S0VZOnMzY3IzdD9",
+	} {
+		t.Run(in, func(t *testing.T) {
+			a, err := ParseAuthorization(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.headerValue() != canonical.headerValue() || credentialID(a) != credentialID(canonical) {
+				t.Errorf("%q forwards %q, want the canonical %q", in, a.headerValue(), canonical.headerValue())
+			}
+		})
+	}
+	// The URL alphabet: "KEY:>>>?" is "S0VZOj4+Pj8=" in standard base64.
+	a, err := ParseAuthorization("Basic S0VZOj4-Pj8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := BasicAuth("KEY", ">>>?"); a.headerValue() != want.headerValue() {
+		t.Errorf("URL alphabet forwards %q, want %q", a.headerValue(), want.headerValue())
+	}
+}
+
+func TestParseAuthorizationLength(t *testing.T) {
+	bearer := func(n int) string { return "Bearer " + strings.Repeat("a", n-len("Bearer ")) }
+	if _, err := ParseAuthorization(bearer(MaxAuthorizationBytes)); err != nil {
+		t.Errorf("a %d-byte value: %v, want accepted", MaxAuthorizationBytes, err)
+	}
+	for _, n := range []int{MaxAuthorizationBytes + 1, 9 << 10, 1 << 20} {
+		_, err := ParseAuthorization(bearer(n))
+		if !errors.Is(err, ErrAuthorizationTooLong) {
+			t.Errorf("a %d-byte value: err = %v, want ErrAuthorizationTooLong", n, err)
+		}
+	}
+}

@@ -76,8 +76,11 @@ func readConfigOf(opts []ReadOption) readConfig {
 // guard. A success is decoded, and cached by the caller whose fetch it was; a
 // temporary failure is tried again after the wait retryWait decides. Meta
 // describes the last answer, whatever the outcome.
-func (c *Client) call(ctx context.Context, auth Authorization, route string, u *url.URL, out resource, rc readConfig) (Meta, error) {
-	meta := Meta{RateLimit: noRateLimit}
+func (c *Client) call(ctx context.Context, auth Authorization, route string, u *url.URL, out resource, rc readConfig) (meta Meta, err error) {
+	meta = Meta{RateLimit: noRateLimit}
+	if c.hooks.Call != nil {
+		defer func() { c.hooks.Call(route, meta, err) }()
+	}
 	if auth.IsZero() {
 		return meta, errNoCredentials
 	}
@@ -86,6 +89,11 @@ func (c *Client) call(ctx context.Context, auth Authorization, route string, u *
 		if t := c.admit(ctx, r); t != nil {
 			meta.RateLimit = t.RateLimit
 			return meta, t
+		}
+		// A caller already gone (a reset stream, a closed connection) starts
+		// no upstream request: it would only spend the credential's budget.
+		if ctx.Err() != nil {
+			return meta, callerLeft(ctx, r)
 		}
 		a, err := c.fetchShared(ctx, r, &meta)
 		if err == nil && a.ok() {
@@ -160,7 +168,11 @@ func (c *Client) fetch(ctx context.Context, r *request) (*answer, error) {
 	if c.cache != nil && !r.fresh {
 		var a *answer
 		decode := func(a *answer) { c.decodeAnswer(r.route, a) }
-		if a, claimed = c.cache.get(ctx, r.cacheKey(), decode); a != nil {
+		a, claimed = c.cache.get(ctx, r.cacheKey(), decode)
+		if c.hooks.Cache != nil {
+			c.hooks.Cache(r.route, a != nil)
+		}
+		if a != nil {
 			hit := *a
 			hit.cached = true
 			return &hit, nil

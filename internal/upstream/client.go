@@ -103,6 +103,13 @@ type Hooks struct {
 	// that this version does not know (a dotted path such as
 	// "spec.new_field"), once per answer it came in.
 	UnknownField func(route, field string)
+	// Cache is called each time the cache is asked for a call's answer,
+	// with whether it had one.
+	Cache func(route string, hit bool)
+	// Call is called once per call, when it ends, with its Meta and error:
+	// Meta.Shared > 0 when it joined an identical call's exchange
+	// (coalescing); a *ThrottledError when the rate-limit guard refused it.
+	Call func(route string, meta Meta, err error)
 }
 
 // Option configures a Client. Options apply to a private configuration, from

@@ -2,8 +2,6 @@ package upstream
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"sync"
@@ -18,13 +16,6 @@ import (
 type guard struct {
 	store GuardStore
 	now   func() time.Time
-}
-
-// credentialID identifies a credential without holding it: a hex SHA-256 of
-// its Authorization header value.
-func credentialID(a Authorization) string {
-	sum := sha256.Sum256([]byte(a.headerValue()))
-	return hex.EncodeToString(sum[:])
 }
 
 // observe updates the credential's window from an answer: its status, its

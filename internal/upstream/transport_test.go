@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/acme/plugin-facade/internal/testutil"
 )
 
 // tlsUpstream is an upstream behind TLS, as Confluent Cloud is, answering
@@ -129,12 +131,8 @@ func (g *coldStart) liveConns() int {
 	return g.live
 }
 
-// waitFor polls cond for up to five seconds.
+// waitFor awaits cond for up to five seconds.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-	}
+	testutil.Eventually(t, 5*time.Second, "the condition", cond)
 }

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 
+	extPluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"google.golang.org/grpc"
@@ -37,9 +38,9 @@ var (
 
 var filter_PluginService_GetPluginVersion_0 = &utilities.DoubleArray{Encoding: map[string]int{"plugin_id": 0, "id": 1}, Base: []int{1, 1, 2, 0, 0}, Check: []int{0, 1, 1, 2, 3}}
 
-func request_PluginService_GetPluginVersion_0(ctx context.Context, marshaler runtime.Marshaler, client PluginServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_PluginService_GetPluginVersion_0(ctx context.Context, marshaler runtime.Marshaler, client extPluginv1.PluginServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetPluginVersionRequest
+		protoReq extPluginv1.GetPluginVersionRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -72,9 +73,9 @@ func request_PluginService_GetPluginVersion_0(ctx context.Context, marshaler run
 	return msg, metadata, err
 }
 
-func local_request_PluginService_GetPluginVersion_0(ctx context.Context, marshaler runtime.Marshaler, server PluginServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_PluginService_GetPluginVersion_0(ctx context.Context, marshaler runtime.Marshaler, server extPluginv1.PluginServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetPluginVersionRequest
+		protoReq extPluginv1.GetPluginVersionRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -104,9 +105,9 @@ func local_request_PluginService_GetPluginVersion_0(ctx context.Context, marshal
 	return msg, metadata, err
 }
 
-func request_PluginService_GetConnectorPlugin_0(ctx context.Context, marshaler runtime.Marshaler, client PluginServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func request_PluginService_GetConnectorPlugin_0(ctx context.Context, marshaler runtime.Marshaler, client extPluginv1.PluginServiceClient, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetConnectorPluginRequest
+		protoReq extPluginv1.GetConnectorPluginRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -125,9 +126,9 @@ func request_PluginService_GetConnectorPlugin_0(ctx context.Context, marshaler r
 	return msg, metadata, err
 }
 
-func local_request_PluginService_GetConnectorPlugin_0(ctx context.Context, marshaler runtime.Marshaler, server PluginServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+func local_request_PluginService_GetConnectorPlugin_0(ctx context.Context, marshaler runtime.Marshaler, server extPluginv1.PluginServiceServer, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
 	var (
-		protoReq GetConnectorPluginRequest
+		protoReq extPluginv1.GetConnectorPluginRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -145,9 +146,9 @@ func local_request_PluginService_GetConnectorPlugin_0(ctx context.Context, marsh
 
 var filter_PluginService_WatchPluginVersion_0 = &utilities.DoubleArray{Encoding: map[string]int{"plugin_id": 0, "id": 1}, Base: []int{1, 1, 2, 0, 0}, Check: []int{0, 1, 1, 2, 3}}
 
-func request_PluginService_WatchPluginVersion_0(ctx context.Context, marshaler runtime.Marshaler, client PluginServiceClient, req *http.Request, pathParams map[string]string) (PluginService_WatchPluginVersionClient, runtime.ServerMetadata, error) {
+func request_PluginService_WatchPluginVersion_0(ctx context.Context, marshaler runtime.Marshaler, client extPluginv1.PluginServiceClient, req *http.Request, pathParams map[string]string) (extPluginv1.PluginService_WatchPluginVersionClient, runtime.ServerMetadata, error) {
 	var (
-		protoReq WatchPluginVersionRequest
+		protoReq extPluginv1.WatchPluginVersionRequest
 		metadata runtime.ServerMetadata
 		err      error
 	)
@@ -193,7 +194,7 @@ func request_PluginService_WatchPluginVersion_0(ctx context.Context, marshaler r
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
 // Note that using this registration option will cause many gRPC library features to stop working. Consider using RegisterPluginServiceHandlerFromEndpoint instead.
 // GRPC interceptors will not work for this type of registration. To use interceptors, you must use the "runtime.WithMiddlewares" option in the "runtime.NewServeMux" call.
-func RegisterPluginServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux, server PluginServiceServer) error {
+func RegisterPluginServiceHandlerServer(ctx context.Context, mux *runtime.ServeMux, server extPluginv1.PluginServiceServer) error {
 	mux.Handle(http.MethodGet, pattern_PluginService_GetPluginVersion_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
@@ -272,15 +273,15 @@ func RegisterPluginServiceHandlerFromEndpoint(ctx context.Context, mux *runtime.
 // RegisterPluginServiceHandler registers the http handlers for service PluginService to "mux".
 // The handlers forward requests to the grpc endpoint over "conn".
 func RegisterPluginServiceHandler(ctx context.Context, mux *runtime.ServeMux, conn *grpc.ClientConn) error {
-	return RegisterPluginServiceHandlerClient(ctx, mux, NewPluginServiceClient(conn))
+	return RegisterPluginServiceHandlerClient(ctx, mux, extPluginv1.NewPluginServiceClient(conn))
 }
 
 // RegisterPluginServiceHandlerClient registers the http handlers for service PluginService
-// to "mux". The handlers forward requests to the grpc endpoint over the given implementation of "PluginServiceClient".
-// Note: the gRPC framework executes interceptors within the gRPC handler. If the passed in "PluginServiceClient"
+// to "mux". The handlers forward requests to the grpc endpoint over the given implementation of "extPluginv1.PluginServiceClient".
+// Note: the gRPC framework executes interceptors within the gRPC handler. If the passed in "extPluginv1.PluginServiceClient"
 // doesn't go through the normal gRPC flow (creating a gRPC client etc.) then it will be up to the passed in
-// "PluginServiceClient" to call the correct interceptors. This client ignores the HTTP middlewares.
-func RegisterPluginServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux, client PluginServiceClient) error {
+// "extPluginv1.PluginServiceClient" to call the correct interceptors. This client ignores the HTTP middlewares.
+func RegisterPluginServiceHandlerClient(ctx context.Context, mux *runtime.ServeMux, client extPluginv1.PluginServiceClient) error {
 	mux.Handle(http.MethodGet, pattern_PluginService_GetPluginVersion_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
 		ctx, cancel := context.WithCancel(req.Context())
 		defer cancel()
