@@ -126,10 +126,13 @@ func (g *Guard) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	if err != nil {
 		return nil, err
 	}
-	if err := g.admit(c, info.FullMethod, req); err != nil {
+	pay, err := g.admit(c, info.FullMethod, req)
+	if err != nil {
 		return nil, err
 	}
-	return handler(c.ctx, req)
+	resp, err := handler(c.ctx, req)
+	pay(callinfo.FromContext(c.ctx).Attempts())
+	return resp, err
 }
 
 // Stream is the Guard's interceptor of streaming calls: it decides when the
@@ -165,8 +168,8 @@ func (g *Guard) enter(ctx context.Context) (call, error) {
 }
 
 // admit applies the policy and the fair share to a call of fullMethod with
-// req.
-func (g *Guard) admit(c call, fullMethod string, req any) error {
+// req. A call it admits calls pay, once, with the requests it sent upstream.
+func (g *Guard) admit(c call, fullMethod string, req any) (pay func(requests int), err error) {
 	p := g.policy.Load()
 	method := methodName(fullMethod)
 	var r *rule
@@ -182,23 +185,33 @@ func (g *Guard) admit(c call, fullMethod string, req any) error {
 				g.metrics.of(label).denied.Inc()
 				g.log.WarnContext(c.ctx, "call denied by the caller policy", "caller", c.id.Name,
 					"caller_source", string(c.id.Source), "grpc.method", fullMethod, "reason", d.reason)
-				return errDenied(c.id, method, d)
+				return nil, errDenied(c.id, method, d)
 			}
 		}
 	}
+	pay = noPay
 	if c.serviceKey && isPluginMethod(method) {
 		var own *Rate
 		if r != nil {
 			own = r.rate
 		}
-		if b, wait, ok := g.shares.take(c.ctx, c.id.Name, own); !ok {
+		b, sharing, wait, ok := g.shares.admit(c.ctx, c.id.Name, own)
+		if !ok {
 			g.metrics.of(label).throttled.Inc()
-			return errOverShare(c.id, b, wait)
+			return nil, errOverShare(c.id, b, wait)
+		}
+		if sharing {
+			pay = func(n int) {
+				// What was sent upstream is spent, even if the caller left.
+				g.shares.spend(context.WithoutCancel(c.ctx), c.id.Name, b, n)
+			}
 		}
 	}
 	g.metrics.of(label).allowed.Inc()
-	return nil
+	return pay, nil
 }
+
+func noPay(int) {}
 
 func isPluginMethod(method string) bool {
 	return method != methodHealth && method != methodReflection && method != ""
@@ -223,6 +236,11 @@ func (s *guardedStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	s.once.Do(func() { s.err = s.g.admit(s.c, s.method, m) })
+	s.once.Do(func() {
+		var pay func(int)
+		if pay, s.err = s.g.admit(s.c, s.method, m); s.err == nil {
+			pay(1) // a watch pays one token when it opens; its polls are shared
+		}
+	})
 	return s.err
 }

@@ -18,23 +18,27 @@ import (
 
 // The fair share of the service's own key.
 //
-// Rule: every call that uses the service's own key (no credential of its own)
-// spends one token of its caller's budget; a watch spends one when it opens.
-// A caller's budget is a token bucket holding S = max(1, floor(F × L)) tokens
-// and refilling S tokens per W, where L and W are the key's rate-limit window
-// as the upstream describes it (X-RateLimit-Limit, and the longest
+// Rule: each caller has a token bucket holding S = max(1, floor(F × L))
+// tokens and refilling S tokens per W, where L and W are the key's rate-limit
+// window as the upstream describes it (X-RateLimit-Limit, and the longest
 // X-RateLimit-Reset seen: the length of a fresh window), and F is the share
-// (--caller-share, DefaultShare). A caller whose bucket is empty gets
-// RESOURCE_EXHAUSTED with the wait until its next token, without the upstream
-// being called, while others go on. So ceil(1/F) callers spending their whole
-// shares are needed to exhaust the key; the rate-limit guard still stands
-// behind the shares for the key as a whole. A caller-policy rule's rate
-// replaces the bucket's size and period for the callers it names.
+// (--caller-share, DefaultShare). A call that uses the service's own key (no
+// credential of its own) is admitted while its caller's bucket holds a token,
+// and then pays one token per request it sent upstream (answers from the
+// cache or from an identical call's request cost nothing; a bucket may go
+// into debt by what calls admitted together sent, which later calls wait
+// out). A watch pays one token when it opens. A caller whose bucket is empty
+// gets RESOURCE_EXHAUSTED with the wait until its next token, without the
+// upstream being called, while others go on. So ceil(1/F) callers spending
+// their whole shares are needed to exhaust the key; the rate-limit guard
+// still stands behind the shares for the key as a whole. A caller-policy
+// rule's rate replaces the bucket's size and period for the callers it names.
 //
 // Until an answer has described the key's window there is nothing to share,
 // and calls are not counted. With a fleet (--redis-url) the buckets live in
-// Redis (redis_rate, the same GCRA everywhere); while Redis does not answer
-// each replica falls back to buckets of its own.
+// Redis (redis_rate, the same GCRA everywhere; there a bucket pays what it
+// holds, never going into debt); while Redis does not answer each replica
+// falls back to buckets of its own.
 
 // DefaultShare is the part of the service key's window that one caller may
 // spend by default.
@@ -48,11 +52,13 @@ const maxBudgets = 10000
 const maxWindow = time.Hour
 
 // SharedBudgets keeps callers' token buckets where every replica sees them
-// (fleet.Budgets, in Redis). Take spends one token of key's bucket of calls
-// per period; answered is false when the store could not say, and the
-// replica then uses its local bucket.
+// (fleet.Budgets, in Redis), each of calls tokens refilled calls per period.
+// Peek says whether key's bucket holds a token, or how long until it will,
+// taking none; Spend takes up to n. answered is false when the store could
+// not say, and the replica then uses its local bucket.
 type SharedBudgets interface {
-	Take(ctx context.Context, key string, calls int, period time.Duration) (allowed bool, retryAfter time.Duration, answered bool)
+	Peek(ctx context.Context, key string, calls int, period time.Duration) (ok bool, retryAfter time.Duration, answered bool)
+	Spend(ctx context.Context, key string, n, calls int, period time.Duration) (answered bool)
 }
 
 // shares holds the service key's window and the callers' buckets.
@@ -105,18 +111,40 @@ func (s *shares) budget(own *Rate) (Rate, bool) {
 	return Rate{Calls: max(1, int(math.Floor(s.fraction*float64(limit)))), Period: window}, true
 }
 
-// take spends one token of the caller's bucket, or says how long until it
-// holds one.
-func (s *shares) take(ctx context.Context, name string, own *Rate) (b Rate, retryAfter time.Duration, ok bool) {
-	b, sharing := s.budget(own)
+// admit reports whether the caller's bucket holds a token, or how long until
+// it will; sharing is false while there is nothing to share.
+func (s *shares) admit(ctx context.Context, name string, own *Rate) (b Rate, sharing bool, retryAfter time.Duration, ok bool) {
+	b, sharing = s.budget(own)
 	if !sharing {
-		return b, 0, true
+		return b, false, 0, true
 	}
 	if s.shared != nil {
-		if allowed, wait, answered := s.shared.Take(ctx, budgetKey(name), b.Calls, b.Period); answered {
-			return b, wait, allowed
+		if ok, wait, answered := s.shared.Peek(ctx, budgetKey(name), b.Calls, b.Period); answered {
+			return b, true, wait, ok
 		}
 	}
+	l := s.limiter(name, b)
+	tokens := l.Tokens()
+	if tokens >= 1 {
+		return b, true, 0, true
+	}
+	return b, true, time.Duration((1 - tokens) / float64(l.Limit()) * float64(time.Second)), false
+}
+
+// spend takes n tokens (the requests a call sent) from the caller's bucket b.
+// A local bucket may go into debt, by at most its size.
+func (s *shares) spend(ctx context.Context, name string, b Rate, n int) {
+	if n <= 0 {
+		return
+	}
+	if s.shared != nil && s.shared.Spend(ctx, budgetKey(name), n, b.Calls, b.Period) {
+		return
+	}
+	s.limiter(name, b).ReserveN(time.Now(), min(n, b.Calls))
+}
+
+// limiter is the caller's local bucket, sized b.
+func (s *shares) limiter(name string, b Rate) *rate.Limiter {
 	every := rate.Every(b.Period / time.Duration(b.Calls))
 	l, found := s.local.Get(name)
 	if !found {
@@ -129,17 +157,7 @@ func (s *shares) take(ctx context.Context, name string, own *Rate) (b Rate, retr
 		l.SetLimit(every)
 		l.SetBurst(b.Calls)
 	}
-	if l.Allow() {
-		return b, 0, true
-	}
-	// Out of tokens: how long until the next one (a reservation, given back;
-	// kept if a token came meanwhile).
-	r := l.Reserve()
-	if d := r.Delay(); d > 0 {
-		r.Cancel()
-		return b, d, false
-	}
-	return b, 0, true
+	return l
 }
 
 // budgetKey is a caller's bucket name: a hash of its identity, short and of

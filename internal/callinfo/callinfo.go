@@ -73,6 +73,16 @@ func (i *Info) SetCaller(name, source string) {
 	i.caller = [2]string{name, source}
 }
 
+// Attempts is how many requests the call sent upstream, as recorded so far.
+func (i *Info) Attempts() int {
+	if i == nil {
+		return 0
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.u.Attempts
+}
+
 // Attrs returns the recorded facts as log attributes: caller and
 // caller_source when known, upstream_status,
 // upstream_request_id, upstream_attempts, upstream_shared and
