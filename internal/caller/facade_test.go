@@ -71,11 +71,12 @@ func startFacade(t testing.TB, sb *sandbox.Server, tlsCfg *tls.Config, opts ...c
 // (the baseline of BenchmarkGuard).
 func startFacadeGuarded(t testing.TB, sb *sandbox.Server, tlsCfg *tls.Config, guarded bool, opts ...caller.Option) *facade {
 	t.Helper()
-	return startFacadeWith(t, sb, tlsCfg, guarded, nil, opts...)
+	return startFacadeWith(t, sb, tlsCfg, guarded, nil, nil, opts...)
 }
 
-// startFacadeWith is startFacadeGuarded with more server options.
-func startFacadeWith(t testing.TB, sb *sandbox.Server, tlsCfg *tls.Config, guarded bool, srvExtra []server.Option, opts ...caller.Option) *facade {
+// startFacadeWith is startFacadeGuarded with more server and upstream client
+// options.
+func startFacadeWith(t testing.TB, sb *sandbox.Server, tlsCfg *tls.Config, guarded bool, srvExtra []server.Option, upExtra []upstream.Option, opts ...caller.Option) *facade {
 	t.Helper()
 	f := &facade{log: &testutil.Buffer{}, registry: prometheus.NewRegistry()}
 	log := slog.New(slog.NewJSONHandler(f.log, nil))
@@ -85,13 +86,13 @@ func startFacadeWith(t testing.TB, sb *sandbox.Server, tlsCfg *tls.Config, guard
 		t.Fatal(err)
 	}
 	f.guard = g
-	uc, err := upstream.New(sb.URL(), upstream.WithTransport(func(rt http.RoundTripper) http.RoundTripper {
+	uc, err := upstream.New(sb.URL(), append(upExtra, upstream.WithTransport(func(rt http.RoundTripper) http.RoundTripper {
 		if guarded {
 			rt = g.Transport(rt)
 		}
 		f.upstream = &statusCount{next: rt, n: map[int]int{}}
 		return f.upstream
-	}))
+	}))...)
 	if err != nil {
 		t.Fatal(err)
 	}

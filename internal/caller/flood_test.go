@@ -20,6 +20,7 @@ import (
 	"github.com/acme/plugin-facade/internal/fleet/fleettest"
 	"github.com/acme/plugin-facade/internal/sandbox"
 	"github.com/acme/plugin-facade/internal/testutil"
+	"github.com/acme/plugin-facade/internal/upstream"
 )
 
 // The flood of issue 17, bounded: the sandbox's key allows floodLimit
@@ -286,5 +287,21 @@ func TestFleetBudgetsFallBack(t *testing.T) {
 	// known, and what refills meanwhile.
 	if served > floodShare+3 || throttled == 0 {
 		t.Errorf("with Redis down: %d served, %d throttled; want at most %d served", served, throttled, floodShare+3)
+	}
+}
+
+// TestCachedAnswersAreFree: a caller pays for the requests its calls send
+// upstream, not for the answers the cache gives.
+func TestCachedAnswersAreFree(t *testing.T) {
+	sb := floodSandbox(t)
+	f := startFacadeWith(t, sb, nil, true, nil, []upstream.Option{upstream.WithCache(time.Minute, 100)})
+	c := grpcClient(t, f.grpcAddr, "127.0.0.2", nil)
+	for i := range 5 * floodShare {
+		if err := readKnown(context.Background(), c); err != nil {
+			t.Fatalf("read %d of a cached answer: %v", i, err)
+		}
+	}
+	if n := sb.Requests(); n != 1 {
+		t.Errorf("the upstream got %d requests, want 1", n)
 	}
 }

@@ -287,7 +287,7 @@ func TestSpanCarriesCaller(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	iss := testutil.NewIssuer(t)
-	f := startFacadeWith(t, testutil.StartSandbox(t), nil, true, []server.Option{server.WithTracerProvider(tp)}, caller.WithOIDC(newOIDC(t, iss)))
+	f := startFacadeWith(t, testutil.StartSandbox(t), nil, true, []server.Option{server.WithTracerProvider(tp)}, nil, caller.WithOIDC(newOIDC(t, iss)))
 	tok := iss.Token(t, testutil.Claims{Subject: "system:serviceaccount:a:b", Audience: []string{"plugin-facade"}})
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+tok)
 	if _, err := grpcClient(t, f.grpcAddr, "", nil).GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID}); err != nil {
