@@ -117,10 +117,10 @@ func retryHint(st *status.Status) time.Duration {
 // window on a call of their own) with a retry hint of its own, the upstream
 // never refusing the key, and the flooder served again once its budget
 // refills.
-func (r floodResult) check(t *testing.T, replicas int, upstream429 int, again func() error) {
+func (r floodResult) check(t *testing.T, replicas int, sb *sandbox.Server, upstream429 int, again func() error) {
 	t.Helper()
-	t.Logf("flooder: %d calls, %d served, %d RESOURCE_EXHAUSTED (last hint %s); legitimate: %d/%d OK; upstream 429s: %d",
-		r.flooderCalls, r.flooderServed, r.flooderThrottled, r.lastHint, r.legitOK, r.legitCalls, upstream429)
+	t.Logf("flooder: %d calls, %d served, %d RESOURCE_EXHAUSTED (last hint %s); legitimate: %d/%d OK; upstream: %d requests in %s (limit %d per %s), %d refused (429)",
+		r.flooderCalls, r.flooderServed, r.flooderThrottled, r.lastHint, r.legitOK, r.legitCalls, sb.Requests(), floodFor, floodLimit, floodWindow, upstream429)
 	if r.legitOK != r.legitCalls {
 		t.Errorf("the legitimate caller got %d/%d OK: %v", r.legitOK, r.legitCalls, r.legitErrs)
 	}
@@ -141,11 +141,12 @@ func (r floodResult) check(t *testing.T, replicas int, upstream429 int, again fu
 	}
 	// Served again once the hint has passed: the hint is the protocol's
 	// own condition, bounded by one window.
-	deadline := time.Now().Add(2 * floodWindow)
+	start, deadline := time.Now(), time.Now().Add(2*floodWindow)
 	for {
 		time.Sleep(r.lastHint)
 		err := again()
 		if err == nil || status.Code(err) == codes.NotFound {
+			t.Logf("the flooder was served again %s after its last RESOURCE_EXHAUSTED", time.Since(start).Round(time.Millisecond))
 			break
 		}
 		if time.Now().After(deadline) {
@@ -173,35 +174,43 @@ func readKnown(ctx context.Context, c pluginv1.PluginServiceClient) error {
 
 func TestFlood(t *testing.T) {
 	t.Run("by peer address", func(t *testing.T) {
-		f := startFacade(t, floodSandbox(t), nil)
+		sb := floodSandbox(t)
+		f := startFacade(t, sb, nil)
 		fl, lg := grpcClient(t, f.grpcAddr, "127.0.0.2", nil), grpcClient(t, f.grpcAddr, "127.0.0.3", nil)
 		r := flood(func(ctx context.Context, i int) error { return readDistinct(ctx, fl, i) },
 			func(ctx context.Context, _ int) error { return readKnown(ctx, lg) })
 		// Over REST the flooder's empty bucket is a 429 in the Failure
-		// envelope, with its own Retry-After.
-		resp, err := httpClient("127.0.0.2", nil).Get("http://" + f.httpAddr + "/connect/v1/custom-connector-plugins/ccp-999999")
-		if err != nil {
-			t.Fatal(err)
+		// envelope, with its own Retry-After (its bucket refills meanwhile:
+		// read until it is empty again, a few reads at most).
+		var resp *http.Response
+		var body []byte
+		for i := 0; i < 3*floodShare && (resp == nil || resp.StatusCode != http.StatusTooManyRequests); i++ {
+			var err error
+			if resp, err = httpClient("127.0.0.2", nil).Get(fmt.Sprintf("http://%s/connect/v1/custom-connector-plugins/ccp-8%05d", f.httpAddr, i)); err != nil {
+				t.Fatal(err)
+			}
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
 		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
 		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" ||
 			!strings.Contains(string(body), `"code":"caller_share_exhausted"`) {
 			t.Errorf("REST over the share: %d, Retry-After %q, %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 		}
-		r.check(t, 1, f.upstream.count(429), func() error { return readDistinct(context.Background(), fl, 1e5-1) })
+		r.check(t, 1, sb, f.upstream.count(429), func() error { return readDistinct(context.Background(), fl, 1e5-1) })
 	})
 	t.Run("by client certificate", func(t *testing.T) {
 		ca := testutil.NewCA(t, "mesh")
-		f := startFacade(t, floodSandbox(t), serverTLS(t, ca))
+		sb := floodSandbox(t)
+		f := startFacade(t, sb, serverTLS(t, ca))
 		fl, lg := grpcClient(t, f.grpcAddr, "", clientTLS(t, ca, "flooder")), grpcClient(t, f.grpcAddr, "", clientTLS(t, ca, "legit"))
 		r := flood(func(ctx context.Context, i int) error { return readDistinct(ctx, fl, i) },
 			func(ctx context.Context, _ int) error { return readKnown(ctx, lg) })
-		r.check(t, 1, f.upstream.count(429), func() error { return readDistinct(context.Background(), fl, 1e5-1) })
+		r.check(t, 1, sb, f.upstream.count(429), func() error { return readDistinct(context.Background(), fl, 1e5-1) })
 	})
 	t.Run("by JWT", func(t *testing.T) {
 		iss := testutil.NewIssuer(t)
-		f := startFacade(t, floodSandbox(t), nil, caller.WithOIDC(newOIDC(t, iss)))
+		sb := floodSandbox(t)
+		f := startFacade(t, sb, nil, caller.WithOIDC(newOIDC(t, iss)))
 		c := grpcClient(t, f.grpcAddr, "", nil)
 		as := func(sub string) context.Context {
 			tok := iss.Token(t, testutil.Claims{Subject: sub, Audience: []string{"plugin-facade"}})
@@ -210,7 +219,7 @@ func TestFlood(t *testing.T) {
 		flooder, legit := as("system:serviceaccount:batch:flooder"), as("system:serviceaccount:web:reader")
 		r := flood(func(_ context.Context, i int) error { return readDistinct(flooder, c, i) },
 			func(context.Context, int) error { return readKnown(legit, c) })
-		r.check(t, 1, f.upstream.count(429), func() error { return readDistinct(flooder, c, 1e5-1) })
+		r.check(t, 1, sb, f.upstream.count(429), func() error { return readDistinct(flooder, c, 1e5-1) })
 	})
 }
 
@@ -249,7 +258,7 @@ func TestFloodFleet(t *testing.T) {
 			t.Errorf("replica %d lost Redis during the flood", i)
 		}
 	}
-	r.check(t, 3, refused, func() error { return readDistinct(context.Background(), flooders[0], 1e5-1) })
+	r.check(t, 3, sb, refused, func() error { return readDistinct(context.Background(), flooders[0], 1e5-1) })
 }
 
 // TestFleetBudgetsFallBack: while Redis does not answer, each replica holds
