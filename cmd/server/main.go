@@ -250,7 +250,7 @@ func build(cfg config, log *slog.Logger, tp *telemetry.TracerProvider, closers *
 		// the watches' polling through Redis; while it does not answer, each
 		// runs on its local state.
 		fleet.UseLogger(log)
-		fl, err := fleet.Open(cfg.Fleet.URL, fleet.Options{Timeout: cfg.Fleet.Timeout, Logger: log, Registerer: registry})
+		fl, err := fleet.Open(cfg.Fleet.URL, fleet.WithTimeout(cfg.Fleet.Timeout), fleet.WithLogger(log), fleet.WithRegisterer(registry))
 		if err != nil {
 			return nil, configError{fmt.Errorf("--redis-url: %w", err)}
 		}

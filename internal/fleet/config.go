@@ -13,7 +13,7 @@ type Config struct {
 	// URL is redis:// or rediss:// (see Open); empty means no fleet. It may
 	// hold a password, which no Problem repeats.
 	URL string
-	// Timeout is Options.Timeout.
+	// Timeout is WithTimeout's.
 	Timeout time.Duration
 }
 

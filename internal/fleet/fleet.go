@@ -3,9 +3,14 @@
 // answers (Cache), and the lease and relay of the watches' poll loops
 // (Watches). It knows Redis (through github.com/redis/go-redis/v9) and nothing
 // of gRPC or of the upstream's HTTP: its types implement the small interfaces
-// that package upstream and package service define, with standard types only.
+// that package upstream and package service define. It only propagates: each
+// piece of state has one local store, kept by its owner (the client's cache
+// and guard windows, the service's poll loops), and the fleet carries what
+// one replica's store learns to the others'. What it writes to Redis is a
+// small versioned struct, so that replicas of two releases ignore what they
+// cannot read.
 //
-// Every Redis operation is bounded by a short timeout (Options.Timeout). When
+// Every Redis operation is bounded by a short timeout (WithTimeout). When
 // Redis is slow or down, each operation falls back to the replica's local
 // state: callers never see an error caused by Redis, the fleet runs
 // "degraded" (Degraded, the plugin_facade_fleet_degraded gauge), and the
@@ -13,6 +18,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -31,7 +37,7 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
-// DefaultTimeout bounds each Redis operation when Options.Timeout is zero.
+// DefaultTimeout bounds each Redis operation without WithTimeout.
 const DefaultTimeout = 50 * time.Millisecond
 
 // prefix starts every key and channel the fleet uses, so that a Redis shared
@@ -43,20 +49,48 @@ const prefix = "plugin-facade:"
 // while idle, and that it is back while degraded.
 const checkEvery = 500 * time.Millisecond
 
-// Options configure a Fleet.
-type Options struct {
-	// Timeout bounds each Redis operation; past it the operation falls back
-	// to local state. Default DefaultTimeout.
-	Timeout time.Duration
-	// Logger gets the transitions between shared and degraded, never a
-	// password. Default: discard.
-	Logger *slog.Logger
-	// Registerer, when set, gets the fleet's metrics.
-	Registerer prometheus.Registerer
-	// TLS, when set, replaces the TLS configuration a rediss:// URL implies
-	// (to trust a private CA, say); the URL's host stays the server name
-	// unless it sets one. Ignored for a redis:// URL.
-	TLS *tls.Config
+// Option configures a Fleet. Options apply to a private configuration, from
+// which Open builds the fleet once every option has applied, filling in the
+// defaults of what no option set and refusing what is invalid.
+type Option func(*config)
+
+// config is what the options set.
+type config struct {
+	timeout    time.Duration
+	log        *slog.Logger
+	registerer prometheus.Registerer
+	tls        *tls.Config
+}
+
+// WithTimeout bounds each Redis operation; past it the operation falls back
+// to local state. Default DefaultTimeout.
+func WithTimeout(d time.Duration) Option { return func(c *config) { c.timeout = d } }
+
+// WithLogger sets where the transitions between shared and degraded are
+// logged, never with a password. Default: discard.
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
+
+// WithRegisterer registers the fleet's metrics with r. Default: none.
+func WithRegisterer(r prometheus.Registerer) Option { return func(c *config) { c.registerer = r } }
+
+// WithTLS replaces the TLS configuration a rediss:// URL implies (to trust a
+// private CA, say); the URL's host stays the server name unless cfg sets
+// one. It has no effect on a redis:// URL.
+func WithTLS(cfg *tls.Config) Option { return func(c *config) { c.tls = cfg } }
+
+func newConfig(opts []Option) (config, error) {
+	var c config
+	for _, opt := range opts {
+		opt(&c)
+	}
+	if c.timeout < 0 {
+		return c, fmt.Errorf("the Redis timeout (%v) must be positive", c.timeout)
+	}
+	c.timeout = cmp.Or(c.timeout, DefaultTimeout)
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
 }
 
 // Fleet is one replica's connection to the fleet's shared state. Create it
@@ -94,30 +128,28 @@ type handler struct {
 // host and port, /db) and connects to it. Only an invalid URL is an error:
 // an unreachable Redis is not, the fleet starts degraded and shares once
 // Redis answers. Errors never show the URL's password.
-func Open(rawURL string, o Options) (*Fleet, error) {
+func Open(rawURL string, opts ...Option) (*Fleet, error) {
 	opt, shown, password, err := parseURL(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	if o.Timeout <= 0 {
-		o.Timeout = DefaultTimeout
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+	o, err := newConfig(opts)
+	if err != nil {
+		return nil, err
 	}
 	// A Redis that does not answer within the timeout is as good as down:
 	// no retries, no long dials, no waiting for a connection of the pool.
-	opt.DialTimeout = max(o.Timeout, 250*time.Millisecond) // a TLS handshake takes a few round trips
+	opt.DialTimeout = max(o.timeout, 250*time.Millisecond) // a TLS handshake takes a few round trips
 	opt.DialerRetries = 1
-	opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = o.Timeout, o.Timeout, o.Timeout
+	opt.ReadTimeout, opt.WriteTimeout, opt.PoolTimeout = o.timeout, o.timeout, o.timeout
 	opt.ContextTimeoutEnabled = true
 	opt.MaxRetries = -1
 	opt.MinIdleConns = 2
 	opt.ClientName = "plugin-facade"
 	opt.DisableIdentity = true
 	opt.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	if opt.TLSConfig != nil && o.TLS != nil {
-		cfg := o.TLS.Clone()
+	if opt.TLSConfig != nil && o.tls != nil {
+		cfg := o.tls.Clone()
 		if cfg.ServerName == "" {
 			cfg.ServerName = opt.TLSConfig.ServerName
 		}
@@ -126,21 +158,21 @@ func Open(rawURL string, o Options) (*Fleet, error) {
 
 	f := &Fleet{
 		rdb:      redis.NewClient(opt),
-		timeout:  o.Timeout,
-		log:      o.Logger,
+		timeout:  o.timeout,
+		log:      o.log,
 		id:       newID(),
 		password: password,
 		shown:    shown,
 		subs:     make(map[string]map[*handler]struct{}),
 		stop:     make(chan struct{}),
 	}
-	f.metrics = newMetrics(o.Registerer)
+	f.metrics = newMetrics(o.registerer)
 	f.ps = f.rdb.Subscribe(context.Background())
 	f.watches = &Watches{f: f}
 
 	// Whether Redis answers now decides how the fleet starts; the first
 	// answer is worth a few timeouts, the process is starting anyway.
-	ctx, cancel := context.WithTimeout(context.Background(), max(4*o.Timeout, time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), max(4*o.timeout, time.Second))
 	err = f.rdb.Ping(ctx).Err()
 	cancel()
 	f.setDegraded(err)

@@ -26,12 +26,9 @@ import (
 // machine running the tests under -race does not degrade the fleet.
 const testTimeout = time.Second
 
-func open(t *testing.T, url string, o Options) *Fleet {
+func open(t *testing.T, url string, opts ...Option) *Fleet {
 	t.Helper()
-	if o.Timeout == 0 {
-		o.Timeout = testTimeout
-	}
-	f, err := Open(url, o)
+	f, err := Open(url, append([]Option{WithTimeout(testTimeout)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +46,7 @@ func direct(t *testing.T, r *fleettest.Redis) *redis.Client {
 // guard opens a fleet on url and returns its guard, with the client's own
 // in-process store as its local copy.
 func guard(t *testing.T, url string) *Guard {
-	return open(t, url, Options{}).Guard(upstream.NewMemoryGuardStore())
+	return open(t, url).Guard(upstream.NewMemoryGuardStore())
 }
 
 func TestGuardSharesWindows(t *testing.T) {
@@ -124,7 +121,7 @@ func TestGuardWindowEnds(t *testing.T) {
 
 func TestCacheShared(t *testing.T) {
 	r := fleettest.Start(t)
-	a, b := open(t, r.URL(), Options{}).Cache(), open(t, r.URL(), Options{}).Cache()
+	a, b := open(t, r.URL()).Cache(), open(t, r.URL()).Cache()
 	ctx := context.Background()
 
 	if _, _, ok := b.Get(ctx, "k1"); ok {
@@ -155,7 +152,7 @@ func TestCacheShared(t *testing.T) {
 
 func TestCacheClaim(t *testing.T) {
 	r := fleettest.Start(t)
-	a, b := open(t, r.URL(), Options{}).Cache(), open(t, r.URL(), Options{}).Cache()
+	a, b := open(t, r.URL()).Cache(), open(t, r.URL()).Cache()
 	ctx := context.Background()
 	if !a.Claim(ctx, "k", 300*time.Millisecond) {
 		t.Fatal("the first claim is refused")
@@ -204,7 +201,7 @@ func TestCacheClaim(t *testing.T) {
 
 func TestWatchLease(t *testing.T) {
 	r := fleettest.Start(t)
-	a, b := open(t, r.URL(), Options{}).Watches(), open(t, r.URL(), Options{}).Watches()
+	a, b := open(t, r.URL()).Watches(), open(t, r.URL()).Watches()
 	ctx := context.Background()
 	if !a.Lead(ctx, "w", 300*time.Millisecond) {
 		t.Fatal("the first replica does not get a free lease")
@@ -239,7 +236,7 @@ func TestWatchLease(t *testing.T) {
 
 func TestWatchRelay(t *testing.T) {
 	r := fleettest.Start(t)
-	a, b := open(t, r.URL(), Options{}).Watches(), open(t, r.URL(), Options{}).Watches()
+	a, b := open(t, r.URL()).Watches(), open(t, r.URL()).Watches()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -259,7 +256,7 @@ func TestWatchRelay(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	// A replica whose watchers join later gets the latest state at once.
-	c := open(t, r.URL(), Options{}).Watches()
+	c := open(t, r.URL()).Watches()
 	if got := receive(t, c.Subscribe(ctx, "w")); got != "PROCESSING" {
 		t.Fatalf("a later subscriber got %q first; want the latest state", got)
 	}
@@ -290,8 +287,8 @@ func TestDegradesAndRecovers(t *testing.T) {
 	r := fleettest.Start(t)
 	reg := prometheus.NewRegistry()
 	var logs testutil.Buffer
-	a := open(t, r.URL(), Options{Timeout: 50 * time.Millisecond, Registerer: reg, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	b := open(t, r.URL(), Options{Timeout: 50 * time.Millisecond})
+	a := open(t, r.URL(), WithTimeout(50*time.Millisecond), WithRegisterer(reg), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	b := open(t, r.URL(), WithTimeout(50*time.Millisecond))
 	ga, gb := a.Guard(upstream.NewMemoryGuardStore()), b.Guard(upstream.NewMemoryGuardStore())
 	ctx := context.Background()
 	if a.Degraded() || a.Status() != "shared" {
@@ -350,7 +347,7 @@ func TestOpenWithoutRedis(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	f := open(t, "redis://"+addr, Options{Timeout: 50 * time.Millisecond})
+	f := open(t, "redis://"+addr, WithTimeout(50*time.Millisecond))
 	if !f.Degraded() {
 		t.Error("not degraded without a Redis")
 	}
@@ -362,17 +359,17 @@ func TestPasswordNeverShown(t *testing.T) {
 	var logs testutil.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 
-	f := open(t, r.URL(), Options{Logger: log})
+	f := open(t, r.URL(), WithLogger(log))
 	if f.Degraded() {
 		t.Fatal("degraded with the right user and password")
 	}
 	f.Cache().Set(context.Background(), "k", []byte("v"), time.Minute)
-	if v, _, ok := open(t, r.URL(), Options{}).Cache().Get(context.Background(), "k"); !ok || string(v) != "v" {
+	if v, _, ok := open(t, r.URL()).Cache().Get(context.Background(), "k"); !ok || string(v) != "v" {
 		t.Error("nothing shared through an authenticated connection")
 	}
 
 	wrong := strings.Replace(r.URL(), password, password+"-wrong", 1)
-	g := open(t, wrong, Options{Logger: log})
+	g := open(t, wrong, WithLogger(log))
 	if !g.Degraded() {
 		t.Error("not degraded with a wrong password")
 	}
@@ -382,7 +379,7 @@ func TestPasswordNeverShown(t *testing.T) {
 		"http://facade:" + password + "@127.0.0.1:6379",
 		"redis://facade:" + password + "@%zz",
 	} {
-		_, err := Open(bad, Options{})
+		_, err := Open(bad)
 		if err == nil {
 			t.Errorf("Open(%q) accepted", bad)
 			continue
@@ -403,12 +400,12 @@ func TestTLS(t *testing.T) {
 	if !strings.HasPrefix(r.URL(), "rediss://") {
 		t.Fatalf("URL %q", r.URL())
 	}
-	f := open(t, r.URL(), Options{TLS: &tls.Config{RootCAs: roots}})
+	f := open(t, r.URL(), WithTLS(&tls.Config{RootCAs: roots}))
 	if f.Degraded() {
 		t.Fatal("degraded over TLS with a trusted certificate")
 	}
 	// Without trusting the certificate, the connection is refused.
-	g := open(t, r.URL(), Options{Timeout: 200 * time.Millisecond})
+	g := open(t, r.URL(), WithTimeout(200*time.Millisecond))
 	if !g.Degraded() {
 		t.Error("connected to a server whose certificate no root vouches for")
 	}
@@ -430,7 +427,7 @@ func TestCacheMissJoinsTheLocalFlight(t *testing.T) {
 	up := upstreamtest.Start(t, upstreamtest.Response{Status: 200, Delay: 500 * time.Millisecond,
 		Body: `{"api_version":"connect/v1","kind":"CustomConnectorPlugin","id":"ccp-1"}`})
 	client := func() *upstream.Client {
-		f := open(t, r.URL(), Options{})
+		f := open(t, r.URL())
 		c, err := upstream.New(up.URL, upstream.WithCache(time.Minute, 16), upstream.WithCacheStore(f.Cache()))
 		if err != nil {
 			t.Fatal(err)

@@ -162,13 +162,22 @@ func (c callLog) origin(ctx context.Context) []slog.Attr {
 		return []slog.Attr{slog.String("protocol", protocolOf(ctx)), slog.String("peer.address", p.Addr.String())}
 	}
 	attrs := []slog.Attr{slog.String("protocol", "rest")}
-	if xff := metadata.ValueFromIncomingContext(ctx, "x-forwarded-for"); len(xff) > 0 {
-		last := xff[len(xff)-1]
-		// The gateway appends the address to the client's own X-Forwarded-For.
-		if i := strings.LastIndexByte(last, ','); i >= 0 {
-			last = strings.TrimSpace(last[i+1:])
-		}
-		attrs = append(attrs, slog.String("peer.address", last))
+	if addr, ok := restClient(ctx); ok {
+		attrs = append(attrs, slog.String("peer.address", addr))
 	}
 	return attrs
+}
+
+// restClient is the HTTP client's address of a call the gateway serves in
+// process: the last of x-forwarded-for, to which the gateway appends it.
+func restClient(ctx context.Context) (string, bool) {
+	xff := metadata.ValueFromIncomingContext(ctx, "x-forwarded-for")
+	if len(xff) == 0 {
+		return "", false
+	}
+	last := xff[len(xff)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = strings.TrimSpace(last[i+1:])
+	}
+	return last, true
 }

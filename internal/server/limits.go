@@ -112,8 +112,10 @@ func WithCallerKey(k CallerKey) Option {
 }
 
 // credentialOrPeer is the default caller key: the fingerprint of the
-// credential the caller sent, else its network address (for REST, the HTTP
-// client's, which the gateway appends to x-forwarded-for) without the port.
+// credential the caller sent, else its network address without the port: the
+// gRPC peer's, or for a REST call (served in process, so without a peer) the
+// HTTP client's, which the gateway appends to x-forwarded-for. A gRPC
+// caller's own x-forwarded-for is never read: it could name anyone.
 func credentialOrPeer(ctx context.Context) string {
 	md, _ := metadata.FromIncomingContext(ctx)
 	if v := md.Get("authorization"); len(v) == 1 {
@@ -122,17 +124,17 @@ func credentialOrPeer(ctx context.Context) string {
 			return "credential:" + string(fp[:])
 		}
 	}
-	if xff := md.Get("x-forwarded-for"); len(xff) > 0 {
-		last := xff[len(xff)-1]
-		if i := strings.LastIndexByte(last, ','); i >= 0 {
-			last = last[i+1:]
-		}
-		return "peer:" + strings.TrimSpace(last)
-	}
 	if p, ok := peer.FromContext(ctx); ok {
 		host, _, err := net.SplitHostPort(p.Addr.String())
 		if err != nil {
 			host = p.Addr.String()
+		}
+		return "peer:" + host
+	}
+	if addr, ok := restClient(ctx); ok {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			host = addr
 		}
 		return "peer:" + host
 	}

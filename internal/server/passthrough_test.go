@@ -30,7 +30,7 @@ func TestRESTPassesTheUpstreamResourceOnUnchanged(t *testing.T) {
 	redis := fleettest.Start(t)
 	up := upstreamtest.Start(t, upstreamtest.Response{Status: 200, Body: driftedVersion})
 	replica := func(name string) *stack {
-		fl, err := fleet.Open(redis.URL(), fleet.Options{Timeout: time.Second})
+		fl, err := fleet.Open(redis.URL(), fleet.WithTimeout(time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"connectrpc.com/vanguard"
 	"connectrpc.com/vanguard/vanguardgrpc"
 )
 
@@ -18,7 +19,11 @@ import (
 // protocol label says which protocol it came by. The gRPC listener stays
 // gRPC only (and faster: grpc-go's own transport).
 func (s *Server) rpcRoutes(mux *http.ServeMux) error {
-	transcoder, err := vanguardgrpc.NewTranscoder(s.grpcSrv)
+	// A message is buffered whole before it reaches the gRPC server, whose
+	// own bound (maxRecvMsgBytes) would come too late: vanguard's default
+	// is 4 GiB.
+	transcoder, err := vanguardgrpc.NewTranscoder(s.grpcSrv, vanguard.WithDefaultServiceOptions(
+		vanguard.WithMaxMessageBufferBytes(maxRecvMsgBytes)))
 	if err != nil {
 		return fmt.Errorf("serving Connect and gRPC-Web: %w", err)
 	}

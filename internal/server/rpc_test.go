@@ -64,6 +64,16 @@ func TestConnectClients(t *testing.T) {
 				t.Errorf("GetConnectorPlugin = %v", res.Msg)
 			}
 
+			big := strings.Repeat("x", maxRecvMsgBytes+1)
+			// Refused before it reaches the gRPC server. Over Connect's
+			// HTTP/1.1 the client may still be sending when the refusal
+			// closes the request, and reports UNAVAILABLE with the server's
+			// words.
+			if _, err := get.CallUnary(t.Context(), connect.NewRequest(&pluginv1.GetConnectorPluginRequest{Id: big})); err == nil ||
+				!strings.Contains(err.Error(), "resource_exhausted") {
+				t.Errorf("a message over %d bytes: %v, want resource_exhausted", maxRecvMsgBytes, err)
+			}
+
 			_, err = get.CallUnary(t.Context(), connect.NewRequest(&pluginv1.GetConnectorPluginRequest{Id: "ccp-00000"}))
 			var ce *connect.Error
 			if !errors.As(err, &ce) || ce.Code() != connect.CodeNotFound {

@@ -488,9 +488,6 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 		return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
 	}
 	mux := http.NewServeMux()
-	if err := s.rpcRoutes(mux); err != nil {
-		return nil, err
-	}
 	// otelhttp reads the caller's traceparent header and puts its span in the
 	// request's context, which in-process calls keep.
 	api := carryUpstreamJSON(gw)
@@ -522,7 +519,13 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 			_, _ = w.Write(s.openAPI)
 		})
 	}
-	return getOnly(mux), nil
+	// The RPC protocols POST their messages; everything else is GET only.
+	outer := http.NewServeMux()
+	if err := s.rpcRoutes(outer); err != nil {
+		return nil, err
+	}
+	outer.Handle("/", getOnly(mux))
+	return outer, nil
 }
 
 // writeStatus answers a probe with {"status": status} and the details.

@@ -97,7 +97,7 @@ func TestRelayedWatchFailureIsTheSameBytes(t *testing.T) {
 // relayReplica is a facade replica sharing the fleet state at redisURL.
 func relayReplica(t *testing.T, upstreamURL, redisURL string) *stack {
 	t.Helper()
-	fl, err := fleet.Open(redisURL, fleet.Options{Timeout: time.Second})
+	fl, err := fleet.Open(redisURL, fleet.WithTimeout(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

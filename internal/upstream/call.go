@@ -92,6 +92,8 @@ func (c *Client) call(ctx context.Context, auth Authorization, route string, u *
 		}
 		// A caller already gone (a reset stream, a closed connection) starts
 		// no upstream request: it would only spend the credential's budget.
+		// (net/http's transport refuses a done context too; this says so
+		// here, before a shared fetch is set up for nobody.)
 		if ctx.Err() != nil {
 			return meta, callerLeft(ctx, r)
 		}

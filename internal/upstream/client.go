@@ -101,7 +101,8 @@ type Hooks struct {
 	RateLimit func(route string, rl RateLimit)
 	// UnknownField is called for each field of a resource the upstream sent
 	// that this version does not know (a dotted path such as
-	// "spec.new_field"), once per answer it came in.
+	// "spec.new_field"), each time an answer from the upstream (not the
+	// cache) holds it.
 	UnknownField func(route, field string)
 	// Cache is called each time the cache is asked for a call's answer,
 	// with whether it had one.

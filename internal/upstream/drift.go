@@ -1,10 +1,8 @@
 package upstream
 
 import (
-	"encoding/json"
 	"log/slog"
 	"reflect"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -60,17 +58,10 @@ type drift struct {
 }
 
 // inspect reports the unknown fields of body, a 2xx answer of route that
-// decoded into its resource.
+// decoded into its resource (so body is valid JSON).
 func (d *drift) inspect(route string, body []byte) {
-	var doc any
-	if json.Unmarshal(body, &doc) != nil {
-		return
-	}
-	var unknown []string
-	walk(doc, knownFields[route], "", &unknown)
-	for _, field := range unknown {
-		d.report(route, field)
-	}
+	sc := scanner{body: body, report: func(field string) { d.report(route, field) }}
+	sc.value(knownFields[route])
 }
 
 func (d *drift) report(route, field string) {
@@ -93,41 +84,103 @@ func (d *drift) report(route, field string) {
 	}
 }
 
-// walk appends to unknown the dotted path of every member of v that tree
-// does not name, in a stable order.
-func walk(v any, tree fieldTree, path string, unknown *[]string) {
-	switch v := v.(type) {
-	case []any:
-		for _, e := range v {
-			walk(e, tree, path, unknown)
-		}
-	case map[string]any:
-		if tree == nil {
-			return // an object where a leaf was expected: the decoder said so already
-		}
-		names := make([]string, 0, len(v))
-		for name := range v {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		for _, name := range names {
-			sub, ok := tree[name]
-			if !ok {
-				if !containsString(*unknown, path+name) {
-					*unknown = append(*unknown, path+name)
-				}
-				continue
+// scanner walks a valid JSON document and reports each member name that its
+// tree does not know, as a dotted path. It reads the names in place and
+// skips every value it need not look into, so that an answer without drift
+// costs no allocation: it runs on every answer the upstream sends.
+type scanner struct {
+	body   []byte
+	pos    int
+	report func(field string)
+	path   [][]byte // the names of the objects the scanner is in
+}
+
+// value walks the value at pos, whose members tree names (nil: a leaf).
+func (s *scanner) value(tree fieldTree) {
+	s.space()
+	if s.pos >= len(s.body) {
+		return
+	}
+	switch s.body[s.pos] {
+	case '{':
+		s.object(tree)
+	case '[':
+		s.pos++
+		for s.space(); s.pos < len(s.body) && s.body[s.pos] != ']'; s.space() {
+			if s.body[s.pos] == '}' {
+				return // not valid JSON, which the decoder refused already
 			}
-			walk(v[name], sub, path+name+".", unknown)
+			s.value(tree)
+			s.space()
+			if s.pos < len(s.body) && s.body[s.pos] == ',' {
+				s.pos++
+			}
+		}
+		s.pos++
+	case '"':
+		s.str()
+	default:
+		for s.pos < len(s.body) && !strings.ContainsRune(",]} \t\r\n", rune(s.body[s.pos])) {
+			s.pos++
 		}
 	}
 }
 
-func containsString(s []string, v string) bool {
-	for _, e := range s {
-		if e == v {
-			return true
+func (s *scanner) object(tree fieldTree) {
+	s.pos++
+	for s.space(); s.pos < len(s.body) && s.body[s.pos] != '}'; s.space() {
+		name := s.str()
+		s.space()
+		s.pos++ // ':'
+		sub, known := tree[string(name)]
+		switch {
+		case tree == nil:
+			s.value(nil) // an object where a leaf was expected: the decoder said so already
+		case !known:
+			s.report(s.dotted(name))
+			s.value(nil)
+		default:
+			s.path = append(s.path, name)
+			s.value(sub)
+			s.path = s.path[:len(s.path)-1]
+		}
+		s.space()
+		if s.pos < len(s.body) && s.body[s.pos] == ',' {
+			s.pos++
 		}
 	}
-	return false
+	s.pos++
+}
+
+// str reads the string at pos and returns its bytes between the quotes, as
+// written (a name with escapes is reported as written).
+func (s *scanner) str() []byte {
+	s.pos++
+	start := s.pos
+	for s.pos < len(s.body) && s.body[s.pos] != '"' {
+		if s.body[s.pos] == '\\' {
+			s.pos++
+		}
+		s.pos++
+	}
+	end := min(s.pos, len(s.body))
+	s.pos++
+	return s.body[start:end]
+}
+
+// dotted is the path of member name of the object the scanner is in.
+func (s *scanner) dotted(name []byte) string {
+	var b strings.Builder
+	for _, n := range s.path {
+		b.Write(n)
+		b.WriteByte('.')
+	}
+	b.Write(name)
+	return b.String()
+}
+
+func (s *scanner) space() {
+	for s.pos < len(s.body) && (s.body[s.pos] == ' ' || s.body[s.pos] == '\t' || s.body[s.pos] == '\r' || s.body[s.pos] == '\n') {
+		s.pos++
+	}
 }

@@ -66,7 +66,7 @@ func FuzzResources(f *testing.F) {
 		if err := c.decode(a, &v); err == nil && (v.ID == "" || v.Kind == "") {
 			t.Fatalf("accepted a plugin version without id or kind: %q", body)
 		}
-		c.drift.inspect(RoutePluginVersion, body)
+		c.drift.inspect(RoutePluginVersion, body) // never stuck, valid JSON or not
 		a = &answer{status: 200, header: http.Header{}, body: body}
 		c.decodeAnswer(RouteConnectorPlugin, a)
 		var p ConnectorPlugin
