@@ -23,6 +23,18 @@ import (
 	"github.com/acme/plugin-facade/internal/testutil"
 )
 
+// benchPolicy is the benchmarks' caller policy: two rules, the caller
+// (127.0.0.2) named by the second.
+const benchPolicy = `
+callers:
+  - name: other-team
+    match: ["spiffe://acme/ns/other/sa/*", "ip:10.*"]
+    allow: {GetPluginVersion: {environments: [env-1*]}}
+  - name: bench
+    match: ["ip:127.0.0.2"]
+    allow: {GetConnectorPlugin: {plugins: ["ccp-*"]}}
+`
+
 // BenchmarkGuard is issue 17's measure: gRPC throughput at concurrency 32
 // through the whole stack (client, server, service, upstream client, sandbox
 // on loopback), without the caller guard ("off") and with identity, a
@@ -41,15 +53,7 @@ func BenchmarkGuard(b *testing.B) {
 		roundCalls  = 2000
 	)
 	sb := testutil.StartSandbox(b, sandbox.WithRateLimit(1<<30, time.Minute))
-	p, err := caller.ParsePolicy("bench.yaml", []byte(`
-callers:
-  - name: other-team
-    match: ["spiffe://acme/ns/other/sa/*", "ip:10.*"]
-    allow: {GetPluginVersion: {environments: [env-1*]}}
-  - name: bench
-    match: ["ip:127.0.0.2"]
-    allow: {GetConnectorPlugin: {plugins: ["ccp-*"]}}
-`))
+	p, err := caller.ParsePolicy("bench.yaml", []byte(benchPolicy))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -122,15 +126,7 @@ func median(v []float64) float64 {
 // log's record, as Guard.Unary does them for a gRPC call; compare it with a
 // whole call's CPU (BenchmarkGuard's cpu-µs/call).
 func BenchmarkGuardUnary(b *testing.B) {
-	p, err := caller.ParsePolicy("bench.yaml", []byte(`
-callers:
-  - name: other-team
-    match: ["spiffe://acme/ns/other/sa/*", "ip:10.*"]
-    allow: {GetPluginVersion: {environments: [env-1*]}}
-  - name: bench
-    match: ["ip:127.0.0.2"]
-    allow: {GetConnectorPlugin: {plugins: ["ccp-*"]}}
-`))
+	p, err := caller.ParsePolicy("bench.yaml", []byte(benchPolicy))
 	if err != nil {
 		b.Fatal(err)
 	}

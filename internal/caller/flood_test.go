@@ -236,7 +236,7 @@ func TestFloodFleet(t *testing.T) {
 		// A timeout that a loaded test machine keeps within: past it a replica
 		// falls back to local budgets (TestFleetBudgetsFallBack), which is not
 		// what this test measures.
-		fl, err := fleet.Open(redis.URL(), fleet.Options{Timeout: 2 * time.Second})
+		fl, err := fleet.Open(redis.URL(), fleet.WithTimeout(2*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -265,7 +265,7 @@ func TestFloodFleet(t *testing.T) {
 // its callers to local budgets of the same size.
 func TestFleetBudgetsFallBack(t *testing.T) {
 	redis := fleettest.Start(t)
-	fl, err := fleet.Open(redis.URL(), fleet.Options{})
+	fl, err := fleet.Open(redis.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
