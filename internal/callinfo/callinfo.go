@@ -83,34 +83,33 @@ func (i *Info) Attempts() int {
 	return i.u.Attempts
 }
 
-// Attrs returns the recorded facts as log attributes: caller and
-// caller_source when known, upstream_status,
-// upstream_request_id, upstream_attempts, upstream_shared and
-// upstream_cached, each only when known (or true).
-func (i *Info) Attrs() []slog.Attr {
+// AppendAttrs appends the recorded facts to dst as log attributes: caller
+// and caller_source when known, upstream_status, upstream_request_id,
+// upstream_attempts, upstream_shared and upstream_cached, each only when
+// known (or true).
+func (i *Info) AppendAttrs(dst []slog.Attr) []slog.Attr {
 	if i == nil {
-		return nil
+		return dst
 	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	var a []slog.Attr
 	if i.caller[0] != "" {
-		a = append(a, slog.String("caller", i.caller[0]), slog.String("caller_source", i.caller[1]))
+		dst = append(dst, slog.String("caller", i.caller[0]), slog.String("caller_source", i.caller[1]))
 	}
 	if i.u.Status != 0 {
-		a = append(a, slog.Int("upstream_status", i.u.Status))
+		dst = append(dst, slog.Int("upstream_status", i.u.Status))
 	}
 	if i.u.RequestID != "" {
-		a = append(a, slog.String("upstream_request_id", i.u.RequestID))
+		dst = append(dst, slog.String("upstream_request_id", i.u.RequestID))
 	}
 	if i.u.Attempts != 0 {
-		a = append(a, slog.Int("upstream_attempts", i.u.Attempts))
+		dst = append(dst, slog.Int("upstream_attempts", i.u.Attempts))
 	}
 	if i.u.Shared != 0 {
-		a = append(a, slog.Int("upstream_shared", i.u.Shared))
+		dst = append(dst, slog.Int("upstream_shared", i.u.Shared))
 	}
 	if i.u.Cached {
-		a = append(a, slog.Bool("upstream_cached", true))
+		dst = append(dst, slog.Bool("upstream_cached", true))
 	}
-	return a
+	return dst
 }

@@ -33,8 +33,8 @@ func TestInfo(t *testing.T) {
 				t.Fatal("FromContext does not return the Info NewContext made")
 			}
 			tt.record(FromContext(ctx))
-			if diff := cmp.Diff(tt.want, info.Attrs(), cmp.Comparer(func(a, b slog.Attr) bool { return a.Equal(b) })); diff != "" {
-				t.Errorf("Attrs (-want +got):\n%s", diff)
+			if diff := cmp.Diff(tt.want, info.AppendAttrs(nil), cmp.Comparer(func(a, b slog.Attr) bool { return a.Equal(b) })); diff != "" {
+				t.Errorf("AppendAttrs (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -46,8 +46,8 @@ func TestNilInfo(t *testing.T) {
 		t.Fatalf("FromContext of a bare context = %v, want nil", info)
 	}
 	info.Record(Upstream{Status: 200, RequestID: "x", Attempts: 1}) // must not panic
-	if a := info.Attrs(); a != nil {
-		t.Errorf("nil Info Attrs = %v", a)
+	if a := info.AppendAttrs(nil); a != nil {
+		t.Errorf("nil Info AppendAttrs = %v", a)
 	}
 }
 
@@ -59,7 +59,7 @@ func TestConcurrentUse(t *testing.T) {
 	for i := range 8 {
 		wg.Add(2)
 		go func() { defer wg.Done(); info.Record(Upstream{Status: 200 + i, RequestID: "r", Attempts: i}) }()
-		go func() { defer wg.Done(); _ = info.Attrs() }()
+		go func() { defer wg.Done(); _ = info.AppendAttrs(nil) }()
 	}
 	wg.Wait()
 }

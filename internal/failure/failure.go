@@ -16,10 +16,12 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // FacadeDomain is the ErrorInfo domain of a failure the facade decided on its
@@ -142,6 +144,14 @@ func Refused(reason, msg string) *Error {
 // that begin in the facade (ReasonInternal, ReasonShuttingDown, ...).
 func Facade(reason, msg string) *Error {
 	return newError(nil, reason, msg, info(reason, FacadeDomain, nil))
+}
+
+// Busy is a failure of a limit of the facade's own (ReasonTooManyCalls,
+// ReasonTooManyWatchers): what it bounds comes back as calls end, so it says
+// when to try again (RetryInfo, and Retry-After over REST).
+func Busy(reason, msg string, retry time.Duration) *Error {
+	return newError(nil, reason, msg, info(reason, FacadeDomain, nil),
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)})
 }
 
 // FromContext is the failure of a call its caller's context ended (err is

@@ -73,8 +73,8 @@ func readmeRows() map[string][]error {
 		"a REST call once shutdown has begun":                                                   {Facade(ReasonShuttingDown, "shutting down")},
 		"a REST path or method the gateway does not serve":                                      {Facade(ReasonNoRoute, "GET /x"), Facade(ReasonMethodNotAllowed, "POST /x")},
 		"a REST request with a body (the routes are `GET` only; never read)":                    {Facade(ReasonBodyNotAccepted, "GET /x")},
-		"more unary calls in flight on a listener than `--max-in-flight` (never sent upstream)": {Facade(ReasonTooManyCalls, "too many calls")},
-		"more watches open than `--max-watchers` or `--max-watchers-per-caller`":                {Facade(ReasonTooManyWatchers, "too many watches")},
+		"more unary calls in flight on a listener than `--max-in-flight` (never sent upstream)": {Busy(ReasonTooManyCalls, "too many calls", time.Second)},
+		"more watches open than `--max-watchers` or `--max-watchers-per-caller`":                {Busy(ReasonTooManyWatchers, "too many watches", time.Second)},
 		"a JWT of `--oidc-issuer` that does not verify: expired, not yet valid, another audience or issuer, unsigned, an unknown key, malformed (never sent upstream)": {
 			CallerToken("the token has expired")},
 		"the caller policy denies the call (never sent upstream)": {

@@ -3,8 +3,10 @@ package server
 import (
 	"context"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
@@ -60,8 +62,64 @@ type callLog struct {
 	log *slog.Logger
 	// rest is set on the chain the gateway's in-process calls go through.
 	rest bool
+	// The strings of the last peer and start second, which most lines
+	// repeat; nil keeps no memory.
+	memo *lineMemo
 	// quiet samples the lines of canceled and refused calls (sampledCode).
 	quiet *sampler
+}
+
+// newCallLog returns the call log of the gRPC server's chain (rest false)
+// or of the gateway's, sampling with quiet (nil: every line).
+func newCallLog(log *slog.Logger, rest bool, quiet *sampler) callLog {
+	return callLog{log: log, rest: rest, memo: &lineMemo{}, quiet: quiet}
+}
+
+// lineMemo remembers the last peer address and start second as strings,
+// for the lines that follow: the calls of one connection have one peer, and
+// thousands of calls a second start within one second. Each is one
+// immutable value, replaced whole, so concurrent calls need no lock.
+type lineMemo struct {
+	peer  atomic.Pointer[memoPeer]
+	start atomic.Pointer[memoSecond]
+}
+
+type memoPeer struct {
+	addr *net.TCPAddr
+	s    string
+}
+
+type memoSecond struct {
+	unix int64
+	loc  *time.Location
+	s    string
+}
+
+// peerAddress is addr.String().
+func (m *lineMemo) peerAddress(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if m == nil || !ok {
+		return addr.String()
+	}
+	if p := m.peer.Load(); p != nil && p.addr == tcp {
+		return p.s
+	}
+	s := tcp.String()
+	m.peer.Store(&memoPeer{tcp, s})
+	return s
+}
+
+// startTime is t.Format(time.RFC3339).
+func (m *lineMemo) startTime(t time.Time) string {
+	if m == nil {
+		return t.Format(time.RFC3339)
+	}
+	if p := m.start.Load(); p != nil && p.unix == t.Unix() && p.loc == t.Location() {
+		return p.s
+	}
+	s := t.Format(time.RFC3339)
+	m.start.Store(&memoSecond{t.Unix(), t.Location(), s})
+	return s
 }
 
 func (c callLog) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -112,22 +170,22 @@ func (c callLog) finished(ctx context.Context, fullMethod, typ string, start tim
 	}
 	elapsed := time.Since(start)
 	service, method, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
-	attrs := make([]slog.Attr, 0, 17)
+	attrs := make([]slog.Attr, 0, 20)
 	attrs = append(attrs,
 		slog.String("grpc.component", "server"),
 		slog.String("grpc.service", service),
 		slog.String("grpc.method", method),
 		slog.String("grpc.method_type", typ),
 	)
-	attrs = append(attrs, c.origin(ctx)...)
-	attrs = append(attrs, slog.String("grpc.start_time", start.Format(time.RFC3339)))
+	attrs = c.appendOrigin(attrs, ctx)
+	attrs = append(attrs, slog.String("grpc.start_time", c.memo.startTime(start)))
 	if d, ok := ctx.Deadline(); ok {
 		attrs = append(attrs, slog.String("grpc.request.deadline", d.Format(time.RFC3339)))
 	}
 	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
 		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
 	}
-	attrs = append(attrs, callinfo.FromContext(ctx).Attrs()...)
+	attrs = callinfo.FromContext(ctx).AppendAttrs(attrs)
 	attrs = append(attrs, slog.String("grpc.code", code.String()))
 	if err != nil {
 		attrs = append(attrs, slog.String("grpc.error", err.Error()))
@@ -150,18 +208,18 @@ func sampledCode(code codes.Code) bool {
 	return code == codes.Canceled || code == codes.ResourceExhausted
 }
 
-// origin is protocol and peer.address. A REST call is one of c.rest's chains
-// (served in process by the gateway), which put the HTTP client's address
-// last in x-forwarded-for.
-func (c callLog) origin(ctx context.Context) []slog.Attr {
+// appendOrigin appends protocol and peer.address. A REST call is one of
+// c.rest's chains (served in process by the gateway), which put the HTTP
+// client's address last in x-forwarded-for.
+func (c callLog) appendOrigin(attrs []slog.Attr, ctx context.Context) []slog.Attr {
 	if !c.rest {
-		p, hasPeer := peer.FromContext(ctx)
-		if !hasPeer {
-			return []slog.Attr{slog.String("protocol", protocolOf(ctx))}
+		attrs = append(attrs, slog.String("protocol", protocolOf(ctx)))
+		if p, ok := peer.FromContext(ctx); ok {
+			attrs = append(attrs, slog.String("peer.address", c.memo.peerAddress(p.Addr)))
 		}
-		return []slog.Attr{slog.String("protocol", protocolOf(ctx)), slog.String("peer.address", p.Addr.String())}
+		return attrs
 	}
-	attrs := []slog.Attr{slog.String("protocol", "rest")}
+	attrs = append(attrs, slog.String("protocol", "rest"))
 	if addr, ok := restClient(ctx); ok {
 		attrs = append(attrs, slog.String("peer.address", addr))
 	}

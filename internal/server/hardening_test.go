@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
@@ -128,6 +129,9 @@ func TestSlowBodyIsClosedWithinTheDeadline(t *testing.T) {
 		{"GET with a chunked body", "GET " + path + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n", "413"},
 		{"POST declaring a body", "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nab", "405"},
 		{"headers never finished", "GET " + path + " HTTP/1.1\r\nHost: x\r\nX-Slow: ", ""},
+		// The RPC routes take a body: the whole-request deadline closes it.
+		{"Connect POST declaring a body", "POST /" + pluginv1.PluginService_GetConnectorPlugin_FullMethodName[1:] +
+			" HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,6 +152,44 @@ func TestSlowBodyIsClosedWithinTheDeadline(t *testing.T) {
 }
 
 func firstLine(s string) string { l, _, _ := strings.Cut(s, "\r\n"); return l }
+
+// An RPC on the HTTP listener (Connect, gRPC-Web) takes a body of one request
+// message, not more: a larger one is refused and never reaches the upstream.
+func TestRPCBodyIsBounded(t *testing.T) {
+	h := startHardened(t, false)
+	url := h.httpURL + pluginv1.PluginService_GetConnectorPlugin_FullMethodName
+	req, _ := proto.Marshal(&pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID})
+	// An unknown field padding the message past the bound.
+	padded := protowire.AppendBytes(protowire.AppendTag(bytes.Clone(req), 1000, protowire.BytesType), make([]byte, maxRecvMsgBytes))
+	tests := []struct {
+		name string
+		body []byte
+		ok   bool
+	}{
+		{"a request", req, true},
+		{"a request padded past the bound", padded, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var resp *http.Response
+			var err error
+			calls := h.upstreamCalls(func() {
+				r, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, url, bytes.NewReader(tt.body))
+				r.Header.Set("Content-Type", "application/proto")
+				r.Header.Set("Connect-Protocol-Version", "1")
+				resp, err = http.DefaultClient.Do(r)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if got := resp.StatusCode == 200; got != tt.ok || (!tt.ok && calls != 0) {
+				t.Errorf("%d %.200q with %d upstream calls, want ok %v (and 0 calls if not)", resp.StatusCode, body, calls, tt.ok)
+			}
+		})
+	}
+}
 
 // The whole-request deadline ends with the request: a call that outlasts it
 // (a slow upstream, a watch) is answered in full over HTTP/1.1 and HTTP/2.
@@ -403,16 +445,9 @@ func TestRapidReset(t *testing.T) {
 		addr string
 		open func(c *h2Conn, id uint32, i int) error
 	}{
-		{"gRPC", h.grpcAddr, func(c *h2Conn, id uint32, i int) error {
-			// A distinct plugin per stream: no coalescing to hide behind.
-			hdr := c.headers(":method", "POST", ":scheme", "https", ":authority", h.grpcAddr,
-				":path", pluginv1.PluginService_GetConnectorPlugin_FullMethodName,
-				"content-type", "application/grpc", "te", "trailers")
-			if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hdr, EndHeaders: true}); err != nil {
-				return err
-			}
-			return c.fr.WriteData(id, true, grpcFrame(&pluginv1.GetConnectorPluginRequest{Id: fmt.Sprintf("ccp-%05d", i)}))
-		}},
+		{"gRPC", h.grpcAddr, grpcReset(h.grpcAddr)},
+		// The same gRPC, on the HTTPS port (vanguard's RPC routes).
+		{"HTTPS gRPC", h.httpAddr, grpcReset(h.httpAddr)},
 		{"HTTPS REST", h.httpAddr, func(c *h2Conn, id uint32, i int) error {
 			hdr := c.headers(":method", "GET", ":scheme", "https", ":authority", h.httpAddr,
 				":path", fmt.Sprintf("/connect/v1/custom-connector-plugins/ccp-%05d", i))
@@ -456,6 +491,20 @@ func callLines(t *testing.T, logs *logBuffer) []map[string]any {
 		return nil
 	}
 	return logs.lines(t, "finished call")
+}
+
+// grpcReset opens stream id as a GetConnectorPlugin call to authority, for
+// a distinct plugin per stream: no coalescing to hide behind.
+func grpcReset(authority string) func(c *h2Conn, id uint32, i int) error {
+	return func(c *h2Conn, id uint32, i int) error {
+		hdr := c.headers(":method", "POST", ":scheme", "https", ":authority", authority,
+			":path", pluginv1.PluginService_GetConnectorPlugin_FullMethodName,
+			"content-type", "application/grpc", "te", "trailers")
+		if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hdr, EndHeaders: true}); err != nil {
+			return err
+		}
+		return c.fr.WriteData(id, true, grpcFrame(&pluginv1.GetConnectorPluginRequest{Id: fmt.Sprintf("ccp-%05d", i)}))
+	}
 }
 
 // waitFor polls cond until it holds, for at most 5 seconds.
@@ -695,8 +744,8 @@ func TestWatcherCaps(t *testing.T) {
 		t.Errorf("watch %d in all: %v, want RESOURCE_EXHAUSTED", total+1, err)
 	}
 	r := h.get(t, "/ccpm/v1/plugins/"+sandbox.PluginID+"/versions/"+sandbox.ProcessingVersionID+":watch?environment="+sandbox.Environment, "X-Test-Caller", "c")
-	if r.status != http.StatusTooManyRequests || !bytes.Contains(r.body, []byte("too_many_watchers")) {
-		t.Errorf("REST watch beyond the cap: %d %s, want 429 too_many_watchers", r.status, r.body)
+	if r.status != http.StatusTooManyRequests || !bytes.Contains(r.body, []byte("too_many_watchers")) || r.header.Get("Retry-After") != "1" {
+		t.Errorf("REST watch beyond the cap: %d %s (Retry-After %q), want 429 too_many_watchers, Retry-After 1", r.status, r.body, r.header.Get("Retry-After"))
 	}
 	if got := h.srv.watchers.held(); got != total {
 		t.Errorf("%d watchers held, want %d", got, total)

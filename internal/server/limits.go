@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -27,7 +28,8 @@ import (
 type Limits struct {
 	// ReadTimeout bounds the reading of a whole HTTP request, body included;
 	// the REST routes accept no body, so a request that declares one is
-	// answered at once and its connection closed (see getOnly).
+	// answered at once and its connection closed (see getOnly), and the RPC
+	// routes one request message (rpcRoutes).
 	ReadTimeout time.Duration
 	// MaxConcurrentStreams is the SETTINGS_MAX_CONCURRENT_STREAMS advertised
 	// on every HTTP/2 connection, gRPC and HTTPS: streams beyond it are
@@ -38,8 +40,9 @@ type Limits struct {
 	// request line and headers.
 	MaxHeaderBytes int
 	// MaxInFlight bounds the unary calls running at once on each listener
-	// (gRPC, REST); beyond it a call is answered RESOURCE_EXHAUSTED (429)
-	// without reaching the upstream.
+	// (gRPC, with the HTTP port's RPC routes that run in the gRPC server;
+	// REST); beyond it a call is answered RESOURCE_EXHAUSTED (429) without
+	// reaching the upstream.
 	MaxInFlight int
 	// MaxInFlightPerCaller bounds them per caller (WithCallerKey); 0: no
 	// bound per caller.
@@ -54,11 +57,10 @@ type Limits struct {
 // credential: an Authorization value of upstream.MaxAuthorizationBytes (8
 // KiB), plus 8 KiB for everything else a request carries (its path and query
 // of a few identifiers of at most 255 characters, traceparent, user agent,
-// gRPC's own headers; HTTP/2 counts 32 bytes more per field). A never-read
-// watcher costs the process about 90 KiB of RSS, its connection's share
-// included (docs/hardening.md), so 512 of them take about 45 MiB and leave
-// most of the Deployment's 128 MiB to calls; 64 per caller lets one team
-// watch a release's worth of versions without taking the lot.
+// gRPC's own headers; HTTP/2 counts 32 bytes more per field). The watcher
+// caps are what fits the Deployment's 128 MiB with room left for calls, as
+// docs/hardening.md measures never-read watchers; 64 per caller lets one
+// team watch a release's worth of versions without taking the lot.
 const (
 	DefaultReadTimeout          = 10 * time.Second
 	DefaultMaxConcurrentStreams = 100
@@ -142,58 +144,59 @@ func credentialOrPeer(ctx context.Context) string {
 }
 
 // gate counts what callers hold (calls in flight, watchers) against a total
-// bound and a bound per caller (0: none).
+// bound and a bound per caller (0: none). Without a bound per caller it is
+// one atomic counter, so that every call does not take a lock.
 type gate struct {
 	max, perCaller int
 	key            CallerKey // consulted only with a bound per caller
+	total          atomic.Int64
+	release        func() // gives back a place without a caller
 
 	mu       sync.Mutex
-	total    int
 	byCaller map[string]int
 }
 
 func newGate(max, perCaller int, key CallerKey) *gate {
-	return &gate{max: max, perCaller: perCaller, key: key, byCaller: map[string]int{}}
+	g := &gate{max: max, perCaller: perCaller, key: key, byCaller: map[string]int{}}
+	g.release = func() { g.total.Add(-1) }
+	return g
 }
 
 // enter takes a place for ctx's caller, and returns the function that gives
 // it back; ok is false, and nothing taken, when a bound is reached.
 func (g *gate) enter(ctx context.Context) (leave func(), ok bool) {
-	caller := ""
-	if g.perCaller > 0 {
-		caller = g.key(ctx)
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.total >= g.max || g.perCaller > 0 && g.byCaller[caller] >= g.perCaller {
+	if g.total.Add(1) > int64(g.max) {
+		g.total.Add(-1)
 		return nil, false
 	}
-	g.total++
-	if g.perCaller > 0 {
-		g.byCaller[caller]++
+	if g.perCaller == 0 {
+		return g.release, true
 	}
+	caller := g.key(ctx)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.byCaller[caller] >= g.perCaller {
+		g.total.Add(-1)
+		return nil, false
+	}
+	g.byCaller[caller]++
 	return func() {
 		g.mu.Lock()
 		defer g.mu.Unlock()
-		g.total--
-		if g.perCaller > 0 {
-			if g.byCaller[caller]--; g.byCaller[caller] == 0 {
-				delete(g.byCaller, caller)
-			}
+		if g.byCaller[caller]--; g.byCaller[caller] == 0 {
+			delete(g.byCaller, caller)
 		}
+		g.total.Add(-1)
 	}, true
 }
 
 // held is what the gate's callers hold now.
-func (g *gate) held() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.total
-}
+func (g *gate) held() int { return int(g.total.Load()) }
 
 // refusal is the RESOURCE_EXHAUSTED failure of a call a limit refused
-// (failure.ReasonTooManyCalls, failure.ReasonTooManyWatchers): 429 over REST.
-func refusal(reason, msg string) error { return failure.Facade(reason, msg) }
+// (failure.ReasonTooManyCalls, failure.ReasonTooManyWatchers): 429 over REST,
+// with a retry hint of a second, since places come back as calls end.
+func refusal(reason, msg string) error { return failure.Busy(reason, msg, time.Second) }
 
 // isPluginService reports whether fullMethod is one of PluginService's: the
 // calls that reach the upstream. Health and reflection are never refused.
@@ -267,8 +270,8 @@ func (s *decodingStream) RecvMsg(m any) error {
 	return err
 }
 
-// getOnly serves only what a REST route can be: a GET (or HEAD) without a
-// body. Another method is answered 405, a body 413, without reading it: over
+// getOnly serves only what a REST route (or /metrics, a probe, the OpenAPI
+// document) can be: a GET (or HEAD) without a body. Another method is answered 405, a body 413, without reading it: over
 // HTTP/1.1 the answer closes the connection at once (no read of the rest of
 // the body to reuse it), so that a declared body the client never sends holds
 // nothing. (The whole-request deadline, Limits.ReadTimeout, bounds only the

@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"runtime"
+	"sync"
 	"testing"
 
 	"google.golang.org/grpc/metadata"
@@ -49,3 +52,52 @@ func TestCredentialOrPeer(t *testing.T) {
 		}
 	}
 }
+
+// However many enter at once, a gate never lets more than its bounds in, and
+// gives every place back.
+func TestGateUnderContention(t *testing.T) {
+	for _, perCaller := range []int{0, 3} {
+		key := func(ctx context.Context) string { return ctx.Value(callerName{}).(string) }
+		g := newGate(10, perCaller, key)
+		var mu sync.Mutex
+		in, most, mostPerCaller := 0, 0, map[string]int{}
+		perNow := map[string]int{}
+		var wg sync.WaitGroup
+		for i := range 200 {
+			caller := fmt.Sprint(i % 7)
+			wg.Go(func() {
+				ctx := context.WithValue(context.Background(), callerName{}, caller)
+				leave, ok := g.enter(ctx)
+				if !ok {
+					return
+				}
+				mu.Lock()
+				in++
+				perNow[caller]++
+				most = max(most, in)
+				mostPerCaller[caller] = max(mostPerCaller[caller], perNow[caller])
+				mu.Unlock()
+				runtime.Gosched()
+				mu.Lock()
+				in--
+				perNow[caller]--
+				mu.Unlock()
+				leave()
+			})
+		}
+		wg.Wait()
+		if most > 10 {
+			t.Errorf("perCaller %d: %d in at once, want at most 10", perCaller, most)
+		}
+		for c, n := range mostPerCaller {
+			if perCaller > 0 && n > perCaller {
+				t.Errorf("caller %s: %d in at once, want at most %d", c, n, perCaller)
+			}
+		}
+		if g.held() != 0 || len(g.byCaller) != 0 {
+			t.Errorf("perCaller %d: %d places and %d callers still held", perCaller, g.held(), len(g.byCaller))
+		}
+	}
+}
+
+type callerName struct{}

@@ -25,7 +25,6 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/errgroup"
@@ -77,8 +76,10 @@ var keepaliveParams = keepalive.ServerParameters{
 // copying) through the interceptors, the upstream HTTP call and JSON
 // decoding; a worker's stack stays grown between calls (docs/benchmarks.md
 // has what this saves). Calls beyond this many at once still get a goroutine
-// of their own; idle workers cost only their stacks.
-const streamWorkers = 64
+// of their own, so there are as many as unary calls may run at once under
+// the default bound (DefaultMaxInFlight); a worker that never ran a call
+// costs a minimal stack, one that did keeps what it grew to.
+const streamWorkers = DefaultMaxInFlight
 
 // Server is the facade's gRPC and HTTP servers, built by New and run once by
 // Serve.
@@ -239,7 +240,7 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 	s.httpSrv = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: min(readHeaderTimeout, l.ReadTimeout),
-		ReadTimeout:       l.ReadTimeout, // the whole request, body included (there is none: getOnly)
+		ReadTimeout:       l.ReadTimeout, // the whole request, body included (only RPC routes take one)
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    l.MaxHeaderBytes, // HTTP/2: SETTINGS_MAX_HEADER_LIST_SIZE
 		// The HTTPS listener's HTTP/2 gets the gRPC listener's stream bound.
@@ -352,8 +353,7 @@ type StreamEnder interface {
 func (s *Server) grpcServer(metrics *callMetrics) *grpc.Server {
 	opts := []grpc.ServerOption{
 		grpc.NumStreamWorkers(streamWorkers),
-		grpc.StatsHandler(otelgrpc.NewServerHandler(
-			otelgrpc.WithTracerProvider(s.tracer), otelgrpc.WithPropagators(telemetry.Propagator()))),
+		grpc.StatsHandler(telemetry.GRPCServerHandler(s.tracer)),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptors(metrics, false)...),
 		grpc.ChainStreamInterceptor(s.streamInterceptors(metrics, false)...),
 		grpc.MaxRecvMsgSize(maxRecvMsgBytes),
@@ -396,7 +396,7 @@ func (s *Server) unaryInterceptors(metrics *callMetrics, rest bool) []grpc.Unary
 	}
 	ics := []grpc.UnaryServerInterceptor{
 		withCallInfo,
-		callLog{log: s.log, rest: rest, quiet: s.quiet}.unary,
+		newCallLog(s.log, rest, s.quiet).unary,
 		metrics.unary(restOrFromContext(rest)),
 		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
 	}
@@ -410,7 +410,7 @@ func (s *Server) unaryInterceptors(metrics *callMetrics, rest bool) []grpc.Unary
 func (s *Server) streamInterceptors(metrics *callMetrics, rest bool) []grpc.StreamServerInterceptor {
 	ics := []grpc.StreamServerInterceptor{
 		streamWithCallInfo,
-		callLog{log: s.log, rest: rest, quiet: s.quiet}.stream,
+		newCallLog(s.log, rest, s.quiet).stream,
 		metrics.stream(restOrFromContext(rest)),
 		recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
 		decodeErrors,

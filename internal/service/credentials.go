@@ -26,8 +26,8 @@ func UsesServiceKey(authorization []string) bool { return len(authorization) == 
 // sent one, the service's default otherwise. A credential never appears in the
 // errors returned here.
 func (s *Service) credentials(ctx context.Context) (upstream.Authorization, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	switch vals := md.Get(authorizationKey); {
+	// Only the key's values: FromIncomingContext would copy all the metadata.
+	switch vals := metadata.ValueFromIncomingContext(ctx, authorizationKey); {
 	case UsesServiceKey(vals):
 		if s.defaultAuth.IsZero() {
 			return upstream.Authorization{}, failure.Refused(failure.ReasonNoCredentials,

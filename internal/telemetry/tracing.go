@@ -2,16 +2,22 @@ package telemetry
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
+	"strings"
 
 	"go.opentelemetry.io/contrib/exporters/autoexport"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
 )
 
 // Propagator is how trace context crosses process boundaries: the W3C
@@ -85,7 +91,7 @@ func NewTracerProvider(ctx context.Context, version string, getenv func(string) 
 			exp = nil
 		}
 	}
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithIDGenerator(runtimeIDs{})}
 	if exp != nil {
 		opts = append(opts, sdktrace.WithBatcher(exp))
 	} else {
@@ -98,7 +104,8 @@ func NewTracerProvider(ctx context.Context, version string, getenv func(string) 
 }
 
 // TracerProvider is the SDK's, knowing whether it exports: when it does not,
-// every span it makes is unrecorded, and Handler and Transport skip otelhttp.
+// every span it makes is unrecorded, Handler and Transport skip otelhttp, and
+// GRPCServerHandler skips otelgrpc.
 type TracerProvider struct {
 	*sdktrace.TracerProvider
 	exporting bool
@@ -143,6 +150,88 @@ func Handler(h http.Handler, tp trace.TracerProvider, name string) http.Handler 
 	})
 }
 
+// GRPCServerHandler traces the gRPC calls a server serves: with otelgrpc (a
+// server span with the call's attributes and events) when tp records spans;
+// otherwise, as Handler does for HTTP, it only continues the caller's trace,
+// putting the traceparent's context and an unrecorded span of its own in the
+// call's context, for the upstream request and the call log.
+func GRPCServerHandler(tp trace.TracerProvider) stats.Handler {
+	if recording(tp) {
+		return otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(Propagator()))
+	}
+	return &grpcContinuer{tracer: tp.Tracer("github.com/acme/plugin-facade/internal/telemetry"), prop: Propagator()}
+}
+
+// grpcContinuer is GRPCServerHandler's handler for unrecorded calls.
+type grpcContinuer struct {
+	tracer trace.Tracer
+	prop   propagation.TextMapPropagator
+}
+
+func (h *grpcContinuer) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	ctx = h.prop.Extract(ctx, incomingMetadata{ctx})
+	ctx, _ = h.tracer.Start(ctx, strings.TrimPrefix(info.FullMethodName, "/"), trace.WithSpanKind(trace.SpanKindServer))
+	return ctx
+}
+
+func (h *grpcContinuer) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	if _, ok := s.(*stats.End); ok {
+		trace.SpanFromContext(ctx).End()
+	}
+}
+
+func (h *grpcContinuer) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+
+func (h *grpcContinuer) HandleConn(context.Context, stats.ConnStats) {}
+
+// incomingMetadata is the incoming gRPC metadata of a call as a
+// propagation.TextMapCarrier, read in place (metadata.FromIncomingContext
+// would copy it all).
+type incomingMetadata struct{ ctx context.Context }
+
+func (m incomingMetadata) Get(key string) string {
+	if v := metadata.ValueFromIncomingContext(m.ctx, key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (m incomingMetadata) Set(string, string) {}
+
+func (m incomingMetadata) Keys() []string {
+	md, _ := metadata.FromIncomingContext(m.ctx)
+	keys := make([]string, 0, len(md))
+	for k := range md {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// runtimeIDs makes trace and span ids from math/rand/v2's generator, which
+// each thread runs on its own: the SDK's default draws them from one
+// math/rand source behind a mutex, which every call of every core takes.
+// Ids need to be unpredictable enough not to collide, not secret; never zero.
+type runtimeIDs struct{}
+
+func (runtimeIDs) NewIDs(context.Context) (trace.TraceID, trace.SpanID) {
+	var tid trace.TraceID
+	for !tid.IsValid() {
+		binary.NativeEndian.PutUint64(tid[:8], rand.Uint64())
+		binary.NativeEndian.PutUint64(tid[8:], rand.Uint64())
+	}
+	return tid, runtimeIDs{}.NewSpanID(context.Background(), tid)
+}
+
+func (runtimeIDs) NewSpanID(context.Context, trace.TraceID) trace.SpanID {
+	var sid trace.SpanID
+	for !sid.IsValid() {
+		binary.NativeEndian.PutUint64(sid[:], rand.Uint64())
+	}
+	return sid
+}
+
 func exporting(getenv func(string) string) bool {
 	for _, v := range exportVars {
 		if getenv(v) != "" {
@@ -178,9 +267,14 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return t.traced.RoundTrip(r)
 	}
 	// A RoundTripper must not change the request it is given: the context
-	// goes on a copy whose headers are its own.
+	// goes on a copy with a header map of its own. The map's values are
+	// shared, not copied: Inject only sets whole keys (a new slice each),
+	// and nothing below changes a request's headers.
 	r2 := *r
-	r2.Header = r.Header.Clone()
+	r2.Header = make(http.Header, len(r.Header)+3) // + traceparent, tracestate, baggage
+	for k, v := range r.Header {
+		r2.Header[k] = v
+	}
 	t.prop.Inject(ctx, propagation.HeaderCarrier(r2.Header))
 	return t.next.RoundTrip(&r2)
 }

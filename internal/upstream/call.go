@@ -73,9 +73,9 @@ func readConfigOf(opts []ReadOption) readConfig {
 // attempt is, in order: the rate-limit guard; then one fetch shared with the
 // identical calls of this process in flight (coalescing), which is the cache
 // and, when it has no answer, one exchange; then what the answer teaches the
-// guard. A success is decoded, and cached by the caller whose fetch it was; a
-// temporary failure is tried again after the wait retryWait decides. Meta
-// describes the last answer, whatever the outcome.
+// guard. A success was decoded and cached by its fetch, once for all who
+// share it; a temporary failure is tried again after the wait retryWait
+// decides. Meta describes the last answer, whatever the outcome.
 func (c *Client) call(ctx context.Context, auth Authorization, route string, u *url.URL, out resource, rc readConfig) (meta Meta, err error) {
 	meta = Meta{RateLimit: noRateLimit}
 	if c.hooks.Call != nil {

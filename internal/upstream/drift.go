@@ -46,6 +46,18 @@ const maxDriftNames = 64
 
 const otherDrift = "(other)"
 
+// maxDriftNameBytes bounds the length of a field path reported by name.
+const maxDriftNameBytes = 128
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
 // drift makes visible the fields the upstream sends that this version does
 // not know: Hooks.UnknownField for each occurrence, and one log line per
 // field name, the first time it is seen.
@@ -65,14 +77,18 @@ func (d *drift) inspect(route string, body []byte) {
 }
 
 func (d *drift) report(route, field string) {
+	if len(field) > maxDriftNameBytes || !printableASCII(field) {
+		field = otherDrift // a name no log line or metric label should carry as is
+	}
 	d.mu.Lock()
 	key := route + " " + field
 	first := !d.seen[key]
-	switch {
-	case first && len(d.seen) >= maxDriftNames:
-		field, first = otherDrift, false
-	case first:
-		d.seen[key] = true
+	if first && len(d.seen) >= maxDriftNames {
+		field, key = otherDrift, route+" "+otherDrift
+		first = !d.seen[key]
+	}
+	if first {
+		d.seen[key] = true // past maxDriftNames, at most one "(other)" per route
 	}
 	d.mu.Unlock()
 	if first {

@@ -1,7 +1,9 @@
 package upstream
 
 import (
+	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -60,5 +62,28 @@ func TestUnknownFieldsAreKeptAndReported(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "does not know"); n != 3 {
 		t.Errorf("%d log lines, want one per unknown field name (3):\n%s", n, logs.String())
+	}
+}
+
+// TestUnknownFieldNamesAreBounded: a name that is not printable ASCII, or
+// too long, and any name past maxDriftNames, is reported as "(other)", so
+// that no log line or metric label carries it (a label that is not UTF-8
+// would make the metrics registry panic).
+func TestUnknownFieldNamesAreBounded(t *testing.T) {
+	var got []string
+	d := &drift{hook: func(_, field string) { got = append(got, field) }, log: slog.New(slog.DiscardHandler), seen: map[string]bool{}}
+	d.inspect(RouteConnectorPlugin, []byte(`{"id":"x","kind":"K","bad`+"\xff"+`":1,"`+strings.Repeat("n", maxDriftNameBytes+1)+`":2,"ok":3}`))
+	if want := []string{otherDrift, otherDrift, "ok"}; !slices.Equal(got, want) {
+		t.Errorf("reported %q, want %q", got, want)
+	}
+	got = nil
+	for i := range maxDriftNames + 2 {
+		d.report(RouteConnectorPlugin, fmt.Sprintf("f%d", i))
+	}
+	if n := len(d.seen); n > maxDriftNames+1 {
+		t.Errorf("%d names remembered, want at most %d", n, maxDriftNames+1)
+	}
+	if last := got[len(got)-1]; last != otherDrift {
+		t.Errorf("a name past the bound is reported as %q, want %q", last, otherDrift)
 	}
 }

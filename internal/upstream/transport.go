@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"sync"
+	"sync/atomic"
 )
 
 // newTransport returns the client's pooled transport: the standard library's
@@ -45,6 +46,10 @@ func newTransport() http.RoundTripper {
 type coldStart struct {
 	next *http.Transport
 
+	// warm is http1 || live > 0 && warming == nil, kept by every change of
+	// them: what most requests need to know, without taking mu.
+	warm atomic.Bool
+
 	mu      sync.Mutex
 	live    int           // open connections
 	http1   bool          // the upstream answered a TLS handshake without h2
@@ -52,7 +57,7 @@ type coldStart struct {
 }
 
 func (g *coldStart) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.URL.Scheme != "https" {
+	if req.URL.Scheme != "https" || g.warm.Load() {
 		return g.next.RoundTrip(req)
 	}
 	g.mu.Lock()
@@ -72,6 +77,7 @@ func (g *coldStart) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	warming := make(chan struct{})
 	g.warming = warming
+	g.update()
 	g.mu.Unlock()
 
 	var once sync.Once
@@ -80,6 +86,7 @@ func (g *coldStart) RoundTrip(req *http.Request) (*http.Response, error) {
 			g.mu.Lock()
 			defer g.mu.Unlock()
 			g.warming = nil
+			g.update()
 			close(warming)
 		})
 	}
@@ -93,6 +100,7 @@ func (g *coldStart) RoundTrip(req *http.Request) (*http.Response, error) {
 		if tc, ok := info.Conn.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol != "h2" {
 			g.mu.Lock()
 			g.http1 = true
+			g.update()
 			g.mu.Unlock()
 			release()
 		}
@@ -106,13 +114,20 @@ func (g *coldStart) CloseIdleConnections() { g.next.CloseIdleConnections() }
 func (g *coldStart) opened() {
 	g.mu.Lock()
 	g.live++
+	g.update()
 	g.mu.Unlock()
 }
 
 func (g *coldStart) closed() {
 	g.mu.Lock()
 	g.live--
+	g.update()
 	g.mu.Unlock()
+}
+
+// update sets warm from the state; call it with mu held after each change.
+func (g *coldStart) update() {
+	g.warm.Store(g.http1 || g.live > 0 && g.warming == nil)
 }
 
 // countedConn tells coldStart when it closes.

@@ -42,6 +42,7 @@ import (
 	"github.com/acme/plugin-facade/internal/bench"
 	"github.com/acme/plugin-facade/internal/fleet/fleettest"
 	"github.com/acme/plugin-facade/internal/sandbox"
+	"github.com/acme/plugin-facade/internal/server"
 )
 
 func main() {
@@ -64,6 +65,7 @@ type options struct {
 	memProfile string
 	profConc   int
 	trace      string
+	compare    string
 	memory     bool
 	inFlight   int
 	watchers   int
@@ -84,10 +86,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.out, "out", "", "Markdown file to write the report to (default: none)")
 	fs.StringVar(&o.micro, "micro", "./internal/service/", "packages whose Go benchmarks to run after the load (empty: none)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the facade (default configuration) during the gRPC and gateway cells at -profile-concurrency to this file prefix (PREFIX-gRPC.pprof, PREFIX-gateway.pprof)")
-	fs.StringVar(&o.memProfile, "memprofile", "", "as -cpuprofile, but allocation profiles (go tool pprof -sample_index=alloc_space); not with -cpuprofile")
+	fs.StringVar(&o.memProfile, "memprofile", "", "as -cpuprofile, but allocation profiles (go tool pprof -sample_index=alloc_space), and PREFIX-watchers.pprof, the heap with the watchers open; not with -cpuprofile")
 	fs.IntVar(&o.profConc, "profile-concurrency", 32, "the concurrency whose cells -cpuprofile and -memprofile profile")
 	fs.StringVar(&o.trace, "trace", "", "write execution traces (go tool trace) of the facade during the gRPC and gateway cells at concurrency 1 to this file prefix (PREFIX-gRPC.trace, PREFIX-gateway.trace)")
 	fs.StringVar(&o.logLevel, "log-level", "", "the headline facade's --log-level (default: none, so its default, info: a log line per call); the log-off rows always run with warn")
+	fs.StringVar(&o.compare, "compare", "", "another server binary (such as one built from main) to measure beside the facade, in the same configuration, in rows of its own (gRPC, baseline; gateway, baseline)")
 	fs.BoolVar(&o.memory, "memory", true, "measure the facade's RSS with calls in flight and with many watchers")
 	fs.IntVar(&o.inFlight, "inflight", 1000, "calls in flight at the first RSS reading (the second has twice as many)")
 	fs.IntVar(&o.watchers, "watchers", 10000, "watch-calls open at the watchers' RSS reading")
@@ -175,7 +178,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 // measure starts the stack and runs every cell.
 func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell, err error) {
 	st, err := bench.StartStack(bench.BinariesIn(o.bin), bench.StackOptions{Proxy: true, LogLevel: o.logLevel,
-		UpstreamLatency: o.latency, UpstreamTLS: o.tls})
+		FacadeArgs: o.bounds(), UpstreamLatency: o.latency, UpstreamTLS: o.tls})
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +189,7 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 	}()
 	// The same facade with its call log off, for the rows beside the
 	// headline ones.
-	quiet, err := bench.StartFacade(bench.BinariesIn(o.bin), st.SandboxURL, bench.StackOptions{LogLevel: "warn"}, st.Env...)
+	quiet, err := bench.StartFacade(bench.BinariesIn(o.bin), st.SandboxURL, bench.StackOptions{LogLevel: "warn", FacadeArgs: o.bounds()}, st.Env...)
 	if err != nil {
 		return nil, err
 	}
@@ -212,29 +215,54 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 	}
 	defer transport.CloseIdleConnections()
 	httpClient := &http.Client{Transport: transport, Timeout: 30 * time.Second}
-	// One gRPC connection (one HTTP/2 connection, multiplexed) to each
-	// facade, as a typical service-to-service client holds.
+	// One gRPC connection (one HTTP/2 connection, multiplexed) for the
+	// health checks; the calls get one per 100 workers (spread), as a client
+	// holds when the facade's default stream bound,
+	// server.DefaultMaxConcurrentStreams, would otherwise queue them.
 	conn, err := grpc.NewClient(st.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	quietConn, err := grpc.NewClient(quiet.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	maxConc := slices.Max(o.conc)
+	clients, closeClients, err := dialMany(st.GRPCAddr, maxConc)
 	if err != nil {
 		return nil, err
 	}
-	defer quietConn.Close()
+	defer closeClients()
+	quietClients, closeQuiet, err := dialMany(quiet.GRPCAddr, maxConc)
+	if err != nil {
+		return nil, err
+	}
+	defer closeQuiet()
 
 	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte(sandbox.APIKey+":"+sandbox.APISecret))
 	paths := []path{
-		{bench.PathDirect, bench.HTTPCall(httpClient, st.SandboxURL, basic), nil},
-		{bench.PathProxy, bench.HTTPCall(httpClient, st.ProxyURL, basic), st.Proxy},
-		{bench.PathGRPC, bench.GRPCCall(pluginv1.NewPluginServiceClient(conn)), st.Facade},
-		{bench.PathGRPCQuiet, bench.GRPCCall(pluginv1.NewPluginServiceClient(quietConn)), quiet.Process},
+		{bench.PathDirect, fixed(bench.HTTPCall(httpClient, st.SandboxURL, basic)), nil},
+		{bench.PathProxy, fixed(bench.HTTPCall(httpClient, st.ProxyURL, basic)), st.Proxy},
+		{bench.PathGRPC, spread(clients, identity), st.Facade},
+		{bench.PathGRPCQuiet, spread(quietClients, identity), quiet.Process},
 		// No Authorization: the facade sends its own key, as over gRPC.
-		{bench.PathGateway, bench.HTTPCall(httpClient, st.HTTPURL, ""), st.Facade},
-		{bench.PathGatewayQuiet, bench.HTTPCall(httpClient, quiet.HTTPURL, ""), quiet.Process},
-		{bench.PathHealth, bench.HealthCall(healthpb.NewHealthClient(conn)), st.Facade},
+		{bench.PathGateway, fixed(bench.HTTPCall(httpClient, st.HTTPURL, "")), st.Facade},
+		{bench.PathGatewayQuiet, fixed(bench.HTTPCall(httpClient, quiet.HTTPURL, "")), quiet.Process},
+		{bench.PathHealth, fixed(bench.HealthCall(healthpb.NewHealthClient(conn))), st.Facade},
+	}
+	if o.compare != "" {
+		bin := bench.BinariesIn(o.bin)
+		bin.Server = o.compare
+		base, err := bench.StartFacade(bin, st.SandboxURL, bench.StackOptions{LogLevel: o.logLevel, FacadeArgs: o.bounds()}, st.Env...)
+		if err != nil {
+			return nil, fmt.Errorf("-compare: %w", err)
+		}
+		defer base.Stop()
+		baseClients, closeBase, err := dialMany(base.GRPCAddr, maxConc)
+		if err != nil {
+			return nil, err
+		}
+		defer closeBase()
+		// Each right after the row it is compared with.
+		paths = slices.Insert(paths, 3, path{bench.PathGRPC + ", baseline", spread(baseClients, identity), base.Process})
+		paths = slices.Insert(paths, 6, path{bench.PathGateway + ", baseline", fixed(bench.HTTPCall(httpClient, base.HTTPURL, "")), base.Process})
 	}
 	redisPaths, stopRedis, err := startRedisFacades(o, st, log)
 	if err != nil {
@@ -251,7 +279,8 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			bench.Run(ctx, conc, o.warmup, &next, p.call)
+			call := p.call(conc)
+			bench.Run(ctx, conc, o.warmup, &next, call)
 			var profile chan error
 			facade := p.name == bench.PathGRPC || p.name == bench.PathGateway
 			switch {
@@ -271,7 +300,7 @@ func measure(ctx context.Context, o options, log io.Writer) (cells []bench.Cell,
 				go func() { profile <- saveProfile(ctx, st.DebugURL, "trace", time.Second, file) }()
 			}
 			before := p.cpu(st.Sandbox)
-			r := bench.Run(ctx, conc, o.duration, &next, p.call)
+			r := bench.Run(ctx, conc, o.duration, &next, call)
 			after := p.cpu(st.Sandbox)
 			if profile != nil {
 				if err := <-profile; err != nil {
@@ -320,14 +349,41 @@ func (p path) cpu(sandbox *bench.Process) cpuTimes {
 	return t
 }
 
+// bounds are the flags every facade of the cells gets beyond its defaults:
+// an in-flight bound the highest concurrency does not reach (the default,
+// server.DefaultMaxInFlight, refuses calls past 256 per listener), so that
+// the cells measure what each call costs rather than how fast a refusal is.
+func (o options) bounds() []string {
+	return []string{"--max-in-flight", strconv.Itoa(max(server.DefaultMaxInFlight, 2*slices.Max(o.conc)))}
+}
+
 // path is a way of making the benchmark's calls, and the process between
 // the load generator and the sandbox that serves them: the proxy or a facade
 // (nil for direct).
 type path struct {
 	name string
-	call bench.Call
+	call func(concurrency int) bench.Call
 	hop  *bench.Process
 }
+
+// fixed is a path's call whatever the concurrency.
+func fixed(c bench.Call) func(int) bench.Call { return func(int) bench.Call { return c } }
+
+// spread is a path's gRPC call at a concurrency: the n-th request, for
+// resource ids(n), on connection n mod k, where k is how many connections
+// of perConn streams that concurrency needs.
+func spread(clients []pluginv1.PluginServiceClient, ids func(uint64) uint64) func(int) bench.Call {
+	return func(concurrency int) bench.Call {
+		k := min(len(clients), (concurrency+perConn-1)/perConn)
+		calls := make([]bench.Call, k)
+		for i := range calls {
+			calls[i] = bench.GRPCCall(clients[i])
+		}
+		return func(ctx context.Context, n uint64) error { return calls[n%uint64(k)](ctx, ids(n)) }
+	}
+}
+
+func identity(n uint64) uint64 { return n }
 
 // hitIDs is how many distinct resources the cache-hit cells read: after the
 // warm-up, every call is a hit.
@@ -373,18 +429,17 @@ func startRedisFacades(o options, st *bench.Stack, log io.Writer) (paths []path,
 		{bench.PathGRPCRedisHits, []string{"--redis-url", redis.URL(), "--cache-ttl", "1h", "--cache-max-entries", "1"},
 			func(n uint64) uint64 { return n % hitIDs }},
 	} {
-		facade, err := bench.StartFacade(bench.BinariesIn(o.bin), st.SandboxURL, bench.StackOptions{LogLevel: o.logLevel, FacadeArgs: f.args}, st.Env...)
+		facade, err := bench.StartFacade(bench.BinariesIn(o.bin), st.SandboxURL, bench.StackOptions{LogLevel: o.logLevel, FacadeArgs: append(o.bounds(), f.args...)}, st.Env...)
 		if err != nil {
 			return nil, stop, err
 		}
 		stops = append(stops, func() { _ = facade.Stop() })
-		conn, err := grpc.NewClient(facade.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		clients, closeClients, err := dialMany(facade.GRPCAddr, slices.Max(o.conc))
 		if err != nil {
 			return nil, stop, err
 		}
-		stops = append(stops, func() { conn.Close() })
-		call, ids := bench.GRPCCall(pluginv1.NewPluginServiceClient(conn)), f.ids
-		paths = append(paths, path{f.name, func(ctx context.Context, n uint64) error { return call(ctx, ids(n)) }, facade.Process})
+		stops = append(stops, closeClients)
+		paths = append(paths, path{f.name, spread(clients, f.ids), facade.Process})
 	}
 	return paths, stop, nil
 }
@@ -392,10 +447,14 @@ func startRedisFacades(o options, st *bench.Stack, log io.Writer) (paths []path,
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // saveProfile fetches a profile of kind ("profile" for CPU, "trace" for an
-// execution trace) over d from the facade's pprof endpoint.
+// execution trace, "allocs" or "heap") over d (0: at once, for the heap)
+// from the facade's pprof endpoint.
 func saveProfile(ctx context.Context, debugURL, kind string, d time.Duration, file string) error {
-	secs := max(int(d/time.Second), 1)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/%s?seconds=%d", debugURL, kind, secs), nil)
+	u := debugURL + "/debug/pprof/" + kind
+	if d > 0 {
+		u += fmt.Sprintf("?seconds=%d", max(int(d/time.Second), 1))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
@@ -446,7 +505,7 @@ sharing the cores with the load generator:
   cost of one extra hop with no translation, the floor any facade is judged against;
 - **gRPC**: the same reads through the facade in its default configuration (`+"`cmd/server --upstream-url <sandbox>`"+`,
   the sandbox's key in `+"`CONFLUENT_CLOUD_API_KEY`/`_SECRET`"+`; log level %s: one JSON call log line per call,
-  on stderr, which goes to a file) over one gRPC client connection;
+  on stderr, which goes to a file) over gRPC;
 - **gateway**: the same paths through that facade's REST gateway, which calls the service in process through the
   same interceptors as gRPC calls;
 - **gRPC, log off** and **gateway, log off**: the same through a second facade started with `+"`--log-level warn`"+`,
@@ -463,6 +522,10 @@ Except in the cache-hit rows, each request reads a resource no other request rea
 plugins, half plugin versions), so no cache or request coalescing can serve one from another. Each cell is
 %v of closed-loop load (each worker sends its next request when the last is answered) after %v of
 unmeasured warm-up. The HTTP paths share one `+"`http.Transport`"+` keeping an idle connection per worker.
+Every facade runs with `+"`%s`"+` beyond its defaults, so that no cell measures a refusal. The gRPC calls
+go over one client connection per 100 workers (one up to concurrency 100, 11 at 1,024; request n on
+connection n mod k), the facade's default bound of 100 streams per connection, so that no cell measures
+the client queueing at that bound; the health checks go over one.
 Throughput counts successful calls per second; p50 and p99 are nearest-rank latencies of every call.
 
 **CPU per call** is the CPU time (user and system, from `+"`/proc/<pid>/stat`"+` in 10 ms ticks, and `+"`getrusage`"+` for
@@ -479,12 +542,14 @@ machine's cores are doing, since it counts only the work each process does. Redi
 The facade's resident set (`+"`VmRSS`"+`), each on a facade of its own in the same configuration: calls held
 in flight by a sandbox that answers after more than a minute (in flight as the facade's own
 `+"`grpc_server_started_total - grpc_server_handled_total`"+` counts them), and watch-calls on versions that stay
-`+"`PROCESSING`"+` (`+"`ver-pending-<n>`"+`), each past its first answer, over connections of %d streams.
+`+"`PROCESSING`"+` (`+"`ver-pending-<n>`"+`), each past its first answer, over connections of %d streams; these
+facades' in-flight and watcher bounds (`+"`--max-in-flight`, `--max-watchers`, `--max-watchers-per-caller`"+`) are raised
+above what is measured.
 
 %s
 ## Targets (issues 12 and 18)
 
-%s`, o.command(), o.command(), m.CPU, m.Cores, m.Go, m.OS, m.LoadAvg, m.Date, m.Commit, upstreamArgs(o), level, hitIDs, o.duration, o.warmup, table, 100, memTable, targets)
+%s`, o.command(), o.command(), m.CPU, m.Cores, m.Go, m.OS, m.LoadAvg, m.Date, m.Commit, upstreamArgs(o), level, hitIDs, o.duration, o.warmup, strings.Join(o.bounds(), " "), table, 100, memTable, targets)
 	if micro != "" {
 		fmt.Fprintf(&b, "\n## Microbenchmarks\n\n`go test -run '^$' -bench . -benchmem %s`:\n\n```\n%s```\n", o.micro, micro)
 	}

@@ -19,6 +19,7 @@ import (
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/bench"
 	"github.com/acme/plugin-facade/internal/sandbox"
+	"github.com/acme/plugin-facade/internal/server"
 )
 
 // memoryWait bounds each wait of the memory measurements (calls to get in
@@ -61,7 +62,10 @@ func measureMemory(ctx context.Context, o options, log io.Writer) (m bench.Memor
 // inFlight holds o.inFlight calls in flight, then twice as many, and reads
 // the facade's RSS before and at each step.
 func inFlight(ctx context.Context, o options, bin bench.Binaries, sb *bench.Sandbox, m *bench.Memory, log io.Writer) (err error) {
-	f, err := bench.StartFacade(bin, sb.URL, bench.StackOptions{LogLevel: o.logLevel}, sb.Env...)
+	// Its in-flight bound above what is measured; the calls spread over
+	// connections of perConn streams, the default stream bound.
+	f, err := bench.StartFacade(bin, sb.URL, bench.StackOptions{LogLevel: o.logLevel,
+		FacadeArgs: []string{"--max-in-flight", strconv.Itoa(4 * o.inFlight)}}, sb.Env...)
 	if err != nil {
 		return err
 	}
@@ -70,11 +74,11 @@ func inFlight(ctx context.Context, o options, bin bench.Binaries, sb *bench.Sand
 			err = stopErr
 		}
 	}()
-	conn, err := grpc.NewClient(f.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	clients, closeAll, err := dialMany(f.GRPCAddr, 2*o.inFlight)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer closeAll()
 	if m.IdleRSS, _, err = f.Memory(); err != nil {
 		return err
 	}
@@ -85,10 +89,12 @@ func inFlight(ctx context.Context, o options, bin bench.Binaries, sb *bench.Sand
 		cancel()
 		wg.Wait()
 	}()
-	call := bench.GRPCCall(pluginv1.NewPluginServiceClient(conn))
 	var next atomic.Uint64
+	started := 0
 	start := func(n int) {
 		for range n {
+			call := bench.GRPCCall(clients[started/perConn])
+			started++
 			wg.Go(func() { _ = call(ctx, next.Add(1)) })
 		}
 	}
@@ -183,7 +189,11 @@ func unaryInFlight(ctx context.Context, httpURL string) (int, error) {
 // watchers opens o.watchers watch-calls spread over o.versions versions,
 // waits until each has its first answer, and reads the facade's RSS.
 func watchers(ctx context.Context, o options, bin bench.Binaries, sb *bench.Sandbox, m *bench.Memory, log io.Writer) (err error) {
-	f, err := bench.StartFacade(bin, sb.URL, bench.StackOptions{LogLevel: o.logLevel}, sb.Env...)
+	// Its watcher bounds above what is measured (the defaults allow 512, 64
+	// per caller, and every watcher here is one caller).
+	n := strconv.Itoa(o.watchers)
+	f, err := bench.StartFacade(bin, sb.URL, bench.StackOptions{LogLevel: o.logLevel,
+		FacadeArgs: []string{"--max-watchers", n, "--max-watchers-per-caller", n}}, sb.Env...)
 	if err != nil {
 		return err
 	}
@@ -195,18 +205,11 @@ func watchers(ctx context.Context, o options, bin bench.Binaries, sb *bench.Sand
 	if m.WatchersIdleRSS, _, err = f.Memory(); err != nil {
 		return err
 	}
-	// Up to 100 streams per connection, the HTTP/2 limit many servers
-	// advertise, so that a limit of the facade's does not queue them.
-	const perConn = 100
-	var clients []pluginv1.PluginServiceClient
-	for range (o.watchers + perConn - 1) / perConn {
-		conn, err := grpc.NewClient(f.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		clients = append(clients, pluginv1.NewPluginServiceClient(conn))
+	clients, closeAll, err := dialMany(f.GRPCAddr, o.watchers)
+	if err != nil {
+		return err
 	}
+	defer closeAll()
 
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -264,7 +267,39 @@ func watchers(ctx context.Context, o options, bin bench.Binaries, sb *bench.Sand
 		return err
 	}
 	fmt.Fprintf(log, "RSS: idle %.1f MiB, %d watchers on %d versions %.1f MiB\n", mib(m.WatchersIdleRSS), m.Watchers, m.Versions, mib(m.WatchersRSS))
+	if o.memProfile != "" {
+		// What holds the memory: the heap in use with the watchers open.
+		if err := saveProfile(ctx, f.DebugURL, "heap?gc=1", 0, o.memProfile+"-watchers.pprof"); err != nil {
+			return fmt.Errorf("heap profile: %w", err)
+		}
+	}
 	return nil
+}
+
+// perConn is how many streams the memory measurements open on one gRPC
+// connection: the facade's default stream bound (server.DefaultMaxConcurrentStreams),
+// past which a connection would queue them.
+const perConn = server.DefaultMaxConcurrentStreams
+
+// dialMany returns clients on enough connections to addr for n streams at
+// perConn each, and a function that closes them.
+func dialMany(addr string, n int) (clients []pluginv1.PluginServiceClient, closeAll func(), err error) {
+	var conns []*grpc.ClientConn
+	closeAll = func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	for range (n + perConn - 1) / perConn {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		conns = append(conns, conn)
+		clients = append(clients, pluginv1.NewPluginServiceClient(conn))
+	}
+	return clients, closeAll, nil
 }
 
 // firstOf keeps the first error.
