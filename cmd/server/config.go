@@ -21,7 +21,7 @@ import (
 
 // config is everything the server can be told, parsed once at start-up. Each
 // setting is a flag that can also be given as an environment variable (the
-// flag wins); the README's table lists them. The settings of a package are
+// flag wins); docs/configuration.md's table lists them. The settings of a package are
 // that package's Config, which validates them: this file only maps flags to
 // fields, and reports a package's problem under the flag's name.
 type config struct {

@@ -13,7 +13,7 @@ import (
 // HTTP status. An upstream answer keeps its own HTTP status (codeOfAnswer
 // gives its code); a failure that begins in the facade is one of the reasons
 // of facadeKinds; any other status (one this package did not build) reads
-// over REST as grpc-gateway maps its code. The README's error mapping table
+// over REST as grpc-gateway maps its code. The error mapping table of docs/errors.md
 // is tested against it (TestREADMEMapsAsTheTable).
 
 // Reasons of the ErrorInfo of the failures that begin in the facade. An
