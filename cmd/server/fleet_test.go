@@ -389,7 +389,12 @@ func TestFleetWatchSurvivesThePollingReplica(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("another replica polled %v after the polling one was killed", tookOver.Round(10*time.Millisecond))
-	if tookOver > 3*time.Second {
+	// The two intervals are held exactly, in fake time, by service's
+	// TestPollingMovesWithinTwoIntervalsOfADeath. Here, on real processes,
+	// a loaded machine runs the replicas' timers, their Redis calls and this
+	// test's scrapes late (3.18s once under make test), so only a lease of
+	// the wrong order (several intervals) fails.
+	if tookOver > 5*time.Second {
 		t.Errorf("polling moved after %v; want about two poll intervals (2s)", tookOver)
 	}
 
