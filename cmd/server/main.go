@@ -217,70 +217,95 @@ func (a *app) checkCredential(ctx context.Context, timeout time.Duration, log *s
 func build(cfg config, log *slog.Logger, tp *telemetry.TracerProvider, closers *closers) (*app, error) {
 	a := &app{upstreamURL: cfg.Upstream.BaseURL, creds: cfg.Credentials}
 	if cfg.Sandbox {
-		sb, err := sandbox.Start()
-		if err != nil {
-			return nil, fmt.Errorf("starting the sandbox: %w", err)
+		if err := a.startSandbox(closers); err != nil {
+			return nil, err
 		}
-		closers.add(func() { sb.Close() })
-		a.upstreamURL, a.creds = sb.URL(), upstream.BasicAuth(sandbox.APIKey, sandbox.APISecret)
 	}
 	registry := telemetry.NewRegistry()
 	telemetry.RegisterBuildInfo(registry, buildVersion())
 	a.credential = telemetry.NewDefaultCredential(registry, a.creds)
 	traced, learn := telemetry.Transport(tp), a.credential.Transport()
-	clientOpts := append(cfg.Upstream.Options(),
-		upstream.WithUserAgent("plugin-facade/"+buildVersion()),
-		upstream.WithHooks(telemetry.NewUpstreamMetrics(registry).Hooks()),
-		upstream.WithLogger(log))
 	callerOpts, err := callerOptions(cfg, a.creds, log, registry)
 	if err != nil {
 		return nil, err
 	}
 	wm := telemetry.NewWatchMetrics(registry)
-	svcOpts := append(cfg.Service.Options(), service.WithDefaultCredentials(a.creds), service.WithLogger(log),
-		service.WithWatchObserver(service.WatchObserver{Loop: wm.Loop, Poll: wm.Poll}))
-	srvOpts := append(cfg.Server.Options(), server.WithLogger(log), server.WithOpenAPI(pluginfacade.OpenAPI()),
-		server.WithRegistry(registry), server.WithTracerProvider(tp),
-		server.WithReadyDetail("default_credentials", a.credential.Status))
+	o := options{
+		client: append(cfg.Upstream.Options(),
+			upstream.WithUserAgent("plugin-facade/"+buildVersion()),
+			upstream.WithHooks(telemetry.NewUpstreamMetrics(registry).Hooks()),
+			upstream.WithLogger(log)),
+		svc: append(cfg.Service.Options(), service.WithDefaultCredentials(a.creds), service.WithLogger(log),
+			service.WithWatchObserver(service.WatchObserver{Loop: wm.Loop, Poll: wm.Poll})),
+		srv: append(cfg.Server.Options(), server.WithLogger(log), server.WithOpenAPI(pluginfacade.OpenAPI()),
+			server.WithRegistry(registry), server.WithTracerProvider(tp),
+			server.WithReadyDetail("default_credentials", a.credential.Status)),
+		callers: callerOpts,
+	}
 	if cfg.TLS != nil {
-		srvOpts = append(srvOpts, server.WithTLS(cfg.TLS))
+		o.srv = append(o.srv, server.WithTLS(cfg.TLS))
 	}
 	if cfg.Fleet.URL != "" {
-		// The replicas of a fleet share the guard's windows, the cache and
-		// the watches' polling through Redis; while it does not answer, each
-		// runs on its local state.
-		fleet.UseLogger(log)
-		fl, err := fleet.Open(cfg.Fleet.URL, fleet.WithTimeout(cfg.Fleet.Timeout), fleet.WithLogger(log), fleet.WithRegisterer(registry))
-		if err != nil {
-			return nil, configError{fmt.Errorf("--redis-url: %w", err)}
+		if err := o.joinFleet(cfg, log, registry, closers); err != nil {
+			return nil, err
 		}
-		closers.add(func() { fl.Close() })
-		if cfg.Upstream.RateLimitGuard {
-			clientOpts = append(clientOpts, upstream.WithGuardStore(fl.Guard(upstream.NewMemoryGuardStore())))
-		}
-		if cfg.Upstream.CacheTTL > 0 {
-			clientOpts = append(clientOpts, upstream.WithCacheStore(fl.Cache()))
-		}
-		svcOpts = append(svcOpts, service.WithWatchRelay(fl.Watches()))
-		callerOpts = append(callerOpts, caller.WithSharedBudgets(fl.Budgets()))
-		srvOpts = append(srvOpts, server.WithReadyDetail("fleet", fl.Status))
 	}
-	if a.callers, err = caller.New(callerOpts...); err != nil {
+	if a.callers, err = caller.New(o.callers...); err != nil {
 		return nil, err
 	}
-	srvOpts = append(srvOpts, server.WithCallers(a.callers))
+	o.srv = append(o.srv, server.WithCallers(a.callers))
 	// The caller guard learns the service key's window from its answers.
-	clientOpts = append(clientOpts, upstream.WithTransport(func(rt http.RoundTripper) http.RoundTripper {
+	o.client = append(o.client, upstream.WithTransport(func(rt http.RoundTripper) http.RoundTripper {
 		return a.callers.Transport(learn(traced(rt)))
 	}))
-	client, err := upstream.New(a.upstreamURL, clientOpts...)
-	if err != nil {
+	if a.client, err = upstream.New(a.upstreamURL, o.client...); err != nil {
 		return nil, err
 	}
-	closers.add(client.Close)
-	a.client = client
-	a.srv, err = server.New(service.New(client, svcOpts...), srvOpts...)
+	closers.add(a.client.Close)
+	a.srv, err = server.New(service.New(a.client, o.svc...), o.srv...)
 	return a, err
+}
+
+// startSandbox starts the built-in sandbox and points a at it, with its key.
+func (a *app) startSandbox(closers *closers) error {
+	sb, err := sandbox.Start()
+	if err != nil {
+		return fmt.Errorf("starting the sandbox: %w", err)
+	}
+	closers.add(func() { sb.Close() })
+	a.upstreamURL, a.creds = sb.URL(), upstream.BasicAuth(sandbox.APIKey, sandbox.APISecret)
+	return nil
+}
+
+// options are what build hands each piece it builds.
+type options struct {
+	client  []upstream.Option
+	svc     []service.Option
+	srv     []server.Option
+	callers []caller.Option
+}
+
+// joinFleet opens the fleet of cfg.Fleet.URL and adds its shared stores to o:
+// the replicas of a fleet share the guard's windows, the cache, the watches'
+// polling and the callers' budgets through Redis; while it does not answer,
+// each runs on its local state.
+func (o *options) joinFleet(cfg config, log *slog.Logger, registry *prometheus.Registry, closers *closers) error {
+	fleet.UseLogger(log)
+	fl, err := fleet.Open(cfg.Fleet.URL, fleet.WithTimeout(cfg.Fleet.Timeout), fleet.WithLogger(log), fleet.WithRegisterer(registry))
+	if err != nil {
+		return configError{fmt.Errorf("--redis-url: %w", err)}
+	}
+	closers.add(func() { fl.Close() })
+	if cfg.Upstream.RateLimitGuard {
+		o.client = append(o.client, upstream.WithGuardStore(fl.Guard(upstream.NewMemoryGuardStore())))
+	}
+	if cfg.Upstream.CacheTTL > 0 {
+		o.client = append(o.client, upstream.WithCacheStore(fl.Cache()))
+	}
+	o.svc = append(o.svc, service.WithWatchRelay(fl.Watches()))
+	o.callers = append(o.callers, caller.WithSharedBudgets(fl.Budgets()))
+	o.srv = append(o.srv, server.WithReadyDetail("fleet", fl.Status))
+	return nil
 }
 
 // callerOptions are the caller guard's options: cfg's, the service's key, and
