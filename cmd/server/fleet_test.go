@@ -470,15 +470,26 @@ func TestFleetDegradesWithoutRedis(t *testing.T) {
 	}
 	t.Logf("%d calls, none failed, across Redis stopping and starting", calls)
 
-	// Sharing resumed: one replica's answer serves the others.
-	before := sb.Requests()
-	for _, rep := range rs {
-		if _, err := rep.client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID}); err != nil {
-			t.Fatal(err)
+	// Sharing resumed: one replica's answer serves the others. Each Redis
+	// operation is bounded by the default 50ms, which a machine busy with
+	// other tests can exceed (the replica then rightly uses its own state),
+	// so up to three fresh ids are tried; one must be fetched once for all.
+	var counts []int64
+	for attempt := range 3 {
+		id := fmt.Sprintf("%s%d", sandbox.SyntheticPluginPrefix, 900_000_000+attempt)
+		before := sb.Requests()
+		for _, rep := range rs {
+			if _, err := rep.client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		counts = append(counts, sb.Requests()-before)
+		if counts[len(counts)-1] == 1 {
+			break
 		}
 	}
-	if n := sb.Requests() - before; n != 1 {
-		t.Errorf("after Redis came back, 3 replicas made %d upstream calls for one id; want 1", n)
+	if counts[len(counts)-1] != 1 {
+		t.Errorf("after Redis came back, 3 replicas made %v upstream calls for each of %d ids; want 1 for one of them", counts, len(counts))
 	}
 
 	// go-redis's own lines went through slog: every line stays JSON.

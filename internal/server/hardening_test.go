@@ -160,7 +160,7 @@ func TestRPCBodyIsBounded(t *testing.T) {
 	url := h.httpURL + pluginv1.PluginService_GetConnectorPlugin_FullMethodName
 	req, _ := proto.Marshal(&pluginv1.GetConnectorPluginRequest{Id: sandbox.PluginID})
 	// An unknown field padding the message past the bound.
-	padded := protowire.AppendBytes(protowire.AppendTag(bytes.Clone(req), 1000, protowire.BytesType), make([]byte, maxRPCBodyBytes))
+	padded := protowire.AppendBytes(protowire.AppendTag(bytes.Clone(req), 1000, protowire.BytesType), make([]byte, maxRecvMsgBytes))
 	tests := []struct {
 		name string
 		body []byte
@@ -445,16 +445,9 @@ func TestRapidReset(t *testing.T) {
 		addr string
 		open func(c *h2Conn, id uint32, i int) error
 	}{
-		{"gRPC", h.grpcAddr, func(c *h2Conn, id uint32, i int) error {
-			// A distinct plugin per stream: no coalescing to hide behind.
-			hdr := c.headers(":method", "POST", ":scheme", "https", ":authority", h.grpcAddr,
-				":path", pluginv1.PluginService_GetConnectorPlugin_FullMethodName,
-				"content-type", "application/grpc", "te", "trailers")
-			if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hdr, EndHeaders: true}); err != nil {
-				return err
-			}
-			return c.fr.WriteData(id, true, grpcFrame(&pluginv1.GetConnectorPluginRequest{Id: fmt.Sprintf("ccp-%05d", i)}))
-		}},
+		{"gRPC", h.grpcAddr, grpcReset(h.grpcAddr)},
+		// The same gRPC, on the HTTPS port (vanguard's RPC routes).
+		{"HTTPS gRPC", h.httpAddr, grpcReset(h.httpAddr)},
 		{"HTTPS REST", h.httpAddr, func(c *h2Conn, id uint32, i int) error {
 			hdr := c.headers(":method", "GET", ":scheme", "https", ":authority", h.httpAddr,
 				":path", fmt.Sprintf("/connect/v1/custom-connector-plugins/ccp-%05d", i))
@@ -498,6 +491,20 @@ func callLines(t *testing.T, logs *logBuffer) []map[string]any {
 		return nil
 	}
 	return logs.lines(t, "finished call")
+}
+
+// grpcReset opens stream id as a GetConnectorPlugin call to authority, for
+// a distinct plugin per stream: no coalescing to hide behind.
+func grpcReset(authority string) func(c *h2Conn, id uint32, i int) error {
+	return func(c *h2Conn, id uint32, i int) error {
+		hdr := c.headers(":method", "POST", ":scheme", "https", ":authority", authority,
+			":path", pluginv1.PluginService_GetConnectorPlugin_FullMethodName,
+			"content-type", "application/grpc", "te", "trailers")
+		if err := c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hdr, EndHeaders: true}); err != nil {
+			return err
+		}
+		return c.fr.WriteData(id, true, grpcFrame(&pluginv1.GetConnectorPluginRequest{Id: fmt.Sprintf("ccp-%05d", i)}))
+	}
 }
 
 // waitFor polls cond until it holds, for at most 5 seconds.

@@ -28,7 +28,8 @@ import (
 type Limits struct {
 	// ReadTimeout bounds the reading of a whole HTTP request, body included;
 	// the REST routes accept no body, so a request that declares one is
-	// answered at once and its connection closed (see getOnly).
+	// answered at once and its connection closed (see getOnly), and the RPC
+	// routes one request message (rpcRoutes).
 	ReadTimeout time.Duration
 	// MaxConcurrentStreams is the SETTINGS_MAX_CONCURRENT_STREAMS advertised
 	// on every HTTP/2 connection, gRPC and HTTPS: streams beyond it are
@@ -39,8 +40,9 @@ type Limits struct {
 	// request line and headers.
 	MaxHeaderBytes int
 	// MaxInFlight bounds the unary calls running at once on each listener
-	// (gRPC, REST); beyond it a call is answered RESOURCE_EXHAUSTED (429)
-	// without reaching the upstream.
+	// (gRPC, with the HTTP port's RPC routes that run in the gRPC server;
+	// REST); beyond it a call is answered RESOURCE_EXHAUSTED (429) without
+	// reaching the upstream.
 	MaxInFlight int
 	// MaxInFlightPerCaller bounds them per caller (WithCallerKey); 0: no
 	// bound per caller.
@@ -55,11 +57,10 @@ type Limits struct {
 // credential: an Authorization value of upstream.MaxAuthorizationBytes (8
 // KiB), plus 8 KiB for everything else a request carries (its path and query
 // of a few identifiers of at most 255 characters, traceparent, user agent,
-// gRPC's own headers; HTTP/2 counts 32 bytes more per field). A never-read
-// watcher costs the process about 90 KiB of RSS, its connection's share
-// included (docs/hardening.md), so 512 of them take about 45 MiB and leave
-// most of the Deployment's 128 MiB to calls; 64 per caller lets one team
-// watch a release's worth of versions without taking the lot.
+// gRPC's own headers; HTTP/2 counts 32 bytes more per field). The watcher
+// caps are what fits the Deployment's 128 MiB with room left for calls, as
+// docs/hardening.md measures never-read watchers; 64 per caller lets one
+// team watch a release's worth of versions without taking the lot.
 const (
 	DefaultReadTimeout          = 10 * time.Second
 	DefaultMaxConcurrentStreams = 100
@@ -267,21 +268,6 @@ func (s *decodingStream) RecvMsg(m any) error {
 		return status.Error(codes.InvalidArgument, "the request message is not a valid "+fmt.Sprintf("%T", m)+" in protobuf")
 	}
 	return err
-}
-
-// maxRPCBodyBytes bounds the body of an RPC on the HTTP listener (Connect,
-// gRPC-Web, gRPC): one request message of at most maxRecvMsgBytes, with room
-// for its framing or its JSON form.
-const maxRPCBodyBytes = maxRecvMsgBytes + 4<<10
-
-// rpcBody bounds the body of the RPC routes, the only routes of the HTTP
-// listener that take one; the whole-request read deadline (Limits.ReadTimeout)
-// bounds how long it may take to arrive.
-func rpcBody(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, maxRPCBodyBytes)
-		h.ServeHTTP(w, r)
-	})
 }
 
 // getOnly serves only what a REST route (or /metrics, a probe, the OpenAPI

@@ -31,7 +31,7 @@ func (s *Server) rpcRoutes(mux *http.ServeMux) error {
 		transcoder.ServeHTTP(w, r.WithContext(withProtocol(r.Context(), rpcProtocol(r))))
 	})
 	for name := range s.grpcSrv.GetServiceInfo() {
-		mux.Handle("/"+name+"/", rpcBody(h))
+		mux.Handle("/"+name+"/", h)
 	}
 	return nil
 }

@@ -6,12 +6,13 @@ import (
 )
 
 // The client keeps two kinds of state about the upstream: the rate-limit guard's
-// windows and, with WithCache, successful answers. By default both live in this
-// process. A fleet of replicas reading with the same credential can share them
-// instead (the upstream's budget belongs to the credential, not to a replica)
-// through stores such as internal/fleet's, set with WithGuardStore and
-// WithCacheStore. The interfaces use only standard types, so that a store
-// depends on nothing of this package.
+// windows and, with WithCache, successful answers. Each has one store in this
+// process (the guard's windows, the cache's LRU). A fleet of replicas reading
+// with the same credential can share them as well (the upstream's budget
+// belongs to the credential, not to a replica) through stores such as
+// internal/fleet's, set with WithGuardStore (which keeps its local copy in the
+// store NewMemoryGuardStore returns) and WithCacheStore (which the client's LRU
+// stands in front of). The interfaces use only standard types.
 
 // GuardStore keeps the rate-limit guard's windows, per credential id (a hex
 // SHA-256 of the credential, never the credential). Implementations must be
@@ -44,7 +45,8 @@ type CacheStore interface {
 // fill a missing entry while the others wait for it: Claim returns true for the
 // caller that should call the upstream (and then Set), and false while another
 // holds the claim (held for at most ttl). A caller turned away polls Get for a
-// while (see claimWait) before calling the upstream itself. A claimant whose
+// while (see claimWait) before calling the upstream itself, while the
+// identical calls of its process wait with it. A claimant whose
 // call fails calls Release, so that the next caller claims at once instead of
 // waiting for an entry that will not come.
 type CacheClaimer interface {

@@ -27,6 +27,21 @@ type tlsUpstream struct {
 	maxInFlight atomic.Int64
 	protos      sync.Map // request protocols seen
 	roots       *tls.Config
+
+	// With gather set (before the first request), each request is held
+	// until gather of them are in flight at once (gathered closes), or
+	// until the deadline, instead of for latency: a condition awaited,
+	// which a loaded machine's slow handshakes cannot outrun.
+	gather   int64
+	gathered chan struct{}
+	once     sync.Once
+	deadline time.Time
+}
+
+// gatherUp holds the requests until n are in flight at once, for at most
+// within from now.
+func (u *tlsUpstream) gatherUp(n int64, within time.Duration) {
+	u.gather, u.gathered, u.deadline = n, make(chan struct{}), time.Now().Add(within)
 }
 
 func startTLSUpstream(t *testing.T, http2 bool, latency time.Duration) *tlsUpstream {
@@ -37,7 +52,17 @@ func startTLSUpstream(t *testing.T, http2 bool, latency time.Duration) *tlsUpstr
 		for m := u.maxInFlight.Load(); n > m && !u.maxInFlight.CompareAndSwap(m, n); m = u.maxInFlight.Load() {
 		}
 		u.protos.Store(r.Proto, true)
-		time.Sleep(latency)
+		if u.gather > 0 {
+			if n >= u.gather {
+				u.once.Do(func() { close(u.gathered) })
+			}
+			select {
+			case <-u.gathered:
+			case <-time.After(time.Until(u.deadline)):
+			}
+		} else {
+			time.Sleep(latency)
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, minimal)
 	}))
@@ -114,9 +139,11 @@ func TestColdBurstOverHTTP2SharesOneConnection(t *testing.T) {
 // HTTP/1.1 over TLS is held back for its first handshake only; then calls run
 // side by side, a connection each.
 func TestColdBurstOverHTTP1KeepsItsConcurrency(t *testing.T) {
-	// A second of latency: long enough for 50 TLS handshakes to overlap
-	// under -race on a loaded 2-core machine, where 100ms was not.
-	u := startTLSUpstream(t, false, time.Second)
+	u := startTLSUpstream(t, false, 100*time.Millisecond)
+	// Half the burst in flight at once shows the calls side by side; a
+	// gate that held them all behind the first handshake would let them
+	// through one at a time, and never gather them.
+	u.gatherUp(25, 10*time.Second)
 	c := u.client(t)
 	burst(t, c, 50)
 	if _, ok := u.protos.Load("HTTP/1.1"); !ok {
