@@ -23,7 +23,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	pluginfacade "github.com/acme/plugin-facade"
+	"github.com/acme/plugin-facade/internal/caller"
 	"github.com/acme/plugin-facade/internal/fleet"
 	"github.com/acme/plugin-facade/internal/sandbox"
 	"github.com/acme/plugin-facade/internal/server"
@@ -123,7 +126,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 	log.Info("starting plugin-facade", "version", buildVersion(), "upstream", app.upstreamURL,
 		"sandbox", cfg.Sandbox, "default_credentials", app.creds, "tls", cfg.TLS != nil,
-		"mutual_tls", cfg.TLS != nil && cfg.TLS.ClientCAs != nil, "redis", fleet.Redacted(cfg.Fleet.URL))
+		"mutual_tls", cfg.TLS != nil && cfg.TLS.ClientCAs != nil, "redis", fleet.Redacted(cfg.Fleet.URL),
+		"caller_policy", cfg.Callers.PolicyFile, "oidc_issuer", cfg.Callers.OIDCIssuer, "caller_share", cfg.Callers.Share)
 	if cfg.Sandbox {
 		printSandboxHelp(stdout, app.upstreamURL, grpcLis.Addr(), httpLis.Addr(), cfg.TLS != nil)
 	}
@@ -133,6 +137,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			return err
 		}
 		closers.add(stopDebug)
+	}
+	if cfg.Callers.PolicyFile != "" {
+		closers.add(watchPolicy(ctx, app.callers, cfg.Callers))
 	}
 	checked := make(chan struct{})
 	go func() { defer close(checked); app.checkCredential(ctx, cfg.Service.UpstreamTimeout, log) }()
@@ -172,6 +179,7 @@ type app struct {
 	credential  *telemetry.DefaultCredential
 	client      *upstream.Client
 	srv         *server.Server
+	callers     *caller.Guard
 }
 
 // credentialCheckID is the connector plugin the start-up check asks for: an
@@ -223,8 +231,11 @@ func build(cfg config, log *slog.Logger, tp *telemetry.TracerProvider, closers *
 	clientOpts := append(cfg.Upstream.Options(),
 		upstream.WithUserAgent("plugin-facade/"+buildVersion()),
 		upstream.WithHooks(telemetry.NewUpstreamMetrics(registry).Hooks()),
-		upstream.WithLogger(log),
-		upstream.WithTransport(func(rt http.RoundTripper) http.RoundTripper { return learn(traced(rt)) }))
+		upstream.WithLogger(log))
+	callerOpts, err := callerOptions(cfg, a.creds, log, registry)
+	if err != nil {
+		return nil, err
+	}
 	wm := telemetry.NewWatchMetrics(registry)
 	svcOpts := append(cfg.Service.Options(), service.WithDefaultCredentials(a.creds), service.WithLogger(log),
 		service.WithWatchObserver(service.WatchObserver{Loop: wm.Loop, Poll: wm.Poll}))
@@ -251,8 +262,17 @@ func build(cfg config, log *slog.Logger, tp *telemetry.TracerProvider, closers *
 			clientOpts = append(clientOpts, upstream.WithCacheStore(fl.Cache()))
 		}
 		svcOpts = append(svcOpts, service.WithWatchRelay(fl.Watches()))
+		callerOpts = append(callerOpts, caller.WithSharedBudgets(fl.Budgets()))
 		srvOpts = append(srvOpts, server.WithReadyDetail("fleet", fl.Status))
 	}
+	if a.callers, err = caller.New(callerOpts...); err != nil {
+		return nil, err
+	}
+	srvOpts = append(srvOpts, server.WithCallers(a.callers))
+	// The caller guard learns the service key's window from its answers.
+	clientOpts = append(clientOpts, upstream.WithTransport(func(rt http.RoundTripper) http.RoundTripper {
+		return a.callers.Transport(learn(traced(rt)))
+	}))
 	client, err := upstream.New(a.upstreamURL, clientOpts...)
 	if err != nil {
 		return nil, err
@@ -261,6 +281,46 @@ func build(cfg config, log *slog.Logger, tp *telemetry.TracerProvider, closers *
 	a.client = client
 	a.srv, err = server.New(service.New(client, svcOpts...), srvOpts...)
 	return a, err
+}
+
+// callerOptions are the caller guard's options: cfg's, the service's key, and
+// the policy and OIDC issuer cfg names (a policy that no longer parses is a
+// configuration error; an issuer whose discovery fails, a failure to start).
+func callerOptions(cfg config, key upstream.Authorization, log *slog.Logger, reg prometheus.Registerer) ([]caller.Option, error) {
+	opts := append(cfg.Callers.Options(), caller.WithServiceKey(key), caller.WithLogger(log), caller.WithRegisterer(reg))
+	if cfg.Callers.PolicyFile != "" {
+		p, err := caller.LoadPolicy(cfg.Callers.PolicyFile)
+		if err != nil {
+			return nil, configError{fmt.Errorf("--caller-policy: %w", err)}
+		}
+		opts = append(opts, caller.WithPolicy(p))
+	}
+	if cfg.Callers.OIDCIssuer != "" {
+		o, err := caller.NewOIDC(context.Background(), cfg.Callers.OIDCIssuer, cfg.Callers.OIDCAudience, nil)
+		if err != nil {
+			return nil, fmt.Errorf("--oidc-issuer: %w", err)
+		}
+		opts = append(opts, caller.WithOIDC(o))
+	}
+	return opts, nil
+}
+
+// watchPolicy reloads the caller policy on SIGHUP and when its file changes,
+// until ctx ends or the returned function is called.
+func watchPolicy(ctx context.Context, g *caller.Guard, c caller.Config) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		g.WatchPolicy(ctx, c.PolicyFile, c.PolicyCheck, hup)
+	}()
+	return func() {
+		signal.Stop(hup)
+		cancel()
+		<-done
+	}
 }
 
 // listen opens both listeners, which closers close unless Serve took them.

@@ -71,6 +71,13 @@ var facadeKinds = map[string]kind{
 	ReasonBodyNotAccepted:  {codes.InvalidArgument, http.StatusRequestEntityTooLarge},
 	ReasonTooManyCalls:     {codes.ResourceExhausted, http.StatusTooManyRequests},
 	ReasonTooManyWatchers:  {codes.ResourceExhausted, http.StatusTooManyRequests},
+	// internal/caller's (callers.go).
+	ReasonBadCallerToken: {codes.Unauthenticated, http.StatusUnauthorized},
+	ReasonCallerUnknown:  {codes.PermissionDenied, http.StatusForbidden},
+	ReasonCallerMethod:   {codes.PermissionDenied, http.StatusForbidden},
+	ReasonEnvironment:    {codes.PermissionDenied, http.StatusForbidden},
+	ReasonPlugin:         {codes.PermissionDenied, http.StatusForbidden},
+	ReasonShareExhausted: {codes.ResourceExhausted, http.StatusTooManyRequests},
 }
 
 // statusClientClosedRequest is 499, the status of a call its caller left,

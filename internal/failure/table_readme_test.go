@@ -75,6 +75,12 @@ func readmeRows() map[string][]error {
 		"a REST request with a body (the routes are `GET` only; never read)":                    {Facade(ReasonBodyNotAccepted, "GET /x")},
 		"more unary calls in flight on a listener than `--max-in-flight` (never sent upstream)": {Busy(ReasonTooManyCalls, "too many calls", time.Second)},
 		"more watches open than `--max-watchers` or `--max-watchers-per-caller`":                {Busy(ReasonTooManyWatchers, "too many watches", time.Second)},
+		"a JWT of `--oidc-issuer` that does not verify: expired, not yet valid, another audience or issuer, unsigned, an unknown key, malformed (never sent upstream)": {
+			CallerToken("the token has expired")},
+		"the caller policy denies the call (never sent upstream)": {
+			Denied(ReasonCallerUnknown, "m", nil), Denied(ReasonCallerMethod, "m", nil), Denied(ReasonEnvironment, "m", nil), Denied(ReasonPlugin, "m", nil)},
+		"the caller has spent its fair share of the service's key (never sent upstream)": {
+			ShareExhausted("m", 1500*time.Millisecond, "caller:ip:10.0.0.1", nil)},
 	}
 }
 
