@@ -228,59 +228,77 @@ func build(cfg config, log *slog.Logger, tp *telemetry.TracerProvider, closers *
 	telemetry.RegisterBuildInfo(registry, buildVersion())
 	a.credential = telemetry.NewDefaultCredential(registry, a.creds)
 	traced, learn := telemetry.Transport(tp), a.credential.Transport()
-	clientOpts := append(cfg.Upstream.Options(),
+	var o pieceOptions
+	o.client = append(cfg.Upstream.Options(),
 		upstream.WithUserAgent("plugin-facade/"+buildVersion()),
 		upstream.WithHooks(telemetry.NewUpstreamMetrics(registry).Hooks()),
 		upstream.WithLogger(log))
-	callerOpts, err := callerOptions(cfg, a.creds, log, registry)
-	if err != nil {
+	var err error
+	if o.callers, err = callerOptions(cfg, a.creds, log, registry); err != nil {
 		return nil, err
 	}
 	wm := telemetry.NewWatchMetrics(registry)
-	svcOpts := append(cfg.Service.Options(), service.WithDefaultCredentials(a.creds), service.WithLogger(log),
+	o.service = append(cfg.Service.Options(), service.WithDefaultCredentials(a.creds), service.WithLogger(log),
 		service.WithWatchObserver(service.WatchObserver{Loop: wm.Loop, Poll: wm.Poll}))
-	srvOpts := append(cfg.Server.Options(), server.WithLogger(log), server.WithOpenAPI(pluginfacade.OpenAPI()),
+	o.server = append(cfg.Server.Options(), server.WithLogger(log), server.WithOpenAPI(pluginfacade.OpenAPI()),
 		server.WithRegistry(registry), server.WithTracerProvider(tp),
 		server.WithReadyDetail("default_credentials", a.credential.Status))
 	if cfg.TLS != nil {
-		srvOpts = append(srvOpts, server.WithTLS(cfg.TLS))
+		o.server = append(o.server, server.WithTLS(cfg.TLS))
 	}
 	if cfg.Fleet.URL != "" {
-		// The replicas of a fleet share the guard's windows, the cache and
-		// the watches' polling through Redis; while it does not answer, each
-		// runs on its local state.
-		fleet.UseLogger(log)
-		fl, err := fleet.Open(cfg.Fleet.URL, fleet.WithTimeout(cfg.Fleet.Timeout), fleet.WithLogger(log), fleet.WithRegisterer(registry))
-		if err != nil {
-			return nil, configError{fmt.Errorf("--redis-url: %w", err)}
+		if err := o.shareThroughFleet(cfg, log, registry, closers); err != nil {
+			return nil, err
 		}
-		closers.add(func() { fl.Close() })
-		if cfg.Upstream.RateLimitGuard {
-			clientOpts = append(clientOpts, upstream.WithGuardStore(fl.Guard(upstream.NewMemoryGuardStore())))
-		}
-		if cfg.Upstream.CacheTTL > 0 {
-			clientOpts = append(clientOpts, upstream.WithCacheStore(fl.Cache()))
-		}
-		svcOpts = append(svcOpts, service.WithWatchRelay(fl.Watches()))
-		callerOpts = append(callerOpts, caller.WithSharedBudgets(fl.Budgets()))
-		srvOpts = append(srvOpts, server.WithReadyDetail("fleet", fl.Status))
 	}
-	if a.callers, err = caller.New(callerOpts...); err != nil {
+	if a.callers, err = caller.New(o.callers...); err != nil {
 		return nil, err
 	}
-	srvOpts = append(srvOpts, server.WithCallers(a.callers))
+	o.server = append(o.server, server.WithCallers(a.callers))
 	// The caller guard learns the service key's window from its answers.
-	clientOpts = append(clientOpts, upstream.WithTransport(func(rt http.RoundTripper) http.RoundTripper {
+	o.client = append(o.client, upstream.WithTransport(func(rt http.RoundTripper) http.RoundTripper {
 		return a.callers.Transport(learn(traced(rt)))
 	}))
-	client, err := upstream.New(a.upstreamURL, clientOpts...)
+	client, err := upstream.New(a.upstreamURL, o.client...)
 	if err != nil {
 		return nil, err
 	}
 	closers.add(client.Close)
 	a.client = client
-	a.srv, err = server.New(service.New(client, svcOpts...), srvOpts...)
+	a.srv, err = server.New(service.New(client, o.service...), o.server...)
 	return a, err
+}
+
+// pieceOptions are the options build gathers for each piece before it makes
+// any.
+type pieceOptions struct {
+	client  []upstream.Option
+	service []service.Option
+	server  []server.Option
+	callers []caller.Option
+}
+
+// shareThroughFleet opens the fleet cfg names and has the pieces share
+// through it: the replicas of a fleet share the guard's windows, the cache,
+// the watches' polling and the callers' budgets through Redis; while it does
+// not answer, each runs on its local state.
+func (o *pieceOptions) shareThroughFleet(cfg config, log *slog.Logger, reg prometheus.Registerer, closers *closers) error {
+	fleet.UseLogger(log)
+	fl, err := fleet.Open(cfg.Fleet.URL, fleet.WithTimeout(cfg.Fleet.Timeout), fleet.WithLogger(log), fleet.WithRegisterer(reg))
+	if err != nil {
+		return configError{fmt.Errorf("--redis-url: %w", err)}
+	}
+	closers.add(func() { fl.Close() })
+	if cfg.Upstream.RateLimitGuard {
+		o.client = append(o.client, upstream.WithGuardStore(fl.Guard(upstream.NewMemoryGuardStore())))
+	}
+	if cfg.Upstream.CacheTTL > 0 {
+		o.client = append(o.client, upstream.WithCacheStore(fl.Cache()))
+	}
+	o.service = append(o.service, service.WithWatchRelay(fl.Watches()))
+	o.callers = append(o.callers, caller.WithSharedBudgets(fl.Budgets()))
+	o.server = append(o.server, server.WithReadyDetail("fleet", fl.Status))
+	return nil
 }
 
 // callerOptions are the caller guard's options: cfg's, the service's key, and
