@@ -217,74 +217,81 @@ func (a *app) checkCredential(ctx context.Context, timeout time.Duration, log *s
 func build(cfg config, log *slog.Logger, tp *telemetry.TracerProvider, closers *closers) (*app, error) {
 	a := &app{upstreamURL: cfg.Upstream.BaseURL, creds: cfg.Credentials}
 	if cfg.Sandbox {
-		sb, err := sandbox.Start()
-		if err != nil {
-			return nil, fmt.Errorf("starting the sandbox: %w", err)
+		if err := a.startSandbox(closers); err != nil {
+			return nil, err
 		}
-		closers.add(func() { sb.Close() })
-		a.upstreamURL, a.creds = sb.URL(), upstream.BasicAuth(sandbox.APIKey, sandbox.APISecret)
 	}
 	registry := telemetry.NewRegistry()
 	telemetry.RegisterBuildInfo(registry, buildVersion())
 	a.credential = telemetry.NewDefaultCredential(registry, a.creds)
 	traced, learn := telemetry.Transport(tp), a.credential.Transport()
-	var o pieceOptions
-	o.client = append(cfg.Upstream.Options(),
-		upstream.WithUserAgent("plugin-facade/"+buildVersion()),
-		upstream.WithHooks(telemetry.NewUpstreamMetrics(registry).Hooks()),
-		upstream.WithLogger(log))
-	var err error
-	if o.callers, err = callerOptions(cfg, a.creds, log, registry); err != nil {
+	callerOpts, err := callerOptions(cfg, a.creds, log, registry)
+	if err != nil {
 		return nil, err
 	}
 	wm := telemetry.NewWatchMetrics(registry)
-	o.service = append(cfg.Service.Options(), service.WithDefaultCredentials(a.creds), service.WithLogger(log),
-		service.WithWatchObserver(service.WatchObserver{Loop: wm.Loop, Poll: wm.Poll}))
-	o.server = append(cfg.Server.Options(), server.WithLogger(log), server.WithOpenAPI(pluginfacade.OpenAPI()),
-		server.WithRegistry(registry), server.WithTracerProvider(tp),
-		server.WithReadyDetail("default_credentials", a.credential.Status))
+	o := options{
+		client: append(cfg.Upstream.Options(),
+			upstream.WithUserAgent("plugin-facade/"+buildVersion()),
+			upstream.WithHooks(telemetry.NewUpstreamMetrics(registry).Hooks()),
+			upstream.WithLogger(log)),
+		svc: append(cfg.Service.Options(), service.WithDefaultCredentials(a.creds), service.WithLogger(log),
+			service.WithWatchObserver(service.WatchObserver{Loop: wm.Loop, Poll: wm.Poll})),
+		srv: append(cfg.Server.Options(), server.WithLogger(log), server.WithOpenAPI(pluginfacade.OpenAPI()),
+			server.WithRegistry(registry), server.WithTracerProvider(tp),
+			server.WithReadyDetail("default_credentials", a.credential.Status)),
+		callers: callerOpts,
+	}
 	if cfg.TLS != nil {
-		o.server = append(o.server, server.WithTLS(cfg.TLS))
+		o.srv = append(o.srv, server.WithTLS(cfg.TLS))
 	}
 	if cfg.Fleet.URL != "" {
-		if err := o.shareThroughFleet(cfg, log, registry, closers); err != nil {
+		if err := o.joinFleet(cfg, log, registry, closers); err != nil {
 			return nil, err
 		}
 	}
 	if a.callers, err = caller.New(o.callers...); err != nil {
 		return nil, err
 	}
-	o.server = append(o.server, server.WithCallers(a.callers))
+	o.srv = append(o.srv, server.WithCallers(a.callers))
 	// The caller guard learns the service key's window from its answers.
 	o.client = append(o.client, upstream.WithTransport(func(rt http.RoundTripper) http.RoundTripper {
 		return a.callers.Transport(learn(traced(rt)))
 	}))
-	client, err := upstream.New(a.upstreamURL, o.client...)
-	if err != nil {
+	if a.client, err = upstream.New(a.upstreamURL, o.client...); err != nil {
 		return nil, err
 	}
-	closers.add(client.Close)
-	a.client = client
-	a.srv, err = server.New(service.New(client, o.service...), o.server...)
+	closers.add(a.client.Close)
+	a.srv, err = server.New(service.New(a.client, o.svc...), o.srv...)
 	return a, err
 }
 
-// pieceOptions are the options build gathers for each piece before it makes
-// any.
-type pieceOptions struct {
+// startSandbox starts the built-in sandbox and points a at it, with its key.
+func (a *app) startSandbox(closers *closers) error {
+	sb, err := sandbox.Start()
+	if err != nil {
+		return fmt.Errorf("starting the sandbox: %w", err)
+	}
+	closers.add(func() { sb.Close() })
+	a.upstreamURL, a.creds = sb.URL(), upstream.BasicAuth(sandbox.APIKey, sandbox.APISecret)
+	return nil
+}
+
+// options are what build hands each piece it builds.
+type options struct {
 	client  []upstream.Option
-	service []service.Option
-	server  []server.Option
+	svc     []service.Option
+	srv     []server.Option
 	callers []caller.Option
 }
 
-// shareThroughFleet opens the fleet cfg names and has the pieces share
-// through it: the replicas of a fleet share the guard's windows, the cache,
-// the watches' polling and the callers' budgets through Redis; while it does
-// not answer, each runs on its local state.
-func (o *pieceOptions) shareThroughFleet(cfg config, log *slog.Logger, reg prometheus.Registerer, closers *closers) error {
+// joinFleet opens the fleet of cfg.Fleet.URL and adds its shared stores to o:
+// the replicas of a fleet share the guard's windows, the cache, the watches'
+// polling and the callers' budgets through Redis; while it does not answer,
+// each runs on its local state.
+func (o *options) joinFleet(cfg config, log *slog.Logger, registry *prometheus.Registry, closers *closers) error {
 	fleet.UseLogger(log)
-	fl, err := fleet.Open(cfg.Fleet.URL, fleet.WithTimeout(cfg.Fleet.Timeout), fleet.WithLogger(log), fleet.WithRegisterer(reg))
+	fl, err := fleet.Open(cfg.Fleet.URL, fleet.WithTimeout(cfg.Fleet.Timeout), fleet.WithLogger(log), fleet.WithRegisterer(registry))
 	if err != nil {
 		return configError{fmt.Errorf("--redis-url: %w", err)}
 	}
@@ -295,9 +302,9 @@ func (o *pieceOptions) shareThroughFleet(cfg config, log *slog.Logger, reg prome
 	if cfg.Upstream.CacheTTL > 0 {
 		o.client = append(o.client, upstream.WithCacheStore(fl.Cache()))
 	}
-	o.service = append(o.service, service.WithWatchRelay(fl.Watches()))
+	o.svc = append(o.svc, service.WithWatchRelay(fl.Watches()))
 	o.callers = append(o.callers, caller.WithSharedBudgets(fl.Budgets()))
-	o.server = append(o.server, server.WithReadyDetail("fleet", fl.Status))
+	o.srv = append(o.srv, server.WithReadyDetail("fleet", fl.Status))
 	return nil
 }
 
