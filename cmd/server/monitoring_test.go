@@ -264,7 +264,10 @@ func scrapeExercised(t *testing.T) map[string]bool {
 	t.Helper()
 	redis := fleettest.Start(t)
 	sb := testutil.StartSandbox(t, sandbox.WithRateLimit(40, time.Minute))
-	r := startReplica(t, sb, redis.URL(), "--redis-timeout", "1s")
+	// --caller-share 1: this one caller must be able to spend the key's
+	// whole window, for the guard's refusal to happen (the fair share has
+	// tests of its own, in internal/caller).
+	r := startReplica(t, sb, redis.URL(), "--redis-timeout", "1s", "--caller-share", "1")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	version := &pluginv1.GetPluginVersionRequest{PluginId: sandbox.PluginID, Id: sandbox.VersionID, Environment: sandbox.Environment}
