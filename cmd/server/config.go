@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/acme/plugin-facade/internal/caller"
 	"github.com/acme/plugin-facade/internal/fleet"
 	"github.com/acme/plugin-facade/internal/server"
 	"github.com/acme/plugin-facade/internal/service"
@@ -21,7 +22,7 @@ import (
 
 // config is everything the server can be told, parsed once at start-up. Each
 // setting is a flag that can also be given as an environment variable (the
-// flag wins); the README's table lists them. The settings of a package are
+// flag wins); docs/configuration.md's table lists them. The settings of a package are
 // that package's Config, which validates them: this file only maps flags to
 // fields, and reports a package's problem under the flag's name.
 type config struct {
@@ -31,6 +32,7 @@ type config struct {
 	Service  service.Config
 	Server   server.Config
 	Fleet    fleet.Config
+	Callers  caller.Config
 
 	Sandbox   bool
 	LogLevel  slog.Level
@@ -72,7 +74,7 @@ const seeHelp = "see 'plugin-facade --help'"
 // package's defaults.
 func defaultConfig() config {
 	return config{Upstream: upstream.DefaultConfig(), Service: service.DefaultConfig(),
-		Server: server.DefaultConfig(), Fleet: fleet.DefaultConfig(), LogFormat: "json"}
+		Server: server.DefaultConfig(), Fleet: fleet.DefaultConfig(), Callers: caller.DefaultConfig(), LogFormat: "json"}
 }
 
 // fieldFlags maps the Config fields of one package to the flags that set them.
@@ -146,6 +148,7 @@ func newFlagSet(c *config) (*flag.FlagSet, *tlsFiles, []owner) {
 		{func() error { return c.Service.Validate() }, serviceFlags(fs, &c.Service)},
 		{func() error { return c.Server.Validate() }, serverFlags(fs, &c.Server)},
 		{func() error { return c.Fleet.Validate() }, fleetFlags(fs, &c.Fleet)},
+		{func() error { return c.Callers.Validate() }, callerFlags(fs, &c.Callers)},
 	}
 	fs.BoolVar(&c.Sandbox, "sandbox", false, "serve against a built-in simulated Confluent Cloud on loopback, with its own credentials")
 	fs.BoolVar(&c.NoDefaultCredentials, "no-default-credentials", false, "serve without a default Cloud API key, so that every caller must send its own credential (without this flag, an empty or half-set "+envAPIKey+"/"+envAPISecret+" stops start-up)")
@@ -199,6 +202,17 @@ func fleetFlags(fs *flag.FlagSet, c *fleet.Config) fieldFlags {
 	fs.StringVar(&c.URL, "redis-url", c.URL, "redis:// or rediss:// URL (user:password@host:port/db) of a Redis through which the replicas of a fleet share the rate-limit guard, the cache and watch polling (default: none, state in this process); give a password through "+envName("redis-url")+", not this flag")
 	fs.DurationVar(&c.Timeout, "redis-timeout", c.Timeout, "longest wait for one Redis operation, after which the replica uses its local state")
 	return fieldFlags{"URL": "redis-url", "Timeout": "redis-timeout"}
+}
+
+func callerFlags(fs *flag.FlagSet, c *caller.Config) fieldFlags {
+	fs.Float64Var(&c.Share, "caller-share", c.Share, "part of the service key's rate-limit window one caller may spend (0 < share <= 1; 1: no fair share)")
+	fs.StringVar(&c.PolicyFile, "caller-policy", c.PolicyFile, "YAML file of rules naming callers and what they may read with the service's key (docs/callers.md); once set, what it does not allow is denied; reloaded on SIGHUP and when it changes")
+	fs.DurationVar(&c.PolicyCheck, "caller-policy-check", c.PolicyCheck, "how often to look for a changed --caller-policy file")
+	fs.StringVar(&c.OIDCIssuer, "oidc-issuer", c.OIDCIssuer, "OIDC issuer URL whose JWTs (Authorization: Bearer) identify callers and are never forwarded, such as a Kubernetes cluster's service-account issuer (needs --oidc-audience)")
+	fs.StringVar(&c.OIDCAudience, "oidc-audience", c.OIDCAudience, "audience the --oidc-issuer tokens must name")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", c.TrustedProxies, "comma-separated CIDR ranges of proxies whose Forwarded / X-Forwarded-For headers name the caller (default: none, the peer address is the caller's)")
+	return fieldFlags{"Share": "caller-share", "PolicyFile": "caller-policy", "PolicyCheck": "caller-policy-check",
+		"OIDCIssuer": "oidc-issuer", "OIDCAudience": "oidc-audience", "TrustedProxies": "trusted-proxies"}
 }
 
 // setFromEnv sets every flag whose environment variable is set; flags given

@@ -166,7 +166,7 @@ func (r *replica) upstreamRequests(t *testing.T) int {
 // redisFor starts a Redis for a setup that shares its state, and returns its
 // URL ("" for one that does not). The replicas' Redis operations get a
 // generous timeout: a loaded machine running the tests under -race must not
-// degrade the fleet (TestFleetDegradesWithoutRedis checks the default).
+// degrade the fleet (a replica starved of CPU for 50ms, the default, does).
 func redisFor(t *testing.T, s fleetSetup) (url string, extra []string) {
 	if !s.redis {
 		return "", nil
@@ -389,7 +389,12 @@ func TestFleetWatchSurvivesThePollingReplica(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("another replica polled %v after the polling one was killed", tookOver.Round(10*time.Millisecond))
-	if tookOver > 3*time.Second {
+	// The two intervals are held exactly, in fake time, by service's
+	// TestPollingMovesWithinTwoIntervalsOfADeath. Here, on real processes,
+	// a loaded machine runs the replicas' timers, their Redis calls and this
+	// test's scrapes late (3.18s once under make test), so only a lease of
+	// the wrong order (several intervals) fails.
+	if tookOver > 5*time.Second {
 		t.Errorf("polling moved after %v; want about two poll intervals (2s)", tookOver)
 	}
 
@@ -420,9 +425,13 @@ func TestFleetWatchSurvivesThePollingReplica(t *testing.T) {
 func TestFleetDegradesWithoutRedis(t *testing.T) {
 	r := fleettest.Start(t)
 	sb := testutil.StartSandbox(t, sandbox.WithRateLimit(0, 0), sandbox.WithSyntheticIDs())
-	rs := startFleet(t, sb, 3, r.URL(), "--cache-ttl", "30s") // the default --redis-timeout
+	// A generous --redis-timeout (see redisFor): a stopped Redis refuses
+	// connections at once whatever the timeout, while the default one
+	// degrades a replica that a loaded machine starves for 50ms, and so
+	// failed the check of sharing below.
+	rs := startFleet(t, sb, 3, r.URL(), "--cache-ttl", "30s", "--redis-timeout", "1s")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	stop := make(chan struct{})
 	var (
@@ -431,6 +440,14 @@ func TestFleetDegradesWithoutRedis(t *testing.T) {
 		calls int
 		errs  []error
 	)
+	callsMade := func() int { mu.Lock(); defer mu.Unlock(); return calls }
+	// Each phase (Redis up, down, back) lasts until the callers have made
+	// 20 more calls in it.
+	awaitCalls := func(phase string) {
+		t.Helper()
+		from := callsMade()
+		testutil.Eventually(t, 10*time.Second, "20 calls "+phase, func() bool { return callsMade() >= from+20 })
+	}
 	for w := range 6 {
 		wg.Go(func() {
 			for n := 0; ; n++ {
@@ -454,15 +471,15 @@ func TestFleetDegradesWithoutRedis(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(500 * time.Millisecond)
+	awaitCalls("with Redis up")
 	r.Stop()
 	waitFleet(t, rs, "degraded", 5*time.Second)
-	time.Sleep(500 * time.Millisecond)
+	awaitCalls("with Redis down")
 	if err := r.Restart(); err != nil {
 		t.Fatal(err)
 	}
 	waitFleet(t, rs, "shared", 10*time.Second)
-	time.Sleep(300 * time.Millisecond)
+	awaitCalls("with Redis back")
 	close(stop)
 	wg.Wait()
 	if len(errs) > 0 {
@@ -470,27 +487,30 @@ func TestFleetDegradesWithoutRedis(t *testing.T) {
 	}
 	t.Logf("%d calls, none failed, across Redis stopping and starting", calls)
 
-	// Sharing resumed: one replica's answer serves the others. Each Redis
-	// operation is bounded by the default 50ms, which a machine busy with
-	// other tests can exceed (the replica then rightly uses its own state),
-	// so up to three fresh ids are tried; one must be fetched once for all.
-	var counts []int64
-	for attempt := range 3 {
-		id := fmt.Sprintf("%s%d", sandbox.SyntheticPluginPrefix, 900_000_000+attempt)
+	// Sharing resumed: one replica's answer serves the others. Each try asks
+	// for an id not asked before; a try that made more than one upstream call
+	// (a replica lost a connection to the restart and degraded until its next
+	// check) is followed by another, until one shares or the time is up.
+	tries, last := 0, 0
+	shared := func() bool {
+		tries++
+		id := fmt.Sprintf("%s%d", sandbox.SyntheticPluginPrefix, 900_000_000+tries)
 		before := sb.Requests()
 		for _, rep := range rs {
 			if _, err := rep.client.GetConnectorPlugin(ctx, &pluginv1.GetConnectorPluginRequest{Id: id}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		counts = append(counts, sb.Requests()-before)
-		if counts[len(counts)-1] == 1 {
-			break
+		last = int(sb.Requests() - before)
+		return last == 1
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !shared() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after Redis came back, 3 replicas made %d upstream calls for one id (try %d); want 1", last, tries)
 		}
 	}
-	if counts[len(counts)-1] != 1 {
-		t.Errorf("after Redis came back, 3 replicas made %v upstream calls for each of %d ids; want 1 for one of them", counts, len(counts))
-	}
+	t.Logf("after Redis came back, 3 replicas shared one upstream call at try %d", tries)
 
 	// go-redis's own lines went through slog: every line stays JSON.
 	redisLines := 0

@@ -23,7 +23,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	pluginfacade "github.com/acme/plugin-facade"
+	"github.com/acme/plugin-facade/internal/caller"
 	"github.com/acme/plugin-facade/internal/fleet"
 	"github.com/acme/plugin-facade/internal/sandbox"
 	"github.com/acme/plugin-facade/internal/server"
@@ -123,7 +126,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	}
 	log.Info("starting plugin-facade", "version", buildVersion(), "upstream", app.upstreamURL,
 		"sandbox", cfg.Sandbox, "default_credentials", app.creds, "tls", cfg.TLS != nil,
-		"mutual_tls", cfg.TLS != nil && cfg.TLS.ClientCAs != nil, "redis", fleet.Redacted(cfg.Fleet.URL))
+		"mutual_tls", cfg.TLS != nil && cfg.TLS.ClientCAs != nil, "redis", fleet.Redacted(cfg.Fleet.URL),
+		"caller_policy", cfg.Callers.PolicyFile, "oidc_issuer", cfg.Callers.OIDCIssuer, "caller_share", cfg.Callers.Share)
 	if cfg.Sandbox {
 		printSandboxHelp(stdout, app.upstreamURL, grpcLis.Addr(), httpLis.Addr(), cfg.TLS != nil)
 	}
@@ -133,6 +137,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			return err
 		}
 		closers.add(stopDebug)
+	}
+	if cfg.Callers.PolicyFile != "" {
+		closers.add(watchPolicy(ctx, app.callers, cfg.Callers))
 	}
 	checked := make(chan struct{})
 	go func() { defer close(checked); app.checkCredential(ctx, cfg.Service.UpstreamTimeout, log) }()
@@ -172,6 +179,7 @@ type app struct {
 	credential  *telemetry.DefaultCredential
 	client      *upstream.Client
 	srv         *server.Server
+	callers     *caller.Guard
 }
 
 // credentialCheckID is the connector plugin the start-up check asks for: an
@@ -209,58 +217,135 @@ func (a *app) checkCredential(ctx context.Context, timeout time.Duration, log *s
 func build(cfg config, log *slog.Logger, tp *telemetry.TracerProvider, closers *closers) (*app, error) {
 	a := &app{upstreamURL: cfg.Upstream.BaseURL, creds: cfg.Credentials}
 	if cfg.Sandbox {
-		sb, err := sandbox.Start()
-		if err != nil {
-			return nil, fmt.Errorf("starting the sandbox: %w", err)
+		if err := a.startSandbox(closers); err != nil {
+			return nil, err
 		}
-		closers.add(func() { sb.Close() })
-		a.upstreamURL, a.creds = sb.URL(), upstream.BasicAuth(sandbox.APIKey, sandbox.APISecret)
 	}
 	registry := telemetry.NewRegistry()
 	telemetry.RegisterBuildInfo(registry, buildVersion())
 	a.credential = telemetry.NewDefaultCredential(registry, a.creds)
 	traced, learn := telemetry.Transport(tp), a.credential.Transport()
-	clientOpts := append(cfg.Upstream.Options(),
-		upstream.WithUserAgent("plugin-facade/"+buildVersion()),
-		upstream.WithHooks(telemetry.NewUpstreamMetrics(registry).Hooks()),
-		upstream.WithLogger(log),
-		upstream.WithTransport(func(rt http.RoundTripper) http.RoundTripper { return learn(traced(rt)) }))
-	wm := telemetry.NewWatchMetrics(registry)
-	svcOpts := append(cfg.Service.Options(), service.WithDefaultCredentials(a.creds), service.WithLogger(log),
-		service.WithWatchObserver(service.WatchObserver{Loop: wm.Loop, Poll: wm.Poll}))
-	srvOpts := append(cfg.Server.Options(), server.WithLogger(log), server.WithOpenAPI(pluginfacade.OpenAPI()),
-		server.WithRegistry(registry), server.WithTracerProvider(tp),
-		server.WithReadyDetail("default_credentials", a.credential.Status))
-	if cfg.TLS != nil {
-		srvOpts = append(srvOpts, server.WithTLS(cfg.TLS))
-	}
-	if cfg.Fleet.URL != "" {
-		// The replicas of a fleet share the guard's windows, the cache and
-		// the watches' polling through Redis; while it does not answer, each
-		// runs on its local state.
-		fleet.UseLogger(log)
-		fl, err := fleet.Open(cfg.Fleet.URL, fleet.WithTimeout(cfg.Fleet.Timeout), fleet.WithLogger(log), fleet.WithRegisterer(registry))
-		if err != nil {
-			return nil, configError{fmt.Errorf("--redis-url: %w", err)}
-		}
-		closers.add(func() { fl.Close() })
-		if cfg.Upstream.RateLimitGuard {
-			clientOpts = append(clientOpts, upstream.WithGuardStore(fl.Guard(upstream.NewMemoryGuardStore())))
-		}
-		if cfg.Upstream.CacheTTL > 0 {
-			clientOpts = append(clientOpts, upstream.WithCacheStore(fl.Cache()))
-		}
-		svcOpts = append(svcOpts, service.WithWatchRelay(fl.Watches()))
-		srvOpts = append(srvOpts, server.WithReadyDetail("fleet", fl.Status))
-	}
-	client, err := upstream.New(a.upstreamURL, clientOpts...)
+	callerOpts, err := callerOptions(cfg, a.creds, log, registry)
 	if err != nil {
 		return nil, err
 	}
-	closers.add(client.Close)
-	a.client = client
-	a.srv, err = server.New(service.New(client, svcOpts...), srvOpts...)
+	wm := telemetry.NewWatchMetrics(registry)
+	o := options{
+		client: append(cfg.Upstream.Options(),
+			upstream.WithUserAgent("plugin-facade/"+buildVersion()),
+			upstream.WithHooks(telemetry.NewUpstreamMetrics(registry).Hooks()),
+			upstream.WithLogger(log)),
+		svc: append(cfg.Service.Options(), service.WithDefaultCredentials(a.creds), service.WithLogger(log),
+			service.WithWatchObserver(service.WatchObserver{Loop: wm.Loop, Poll: wm.Poll})),
+		srv: append(cfg.Server.Options(), server.WithLogger(log), server.WithOpenAPI(pluginfacade.OpenAPI()),
+			server.WithRegistry(registry), server.WithTracerProvider(tp),
+			server.WithReadyDetail("default_credentials", a.credential.Status)),
+		callers: callerOpts,
+	}
+	if cfg.TLS != nil {
+		o.srv = append(o.srv, server.WithTLS(cfg.TLS))
+	}
+	if cfg.Fleet.URL != "" {
+		if err := o.joinFleet(cfg, log, registry, closers); err != nil {
+			return nil, err
+		}
+	}
+	if a.callers, err = caller.New(o.callers...); err != nil {
+		return nil, err
+	}
+	o.srv = append(o.srv, server.WithCallers(a.callers))
+	// The caller guard learns the service key's window from its answers.
+	o.client = append(o.client, upstream.WithTransport(func(rt http.RoundTripper) http.RoundTripper {
+		return a.callers.Transport(learn(traced(rt)))
+	}))
+	if a.client, err = upstream.New(a.upstreamURL, o.client...); err != nil {
+		return nil, err
+	}
+	closers.add(a.client.Close)
+	a.srv, err = server.New(service.New(a.client, o.svc...), o.srv...)
 	return a, err
+}
+
+// startSandbox starts the built-in sandbox and points a at it, with its key.
+func (a *app) startSandbox(closers *closers) error {
+	sb, err := sandbox.Start()
+	if err != nil {
+		return fmt.Errorf("starting the sandbox: %w", err)
+	}
+	closers.add(func() { sb.Close() })
+	a.upstreamURL, a.creds = sb.URL(), upstream.BasicAuth(sandbox.APIKey, sandbox.APISecret)
+	return nil
+}
+
+// options are what build hands each piece it builds.
+type options struct {
+	client  []upstream.Option
+	svc     []service.Option
+	srv     []server.Option
+	callers []caller.Option
+}
+
+// joinFleet opens the fleet of cfg.Fleet.URL and adds its shared stores to o:
+// the replicas of a fleet share the guard's windows, the cache, the watches'
+// polling and the callers' budgets through Redis; while it does not answer,
+// each runs on its local state.
+func (o *options) joinFleet(cfg config, log *slog.Logger, registry *prometheus.Registry, closers *closers) error {
+	fleet.UseLogger(log)
+	fl, err := fleet.Open(cfg.Fleet.URL, fleet.WithTimeout(cfg.Fleet.Timeout), fleet.WithLogger(log), fleet.WithRegisterer(registry))
+	if err != nil {
+		return configError{fmt.Errorf("--redis-url: %w", err)}
+	}
+	closers.add(func() { fl.Close() })
+	if cfg.Upstream.RateLimitGuard {
+		o.client = append(o.client, upstream.WithGuardStore(fl.Guard(upstream.NewMemoryGuardStore())))
+	}
+	if cfg.Upstream.CacheTTL > 0 {
+		o.client = append(o.client, upstream.WithCacheStore(fl.Cache()))
+	}
+	o.svc = append(o.svc, service.WithWatchRelay(fl.Watches()))
+	o.callers = append(o.callers, caller.WithSharedBudgets(fl.Budgets()))
+	o.srv = append(o.srv, server.WithReadyDetail("fleet", fl.Status))
+	return nil
+}
+
+// callerOptions are the caller guard's options: cfg's, the service's key, and
+// the policy and OIDC issuer cfg names (a policy that no longer parses is a
+// configuration error; an issuer whose discovery fails, a failure to start).
+func callerOptions(cfg config, key upstream.Authorization, log *slog.Logger, reg prometheus.Registerer) ([]caller.Option, error) {
+	opts := append(cfg.Callers.Options(), caller.WithServiceKey(key), caller.WithLogger(log), caller.WithRegisterer(reg))
+	if cfg.Callers.PolicyFile != "" {
+		p, err := caller.LoadPolicy(cfg.Callers.PolicyFile)
+		if err != nil {
+			return nil, configError{fmt.Errorf("--caller-policy: %w", err)}
+		}
+		opts = append(opts, caller.WithPolicy(p))
+	}
+	if cfg.Callers.OIDCIssuer != "" {
+		o, err := caller.NewOIDC(context.Background(), cfg.Callers.OIDCIssuer, cfg.Callers.OIDCAudience, nil)
+		if err != nil {
+			return nil, fmt.Errorf("--oidc-issuer: %w", err)
+		}
+		opts = append(opts, caller.WithOIDC(o))
+	}
+	return opts, nil
+}
+
+// watchPolicy reloads the caller policy on SIGHUP and when its file changes,
+// until ctx ends or the returned function is called.
+func watchPolicy(ctx context.Context, g *caller.Guard, c caller.Config) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		g.WatchPolicy(ctx, c.PolicyFile, c.PolicyCheck, hup)
+	}()
+	return func() {
+		signal.Stop(hup)
+		cancel()
+		<-done
+	}
 }
 
 // listen opens both listeners, which closers close unless Serve took them.

@@ -12,7 +12,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -36,8 +38,10 @@ import (
 	"github.com/acme/plugin-facade/internal/testutil"
 )
 
-// deployDir holds the Kubernetes manifests: the facade in the folder itself,
-// and in each subfolder an optional addition applied on top of it (redis/).
+// deployDir holds the Kubernetes manifests as kustomize lays them out: base/
+// (the facade), components/ (Redis, monitoring) and overlays/, each of which
+// is one way to apply them. The test renders every overlay with `kubectl
+// kustomize`, as `kubectl apply -k` would, and checks what comes out.
 const deployDir = "../../deploy/kubernetes"
 
 // facadeName is the name of the facade's Deployment and of its container.
@@ -47,71 +51,128 @@ const facadeName = "plugin-facade"
 // servers have stopped: part of a replica's shutdown, like --shutdown-timeout.
 const spanFlushTimeout = 5 * time.Second
 
-// manifests are the objects of one apply: the base folder, or the base and one
-// optional folder. Each is decoded strictly, into the Kubernetes API type of
-// its kind; file tells where an object came from.
+// manifests are the objects of one apply: one overlay, rendered. Each is
+// decoded strictly, into the Kubernetes API type of its kind (or, for the
+// Prometheus Operator's kinds, a local type of the fields used here); file
+// tells where an object came from.
 type manifests struct {
 	deployments     []*appsv1.Deployment
 	services        []*corev1.Service
 	configMaps      []*corev1.ConfigMap
 	pdbs            []*policyv1.PodDisruptionBudget
 	networkPolicies []*networkingv1.NetworkPolicy
+	serviceMonitors []*serviceMonitor
+	prometheusRules []*prometheusRule
 	file            map[any]string
 }
 
-// loadManifests decodes every YAML document of the .yaml files directly in
-// dir. A kind the test does not know fails it, so that no manifest goes
-// unchecked.
-func loadManifests(t *testing.T, dir string, into *manifests) {
+// serviceMonitor is the part of a monitoring.coreos.com/v1 ServiceMonitor
+// the test reads; decoding is strict, so a field outside it fails the test
+// until it is added here.
+type serviceMonitor struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Selector  metav1.LabelSelector `json:"selector"`
+		Endpoints []struct {
+			Port     string `json:"port"`
+			Path     string `json:"path"`
+			Interval string `json:"interval"`
+		} `json:"endpoints"`
+	} `json:"spec"`
+}
+
+// prometheusRule is a monitoring.coreos.com/v1 PrometheusRule; its groups
+// are promtool's business (make rules), and the monitoring test's.
+type prometheusRule struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Groups []ruleGroup `json:"groups"`
+	} `json:"spec"`
+}
+
+// ruleGroup is a Prometheus rule group.
+type ruleGroup struct {
+	Name  string `json:"name"`
+	Rules []struct {
+		Record      string            `json:"record,omitempty"`
+		Alert       string            `json:"alert,omitempty"`
+		Expr        string            `json:"expr"`
+		For         string            `json:"for,omitempty"`
+		Labels      map[string]string `json:"labels,omitempty"`
+		Annotations map[string]string `json:"annotations,omitempty"`
+	} `json:"rules"`
+}
+
+// kustomize renders dir with `kubectl kustomize`. Without kubectl the test is
+// skipped, except in CI (CI=true), where it fails.
+func kustomize(t *testing.T, dir string) []byte {
 	t.Helper()
-	if into.file == nil {
-		into.file = map[any]string{}
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("kubectl is needed to render %s: %v", dir, err)
+		}
+		t.Skipf("no kubectl to render %s (kubectl kustomize): %v", dir, err)
 	}
-	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no manifests in %s (%v)", dir, err)
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(t.Context(), kubectl, "kustomize", dir)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, stderr.String())
 	}
-	if yml, _ := filepath.Glob(filepath.Join(dir, "*.yml")); len(yml) > 0 {
-		t.Errorf("%v: name manifests .yaml, as the others", yml)
-	}
-	for _, path := range files {
-		raw, err := os.ReadFile(path)
+	return out
+}
+
+// render decodes every YAML document kubectl kustomize renders from the
+// overlay in dir. A kind the test does not know fails it, so that no
+// manifest goes unchecked.
+func render(t *testing.T, name, dir string) *manifests {
+	t.Helper()
+	into := &manifests{file: map[any]string{}}
+	docs := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(kustomize(t, dir))))
+	for n := 1; ; n++ {
+		doc, err := docs.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", dir, err)
 		}
-		docs := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
-		for n := 1; ; n++ {
-			doc, err := docs.Read()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("%s: %v", path, err)
-			}
-			if js, err := yaml.YAMLToJSON(doc); err == nil && string(js) == "null" {
-				continue // comments only
-			}
-			where := fmt.Sprintf("%s (document %d)", path, n)
-			obj, err := decodeStrict(doc)
-			if err != nil {
-				t.Errorf("%s: %v", where, err)
-				continue
-			}
-			into.file[obj] = where
-			switch o := obj.(type) {
-			case *appsv1.Deployment:
-				into.deployments = append(into.deployments, o)
-			case *corev1.Service:
-				into.services = append(into.services, o)
-			case *corev1.ConfigMap:
-				into.configMaps = append(into.configMaps, o)
-			case *policyv1.PodDisruptionBudget:
-				into.pdbs = append(into.pdbs, o)
-			case *networkingv1.NetworkPolicy:
-				into.networkPolicies = append(into.networkPolicies, o)
-			}
+		if js, err := yaml.YAMLToJSON(doc); err == nil && string(js) == "null" {
+			continue // comments only
+		}
+		obj, err := decodeStrict(doc)
+		if err != nil {
+			t.Errorf("%s (document %d): %v", name, n, err)
+			continue
+		}
+		var meta struct {
+			Kind     string
+			Metadata struct{ Name string }
+		}
+		_ = yaml.Unmarshal(doc, &meta)
+		into.file[obj] = fmt.Sprintf("overlay %s: %s %s", name, meta.Kind, meta.Metadata.Name)
+		switch o := obj.(type) {
+		case *appsv1.Deployment:
+			into.deployments = append(into.deployments, o)
+		case *corev1.Service:
+			into.services = append(into.services, o)
+		case *corev1.ConfigMap:
+			into.configMaps = append(into.configMaps, o)
+		case *policyv1.PodDisruptionBudget:
+			into.pdbs = append(into.pdbs, o)
+		case *networkingv1.NetworkPolicy:
+			into.networkPolicies = append(into.networkPolicies, o)
+		case *serviceMonitor:
+			into.serviceMonitors = append(into.serviceMonitors, o)
+		case *prometheusRule:
+			into.prometheusRules = append(into.prometheusRules, o)
 		}
 	}
+	return into
 }
 
 // decodeStrict decodes one document into the API type its apiVersion and kind
@@ -133,6 +194,10 @@ func decodeStrict(doc []byte) (any, error) {
 		obj = &policyv1.PodDisruptionBudget{}
 	case "networking.k8s.io/v1 NetworkPolicy":
 		obj = &networkingv1.NetworkPolicy{}
+	case "monitoring.coreos.com/v1 ServiceMonitor":
+		obj = &serviceMonitor{}
+	case "monitoring.coreos.com/v1 PrometheusRule":
+		obj = &prometheusRule{}
 	default:
 		return nil, fmt.Errorf("apiVersion %q kind %q: not a kind this test checks", tm.APIVersion, tm.Kind)
 	}
@@ -142,32 +207,31 @@ func decodeStrict(doc []byte) (any, error) {
 	return obj, nil
 }
 
-// variant is one way to apply the manifests: the base folder alone, or with
-// one optional folder.
+// variant is one way to apply the manifests: one overlay.
 type variant struct {
-	name string // "base", or the optional folder's name
+	name string // the overlay's folder name
 	m    *manifests
 }
 
-// variants loads the base folder alone, then the base with each of its
-// subfolders in turn; the base comes first.
+// overlays are the overlays the test knows, production first: each is
+// checked, and a folder under overlays/ that is not listed fails the test.
+var overlays = []string{"production", "sandbox"}
+
+// variants renders every overlay.
 func variants(t *testing.T) []variant {
 	t.Helper()
-	base := &manifests{}
-	loadManifests(t, deployDir, base)
-	vs := []variant{{"base", base}}
-	entries, err := os.ReadDir(deployDir)
+	entries, err := os.ReadDir(filepath.Join(deployDir, "overlays"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if !e.IsDir() {
-			continue
+		if e.IsDir() && !slices.Contains(overlays, e.Name()) {
+			t.Errorf("overlays/%s: an overlay this test does not render; add it to overlays", e.Name())
 		}
-		m := &manifests{}
-		loadManifests(t, deployDir, m)
-		loadManifests(t, filepath.Join(deployDir, e.Name()), m)
-		vs = append(vs, variant{e.Name(), m})
+	}
+	var vs []variant
+	for _, name := range overlays {
+		vs = append(vs, variant{name, render(t, name, filepath.Join(deployDir, "overlays", name))})
 	}
 	return vs
 }
@@ -175,7 +239,7 @@ func variants(t *testing.T) []variant {
 // binaryEnv returns whether the binary reads the environment variable name:
 // a flag's (its PLUGIN_FACADE_ name, from the flag set itself), the Cloud API
 // key's, the OTEL_* ones of OpenTelemetry's SDK
-// (see the README's Traces), or the Go runtime's GOGC and GOMEMLIMIT.
+// (see docs/operations.md, Traces), or the Go runtime's GOGC and GOMEMLIMIT.
 func binaryEnv(t *testing.T) func(name string) bool {
 	t.Helper()
 	c := defaultConfig()
@@ -304,8 +368,9 @@ func listenPort(t *testing.T, addr string) (int32, bool) {
 func TestKubernetesManifests(t *testing.T) {
 	vs := variants(t)
 	reads := binaryEnv(t)
-	base := vs[0].m
-	d, c := base.facade(t)
+	prod := vs[0].m
+	sandbox := vs[1].m
+	d, c := prod.facade(t)
 	pod := &d.Spec.Template.Spec
 
 	t.Run("every container is locked down", func(t *testing.T) {
@@ -365,7 +430,7 @@ func TestKubernetesManifests(t *testing.T) {
 			t.Error("Containerfile: USER 0")
 		}
 		if user := pod.SecurityContext.RunAsUser; user != nil && *user != uid {
-			t.Errorf("%s: runAsUser %d, the image's USER is %d", base.file[d], *user, uid)
+			t.Errorf("%s: runAsUser %d, the image's USER is %d", prod.file[d], *user, uid)
 		}
 	})
 
@@ -391,7 +456,7 @@ func TestKubernetesManifests(t *testing.T) {
 
 	t.Run("three replicas, one disrupted at a time", func(t *testing.T) {
 		if d.Spec.Replicas == nil || *d.Spec.Replicas != 3 {
-			t.Errorf("%s: replicas %v, want 3", base.file[d], d.Spec.Replicas)
+			t.Errorf("%s: replicas %v, want 3", prod.file[d], d.Spec.Replicas)
 		}
 		for _, v := range vs {
 			for _, d := range v.m.deployments {
@@ -401,7 +466,7 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 		}
 		var budgets int
-		for _, pdb := range base.pdbs {
+		for _, pdb := range prod.pdbs {
 			if !selects(t, pdb.Spec.Selector, d.Spec.Template.Labels) {
 				continue
 			}
@@ -411,7 +476,7 @@ func TestKubernetesManifests(t *testing.T) {
 			var err error
 			switch spec := pdb.Spec; {
 			case (spec.MaxUnavailable == nil) == (spec.MinAvailable == nil):
-				t.Errorf("%s: set one of maxUnavailable and minAvailable", base.file[pdb])
+				t.Errorf("%s: set one of maxUnavailable and minAvailable", prod.file[pdb])
 				continue
 			case spec.MaxUnavailable != nil:
 				allowed, err = intstr.GetScaledValueFromIntOrPercent(spec.MaxUnavailable, replicas, true)
@@ -421,7 +486,7 @@ func TestKubernetesManifests(t *testing.T) {
 				allowed = replicas - minAvailable
 			}
 			if err != nil || allowed < 1 || allowed >= replicas {
-				t.Errorf("%s: with %d replicas it allows %d evictions at once (%v): a drain must evict some but not all", base.file[pdb], replicas, allowed, err)
+				t.Errorf("%s: with %d replicas it allows %d evictions at once (%v): a drain must evict some but not all", prod.file[pdb], replicas, allowed, err)
 			}
 		}
 		if budgets != 1 {
@@ -446,7 +511,7 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 	})
 
-	t.Run("a Redis URL names a Service of its folder", func(t *testing.T) {
+	t.Run("a Redis URL names a Service of its overlay", func(t *testing.T) {
 		for _, v := range vs {
 			d, c := v.m.facade(t)
 			raw, ok := containerEnv(t, v.m, d, c)["PLUGIN_FACADE_REDIS_URL"]
@@ -460,7 +525,7 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 			svc := v.m.service(u.Hostname())
 			if svc == nil {
-				t.Errorf("%s: PLUGIN_FACADE_REDIS_URL names %q, which is no Service of the folder", v.name, u.Hostname())
+				t.Errorf("%s: PLUGIN_FACADE_REDIS_URL names %q, which is no Service of the overlay", v.name, u.Hostname())
 				continue
 			}
 			port, _ := strconv.ParseInt(u.Port(), 10, 32)
@@ -470,13 +535,89 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 	})
 
-	env := containerEnv(t, base, d, c)
+	env := containerEnv(t, prod, d, c)
 	cfg, err := parseConfig(c.Args, mapEnv(env))
 	if err != nil {
-		t.Fatalf("the binary refuses the base configuration: %v", err)
+		t.Fatalf("the binary refuses the production configuration: %v", err)
 	}
 	grpcPort, grpcAll := listenPort(t, cfg.GRPCAddr)
 	httpPort, httpAll := listenPort(t, cfg.HTTPAddr)
+
+	t.Run("images are set by kustomize, not in the Deployment", func(t *testing.T) {
+		// The base names the image by its bare name only, so that no
+		// registry or tag is edited by hand: each overlay's images: entry
+		// sets both, and an image that stayed unset renders as the bare name.
+		raw, err := os.ReadFile(filepath.Join(deployDir, "base", "deployment.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !regexp.MustCompile(`(?m)^\s+image: ` + facadeName + `\s*$`).Match(raw) {
+			t.Errorf("base/deployment.yaml: want the image as \"image: %s\", set by each overlay's images:", facadeName)
+		}
+		for _, v := range vs {
+			_, c := v.m.facade(t)
+			if c.Image == facadeName || !pinned(c.Image) {
+				t.Errorf("%s: image %q: the overlay's kustomization.yaml must set it (images: name %s, newName, newTag or digest)", v.name, c.Image, facadeName)
+			}
+		}
+	})
+
+	t.Run("GOMEMLIMIT leaves headroom below the memory limit", func(t *testing.T) {
+		for _, v := range vs {
+			d, c := v.m.facade(t)
+			limit, ok := c.Resources.Limits[corev1.ResourceMemory]
+			raw, set := containerEnv(t, v.m, d, c)["GOMEMLIMIT"]
+			if !ok || !set {
+				t.Errorf("%s: want a memory limit and GOMEMLIMIT below it", v.name)
+				continue
+			}
+			soft, err := parseGoMemLimit(raw)
+			if err != nil {
+				t.Errorf("%s: GOMEMLIMIT=%q: %v", v.name, raw, err)
+				continue
+			}
+			// The runtime's limit covers the Go heap and runtime, not the
+			// whole process (the binary's mapped pages, non-Go memory):
+			// below 90% of the container's limit it collects before the
+			// kernel kills, above 70% it does not collect needlessly.
+			if share := float64(soft) / float64(limit.Value()); share < 0.70 || share > 0.90 {
+				t.Errorf("%s: GOMEMLIMIT=%s is %.0f%% of the memory limit %s, want 70-90%%", v.name, raw, 100*share, limit.String())
+			}
+		}
+	})
+
+	t.Run("the ServiceMonitor scrapes every replica's /metrics", func(t *testing.T) {
+		if len(prod.serviceMonitors) != 1 || len(prod.prometheusRules) != 1 {
+			t.Fatalf("production: %d ServiceMonitors and %d PrometheusRules, want one of each", len(prod.serviceMonitors), len(prod.prometheusRules))
+		}
+		sm := prod.serviceMonitors[0]
+		svc := prod.service(facadeName)
+		if svc == nil {
+			t.Fatalf("production: no Service %s", facadeName)
+		}
+		if !selects(t, &sm.Spec.Selector, svc.Labels) {
+			t.Errorf("%s: selects no Service %s (labels %v)", prod.file[sm], svc.Name, svc.Labels)
+		}
+		for _, other := range prod.services {
+			if other != svc && selects(t, &sm.Spec.Selector, other.Labels) {
+				t.Errorf("%s: also selects Service %s", prod.file[sm], other.Name)
+			}
+		}
+		if len(sm.Spec.Endpoints) != 1 {
+			t.Fatalf("%s: %d endpoints, want 1", prod.file[sm], len(sm.Spec.Endpoints))
+		}
+		ep := sm.Spec.Endpoints[0]
+		i := slices.IndexFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == ep.Port })
+		if i < 0 || ep.Path != "/metrics" {
+			t.Fatalf("%s: port %q path %q: want a port of Service %s and /metrics", prod.file[sm], ep.Port, ep.Path, svc.Name)
+		}
+		if got := podPort(d, svc.Spec.Ports[i].TargetPort); got != httpPort {
+			t.Errorf("%s: port %s reaches container port %d; the binary serves /metrics on %d", prod.file[sm], ep.Port, got, httpPort)
+		}
+		if prod.configMap("plugin-facade-dashboard") == nil {
+			t.Errorf("production: no ConfigMap plugin-facade-dashboard (the Grafana dashboard)")
+		}
+	})
 
 	t.Run("container ports are the ports the binary listens on", func(t *testing.T) {
 		if !grpcAll || !httpAll {
@@ -547,9 +688,21 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 	})
 
-	// The probes, asked of the binary itself, started with the manifest's
-	// configuration (on loopback ports of its own).
+	// The probes, asked of the binary itself, started with the sandbox
+	// overlay's configuration (on loopback ports of its own): it needs
+	// neither a Cloud API key nor Redis, and its probes are the base's, as
+	// every overlay's are (checked first).
 	t.Run("probes get answers from the running binary", func(t *testing.T) {
+		sd, sc := sandbox.facade(t)
+		for _, probe := range []struct {
+			role       string
+			prod, demo *corev1.Probe
+		}{{"livenessProbe", c.LivenessProbe, sc.LivenessProbe}, {"readinessProbe", c.ReadinessProbe, sc.ReadinessProbe}, {"startupProbe", c.StartupProbe, sc.StartupProbe}} {
+			if !reflect.DeepEqual(probe.prod, probe.demo) {
+				t.Errorf("%s: the overlays' %ss differ: %+v and %+v", sandbox.file[sd], probe.role, probe.prod, probe.demo)
+			}
+		}
+		env := containerEnv(t, sandbox, sd, sc)
 		probes := []struct {
 			role  string
 			probe *corev1.Probe
@@ -559,7 +712,7 @@ func TestKubernetesManifests(t *testing.T) {
 			{"readinessProbe", c.ReadinessProbe, "/readyz"}, // off from the moment shutdown begins
 			{"startupProbe", c.StartupProbe, ""},            // grpc.health.v1
 		}
-		grpcAddr, httpAddr := startFromManifest(t, c.Args, mapEnv(env))
+		grpcAddr, httpAddr := startFromManifest(t, sc.Args, mapEnv(env))
 		for _, p := range probes {
 			switch {
 			case p.probe == nil:
@@ -693,6 +846,27 @@ func pinned(image string) bool {
 	}
 	_, tag, ok := strings.Cut(image[strings.LastIndex(image, "/")+1:], ":")
 	return ok && tag != "" && tag != "latest"
+}
+
+// parseGoMemLimit parses GOMEMLIMIT as the Go runtime does: a byte count
+// with an optional unit B, KiB, MiB, GiB or TiB.
+func parseGoMemLimit(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = num, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("not a positive byte count with a unit (B, KiB, MiB, GiB, TiB)")
+	}
+	return n * mult, nil
 }
 
 func fmtSeconds(s *int64) string {

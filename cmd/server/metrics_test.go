@@ -28,7 +28,10 @@ func TestMetricsOfEachPart(t *testing.T) {
 	var stderr testutil.Buffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--upstream-url", sb.URL(), "--cache-ttl", "30s", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"},
+		// --caller-share 1: one caller spends the whole key here, as the
+		// guard's part of the test needs (the fair share has tests of its own).
+		done <- run(ctx, []string{"--upstream-url", sb.URL(), "--cache-ttl", "30s", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+			"--caller-share", "1"},
 			env(envAPIKey, sandbox.APIKey, envAPISecret, sandbox.APISecret), io.Discard, &stderr)
 	}()
 	defer func() {

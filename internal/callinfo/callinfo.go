@@ -16,8 +16,9 @@ import (
 // nil *Info ignores Record, so handlers called without the interceptor (as in
 // unit tests) need no special case.
 type Info struct {
-	mu sync.Mutex
-	u  Upstream
+	mu     sync.Mutex
+	u      Upstream
+	caller [2]string // name and source, set by the caller guard
 }
 
 // Upstream is what one RPC learned from the upstream.
@@ -61,15 +62,40 @@ func (i *Info) Record(u Upstream) {
 	i.u = u
 }
 
-// AppendAttrs appends the recorded facts to dst as log attributes:
-// upstream_status, upstream_request_id, upstream_attempts, upstream_shared
-// and upstream_cached, each only when known (or true).
+// SetCaller records who the call comes from (internal/caller's identity:
+// never a token).
+func (i *Info) SetCaller(name, source string) {
+	if i == nil {
+		return
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.caller = [2]string{name, source}
+}
+
+// Attempts is how many requests the call sent upstream, as recorded so far.
+func (i *Info) Attempts() int {
+	if i == nil {
+		return 0
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.u.Attempts
+}
+
+// AppendAttrs appends the recorded facts to dst as log attributes: caller
+// and caller_source when known, upstream_status, upstream_request_id,
+// upstream_attempts, upstream_shared and upstream_cached, each only when
+// known (or true).
 func (i *Info) AppendAttrs(dst []slog.Attr) []slog.Attr {
 	if i == nil {
 		return dst
 	}
 	i.mu.Lock()
 	defer i.mu.Unlock()
+	if i.caller[0] != "" {
+		dst = append(dst, slog.String("caller", i.caller[0]), slog.String("caller_source", i.caller[1]))
+	}
 	if i.u.Status != 0 {
 		dst = append(dst, slog.Int("upstream_status", i.u.Status))
 	}

@@ -13,7 +13,7 @@ import (
 // HTTP status. An upstream answer keeps its own HTTP status (codeOfAnswer
 // gives its code); a failure that begins in the facade is one of the reasons
 // of facadeKinds; any other status (one this package did not build) reads
-// over REST as grpc-gateway maps its code. The README's error mapping table
+// over REST as grpc-gateway maps its code. The error mapping table of docs/errors.md
 // is tested against it (TestREADMEMapsAsTheTable).
 
 // Reasons of the ErrorInfo of the failures that begin in the facade. An
@@ -71,6 +71,13 @@ var facadeKinds = map[string]kind{
 	ReasonBodyNotAccepted:  {codes.InvalidArgument, http.StatusRequestEntityTooLarge},
 	ReasonTooManyCalls:     {codes.ResourceExhausted, http.StatusTooManyRequests},
 	ReasonTooManyWatchers:  {codes.ResourceExhausted, http.StatusTooManyRequests},
+	// internal/caller's (callers.go).
+	ReasonBadCallerToken: {codes.Unauthenticated, http.StatusUnauthorized},
+	ReasonCallerUnknown:  {codes.PermissionDenied, http.StatusForbidden},
+	ReasonCallerMethod:   {codes.PermissionDenied, http.StatusForbidden},
+	ReasonEnvironment:    {codes.PermissionDenied, http.StatusForbidden},
+	ReasonPlugin:         {codes.PermissionDenied, http.StatusForbidden},
+	ReasonShareExhausted: {codes.ResourceExhausted, http.StatusTooManyRequests},
 }
 
 // statusClientClosedRequest is 499, the status of a call its caller left,

@@ -19,7 +19,7 @@ import (
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
-// readmeRows are the rows of the README's error mapping table, by their first
+// readmeRows are the rows of the error mapping table of docs/errors.md, by their first
 // cell, and the failures each stands for, built as the facade builds them.
 func readmeRows() map[string][]error {
 	noRL := upstream.RateLimit{Limit: -1, Remaining: -1, Reset: -1}
@@ -75,6 +75,12 @@ func readmeRows() map[string][]error {
 		"a REST request with a body (the routes are `GET` only; never read)":                    {Facade(ReasonBodyNotAccepted, "GET /x")},
 		"more unary calls in flight on a listener than `--max-in-flight` (never sent upstream)": {Busy(ReasonTooManyCalls, "too many calls", time.Second)},
 		"more watches open than `--max-watchers` or `--max-watchers-per-caller`":                {Busy(ReasonTooManyWatchers, "too many watches", time.Second)},
+		"a JWT of `--oidc-issuer` that does not verify: expired, not yet valid, another audience or issuer, unsigned, an unknown key, malformed (never sent upstream)": {
+			CallerToken("the token has expired")},
+		"the caller policy denies the call (never sent upstream)": {
+			Denied(ReasonCallerUnknown, "m", nil), Denied(ReasonCallerMethod, "m", nil), Denied(ReasonEnvironment, "m", nil), Denied(ReasonPlugin, "m", nil)},
+		"the caller has spent its fair share of the service's key (never sent upstream)": {
+			ShareExhausted("m", 1500*time.Millisecond, "caller:ip:10.0.0.1", nil)},
 	}
 }
 
@@ -84,19 +90,19 @@ var (
 	upperName  = regexp.MustCompile(`^[A-Z][A-Z_]+$`)
 )
 
-// TestREADMEMapsAsTheTable holds the README's error mapping table to the
+// TestREADMEMapsAsTheTable holds the error mapping table of docs/errors.md to the
 // table of this package: every row's gRPC code, HTTP status, REST code,
 // Retry-After and WWW-Authenticate, and whether it is retried, are what the
 // facade does for the failures the row stands for; every row is covered, and
 // every reason of the table appears.
 func TestREADMEMapsAsTheTable(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../docs/errors.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, table, ok := strings.Cut(string(readme), "## Error mapping\n")
 	if !ok {
-		t.Fatal("the README has no Error mapping section")
+		t.Fatal("docs/errors.md has no Error mapping section")
 	}
 	rows, seen, reasons := readmeRows(), map[string]bool{}, map[string]bool{}
 	for line := range strings.Lines(table) {
@@ -113,7 +119,7 @@ func TestREADMEMapsAsTheTable(t *testing.T) {
 		row := strings.TrimSpace(cells[0])
 		errs, ok := rows[row]
 		if !ok {
-			t.Errorf("README row %q: no failure in readmeRows stands for it", row)
+			t.Errorf("docs/errors.md row %q: no failure in readmeRows stands for it", row)
 			continue
 		}
 		seen[row] = true
@@ -128,17 +134,17 @@ func TestREADMEMapsAsTheTable(t *testing.T) {
 	}
 	for row := range rows {
 		if !seen[row] {
-			t.Errorf("readmeRows has %q, which is no row of the README's table", row)
+			t.Errorf("readmeRows has %q, which is no row of the table of docs/errors.md", row)
 		}
 	}
 	for reason := range facadeKinds {
 		if !reasons[reason] {
-			t.Errorf("reason %s of the table is in no row of the README", reason)
+			t.Errorf("reason %s of the table is in no row of docs/errors.md", reason)
 		}
 	}
 }
 
-// checkRow checks one failure f (from err) against its README row's gRPC,
+// checkRow checks one failure f (from err) against its docs/errors.md row's gRPC,
 // REST and Retried cells.
 func checkRow(t *testing.T, row string, cells []string, err error, f *Error) {
 	t.Helper()
@@ -151,14 +157,14 @@ func checkRow(t *testing.T, row string, cells []string, err error, f *Error) {
 		}
 	}
 	if len(grpcCodes) > 0 && !slices.Contains(grpcCodes, upperSnake(st.Code())) {
-		t.Errorf("%q: gRPC %s, the README says %v", row, upperSnake(st.Code()), grpcCodes)
+		t.Errorf("%q: gRPC %s, docs/errors.md says %v", row, upperSnake(st.Code()), grpcCodes)
 	}
 	statuses := httpNumber.FindAllString(strings.Split(restCell, "(")[0], -1)
 	if len(statuses) > 0 && !slices.Contains(statuses, strconv.Itoa(rest.Status)) {
-		t.Errorf("%q: HTTP %d, the README says %v", row, rest.Status, statuses)
+		t.Errorf("%q: HTTP %d, docs/errors.md says %v", row, rest.Status, statuses)
 	}
 	if len(statuses) == 0 && rest.Status != upstreamStatus(err) {
-		t.Errorf("%q: HTTP %d, the README says the upstream's own status %d", row, rest.Status, upstreamStatus(err))
+		t.Errorf("%q: HTTP %d, docs/errors.md says the upstream's own status %d", row, rest.Status, upstreamStatus(err))
 	}
 	var restCodes []string
 	for _, m := range backticked.FindAllStringSubmatch(restCell, -1) {
@@ -173,18 +179,18 @@ func checkRow(t *testing.T, row string, cells []string, err error, f *Error) {
 		t.Fatalf("%q: REST body %s is not a Failure envelope", row, rest.Body)
 	}
 	if len(restCodes) > 0 && !slices.Contains(restCodes, body.Errors[0].Code) {
-		t.Errorf("%q: REST code %q, the README says one of %v", row, body.Errors[0].Code, restCodes)
+		t.Errorf("%q: REST code %q, docs/errors.md says one of %v", row, body.Errors[0].Code, restCodes)
 	}
 	if answerOf(st) == nil || !passesOn(answerOf(st).GetStatus()) {
 		for _, h := range []string{"Retry-After", "WWW-Authenticate"} {
 			if said, got := strings.Contains(restCell, "`"+h), rest.Header.Get(h) != ""; said != got {
-				t.Errorf("%q: %s sent %v, the README says %v", row, h, got, said)
+				t.Errorf("%q: %s sent %v, docs/errors.md says %v", row, h, got, said)
 			}
 		}
 	}
 	if retriedCell == "yes" || retriedCell == "no" {
 		if got := upstream.IsTemporary(err); got != (retriedCell == "yes") {
-			t.Errorf("%q: retried %v, the README says %s", row, got, retriedCell)
+			t.Errorf("%q: retried %v, docs/errors.md says %s", row, got, retriedCell)
 		}
 	}
 }
@@ -197,7 +203,7 @@ func upstreamStatus(err error) int {
 	return 0
 }
 
-// upperSnake is a code's name as the README writes it (NOT_FOUND).
+// upperSnake is a code's name as docs/errors.md writes it (NOT_FOUND).
 func upperSnake(c codes.Code) string {
 	if c == codes.Canceled {
 		return "CANCELLED" // codes.Code's String says "Canceled"

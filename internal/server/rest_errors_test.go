@@ -15,7 +15,7 @@ import (
 	"github.com/acme/plugin-facade/internal/failure"
 )
 
-// TestErrorHandler covers the rows of the README's error table that neither
+// TestErrorHandler covers the rows of the error table of docs/errors.md that neither
 // the sandbox nor a scripted upstream can produce: failures of the facade
 // itself, each a Failure envelope with the HTTP status of its gRPC code, a
 // code naming it, and the headers taken from the status details.

@@ -29,6 +29,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -36,6 +37,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
+	"github.com/acme/plugin-facade/internal/caller"
 	"github.com/acme/plugin-facade/internal/failure"
 	gatewaypb "github.com/acme/plugin-facade/internal/gatewaypb/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/telemetry"
@@ -92,6 +94,7 @@ type Server struct {
 	readyDetails    []readyDetail
 	limits          Limits
 	callerKey       CallerKey
+	callers         *caller.Guard
 
 	// Built by New.
 	health  *health.Server
@@ -159,6 +162,14 @@ func WithTLS(cfg *tls.Config) Option {
 	return func(s *Server) { s.tls = cfg }
 }
 
+// WithCallers has every call, gRPC and REST, go through g: caller identity,
+// the caller policy and the fair share of the service's key (internal/caller).
+// The identity is then also the caller of the bounds per caller, unless
+// WithCallerKey says otherwise. Without it, callers are not told apart.
+func WithCallers(g *caller.Guard) Option {
+	return func(s *Server) { s.callers = g }
+}
+
 // WithReadyDetail adds the field name to the JSON body of /readyz, with what
 // detail says at each probe (such as "fleet": "degraded"). It informs
 // operators; it never fails the probe.
@@ -193,9 +204,22 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 	if err := s.limits.Validate(); err != nil {
 		return nil, err
 	}
+	if s.callerKey == nil && s.callers != nil {
+		s.callerKey = callerIdentity
+	}
 	if s.callerKey == nil {
 		s.callerKey = credentialOrPeer
 	}
+	if err := s.build(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// build makes, from the configuration New completed, what serves the calls:
+// the bounds, the gRPC server, and the HTTP server with the REST gateway,
+// whose in-process calls go through the same interceptors as gRPC's.
+func (s *Server) build() error {
 	l := s.limits
 	s.grpcCalls = newGate(l.MaxInFlight, l.MaxInFlightPerCaller, s.callerKey)
 	s.restCalls = newGate(l.MaxInFlight, l.MaxInFlightPerCaller, s.callerKey)
@@ -205,7 +229,7 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 	s.health = health.NewServer()
 	metrics, err := newCallMetrics(s.registry)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.grpcSrv = s.grpcServer(metrics)
 	s.rest = &restCalls{}
@@ -217,13 +241,20 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 	}
 	handler, err := s.httpHandler(gw)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	s.httpSrv = s.httpServer(handler)
+	return nil
+}
+
+// httpServer serves handler on the HTTP listener within the limits.
+func (s *Server) httpServer(handler http.Handler) *http.Server {
+	l := s.limits
 	// REST calls still running at the shutdown timeout are canceled through
 	// their requests' base context, as grpcSrv.Stop cancels gRPC calls.
 	baseCtx, cutREST := context.WithCancel(context.Background())
 	s.cutREST = cutREST
-	s.httpSrv = &http.Server{
+	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: min(readHeaderTimeout, l.ReadTimeout),
 		ReadTimeout:       l.ReadTimeout, // the whole request, body included (only RPC routes take one)
@@ -239,16 +270,16 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	if s.tls != nil {
-		s.httpSrv.TLSConfig = s.tls.Clone() // ServeTLS adds h2 and http/1.1
+		srv.TLSConfig = s.tls.Clone() // ServeTLS adds h2 and http/1.1
 	} else {
 		// HTTP/2 without TLS too (prior knowledge, as buf curl
 		// --http2-prior-knowledge and gRPC clients speak it), for the
 		// streams of gRPC and Connect on this listener (rpcRoutes).
-		s.httpSrv.Protocols = new(http.Protocols)
-		s.httpSrv.Protocols.SetHTTP1(true)
-		s.httpSrv.Protocols.SetUnencryptedHTTP2(true)
+		srv.Protocols = new(http.Protocols)
+		srv.Protocols.SetHTTP1(true)
+		srv.Protocols.SetUnencryptedHTTP2(true)
 	}
-	return s, nil
+	return srv
 }
 
 // Serve serves gRPC on grpcLis and HTTP on httpLis until ctx ends, then shuts
@@ -256,11 +287,6 @@ func New(svc pluginv1.PluginServiceServer, opts ...Option) (*Server, error) {
 // or the first error that stopped a server. It closes both listeners.
 func (s *Server) Serve(ctx context.Context, grpcLis, httpLis net.Listener) error {
 	defer s.cutREST()
-	if s.tls != nil {
-		cfg := s.tls.Clone()
-		cfg.NextProtos = []string{"h2"} // gRPC clients require HTTP/2 by ALPN
-		grpcLis = tls.NewListener(grpcLis, cfg)
-	}
 	g, gctx := errgroup.WithContext(ctx)
 	s.log.Info("serving gRPC", "addr", grpcLis.Addr().String(), "tls", s.tls != nil)
 	g.Go(func() error { return s.serveGRPC(grpcLis) })
@@ -356,6 +382,12 @@ func (s *Server) grpcServer(metrics *callMetrics) *grpc.Server {
 		grpc.KeepaliveEnforcementPolicy(keepaliveEnforcement),
 		grpc.KeepaliveParams(keepaliveParams),
 	}
+	if s.tls != nil {
+		// Through grpc's credentials rather than a TLS listener, so that a
+		// call's peer carries the client's verified certificate (caller
+		// identity). They negotiate h2 by ALPN, as gRPC clients require.
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tls.Clone())))
+	}
 	grpcSrv := grpc.NewServer(opts...)
 	pluginv1.RegisterPluginServiceServer(grpcSrv, s.svc)
 	healthpb.RegisterHealthServer(grpcSrv, s.health)
@@ -370,32 +402,47 @@ func (s *Server) grpcServer(metrics *callMetrics) *grpc.Server {
 // so that both protocols get the same call log line, metrics and recovery.
 // A streaming call gets their stream equivalents (streamInterceptors).
 //
-// The limits go last, so that what they refuse is logged and counted, and
-// first before the service: a call they refuse never reaches the upstream.
+// The caller guard (WithCallers) and the limits go last, so that what they
+// refuse is logged and counted, and before the service: a call they refuse
+// never reaches the upstream. The guard goes first of the two, so that the
+// limits per caller know who is calling.
 func (s *Server) unaryInterceptors(metrics *callMetrics, rest bool) []grpc.UnaryServerInterceptor {
 	calls := s.grpcCalls
 	if rest {
 		calls = s.restCalls
 	}
-	return []grpc.UnaryServerInterceptor{
+	ics := []grpc.UnaryServerInterceptor{
 		withCallInfo,
 		newCallLog(s.log, rest, s.quiet).unary,
 		metrics.unary(restOrFromContext(rest)),
 		recovery.UnaryServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
-		calls.inFlight,
 	}
+	if s.callers != nil {
+		ics = append(ics, s.callers.Unary)
+	}
+	return append(ics, calls.inFlight)
 }
 
 // streamInterceptors are unaryInterceptors for streaming calls.
 func (s *Server) streamInterceptors(metrics *callMetrics, rest bool) []grpc.StreamServerInterceptor {
-	return []grpc.StreamServerInterceptor{
+	ics := []grpc.StreamServerInterceptor{
 		streamWithCallInfo,
 		newCallLog(s.log, rest, s.quiet).stream,
 		metrics.stream(restOrFromContext(rest)),
 		recovery.StreamServerInterceptor(recovery.WithRecoveryHandlerContext(s.recoverPanic)),
 		decodeErrors,
-		s.watchers.watchers,
 	}
+	if s.callers != nil {
+		ics = append(ics, s.callers.Stream)
+	}
+	return append(ics, s.watchers.watchers)
+}
+
+// callerIdentity is the caller key of a Server WithCallers: the identity the
+// guard decided.
+func callerIdentity(ctx context.Context) string {
+	id, _ := caller.FromContext(ctx)
+	return id.Name
 }
 
 // restOrFromContext is the protocol the metrics of a chain count its calls
@@ -426,6 +473,54 @@ type gateway struct {
 // /openapi.json, /metrics, /healthz (liveness: the process answers) and
 // /readyz (readiness: the gRPC health state).
 func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
+	gw, err := restGateway(gateway)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	// otelhttp reads the caller's traceparent header and puts its span in the
+	// request's context, which in-process calls keep.
+	api := carryUpstreamJSON(gw)
+	if s.callers != nil {
+		// The gateway's in-process calls have no gRPC peer: the caller guard
+		// reads the client's address, certificate and forwarding headers from
+		// the HTTP request instead. (Connect and gRPC-Web calls, served by
+		// the gRPC server itself, have one.)
+		api = caller.HTTPOrigin(api)
+	}
+	mux.Handle("/", telemetry.Handler(api, s.tracer, "rest"))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeStatus(w, http.StatusOK, "alive")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		resp, err := s.health.Check(r.Context(), &healthpb.HealthCheckRequest{})
+		if st := resp.GetStatus(); err == nil && st == healthpb.HealthCheckResponse_SERVING {
+			writeStatus(w, http.StatusOK, st.String(), s.readyDetails...)
+			return
+		}
+		writeStatus(w, http.StatusServiceUnavailable, healthpb.HealthCheckResponse_NOT_SERVING.String(), s.readyDetails...)
+	})
+	if s.openAPI != nil {
+		mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(s.openAPI)
+		})
+	}
+	// The RPC protocols POST their messages; everything else is GET only.
+	outer := http.NewServeMux()
+	if err := s.rpcRoutes(outer); err != nil {
+		return nil, err
+	}
+	outer.Handle("/", getOnly(mux))
+	return outer, nil
+}
+
+// restGateway is grpc-gateway's mux of the REST routes, at the upstream's
+// own paths, answering through gateway's in-process calls.
+func restGateway(gateway gateway) (*runtime.ServeMux, error) {
 	ctx := context.Background() // the handlers' registration keeps no context
 	sd := pluginServiceDescriptor()
 	enc, err := newRESTJSON(sd)
@@ -457,37 +552,7 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 	if err := gateway.streams.register(gw, streamingRoutes(sd), enc); err != nil {
 		return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
 	}
-	mux := http.NewServeMux()
-	// otelhttp reads the caller's traceparent header and puts its span in the
-	// request's context, which in-process calls keep.
-	mux.Handle("/", telemetry.Handler(carryUpstreamJSON(gw), s.tracer, "rest"))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeStatus(w, http.StatusOK, "alive")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		resp, err := s.health.Check(r.Context(), &healthpb.HealthCheckRequest{})
-		if st := resp.GetStatus(); err == nil && st == healthpb.HealthCheckResponse_SERVING {
-			writeStatus(w, http.StatusOK, st.String(), s.readyDetails...)
-			return
-		}
-		writeStatus(w, http.StatusServiceUnavailable, healthpb.HealthCheckResponse_NOT_SERVING.String(), s.readyDetails...)
-	})
-	if s.openAPI != nil {
-		mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write(s.openAPI)
-		})
-	}
-	// The RPC protocols POST their messages; everything else is GET only.
-	outer := http.NewServeMux()
-	if err := s.rpcRoutes(outer); err != nil {
-		return nil, err
-	}
-	outer.Handle("/", getOnly(mux))
-	return outer, nil
+	return gw, nil
 }
 
 // writeStatus answers a probe with {"status": status} and the details.

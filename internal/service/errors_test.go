@@ -112,7 +112,7 @@ func assertStatus(t *testing.T, err error, want wantStatus) {
 
 func msg(s ...string) []string { return s }
 
-// TestUpstreamFailures reads like the mapping table of the README: what the
+// TestUpstreamFailures reads like the mapping table of docs/errors.md: what the
 // upstream answers, and what a gRPC caller gets.
 func TestUpstreamFailures(t *testing.T) {
 	rid := http.Header{"X-Request-Id": {"req-1"}}

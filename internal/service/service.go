@@ -19,6 +19,7 @@ import (
 	"github.com/acme/plugin-facade/internal/callinfo"
 	"github.com/acme/plugin-facade/internal/failure"
 	"github.com/acme/plugin-facade/internal/passthrough"
+	"github.com/acme/plugin-facade/internal/settings"
 	"github.com/acme/plugin-facade/internal/upstream"
 )
 
@@ -96,7 +97,7 @@ func New(client *upstream.Client, opts ...Option) *Service {
 		defaultAuth:    c.defaultAuth,
 		timeout:        c.timeout,
 		log:            c.log,
-		watchIntervals: c.watchIntervals.withDefaults(),
+		watchIntervals: settings.OrDefaults(c.watchIntervals, DefaultWatchIntervals),
 		relay:          c.relay,
 		watchObserver:  c.watchObserver,
 		ending:         make(chan struct{}),

@@ -1,7 +1,6 @@
 package service
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"time"
@@ -36,19 +35,6 @@ var DefaultWatchIntervals = WatchIntervals{Min: time.Second, Default: 2 * time.S
 // keep their defaults.
 func WithWatchIntervals(w WatchIntervals) Option {
 	return func(c *config) { c.watchIntervals = w }
-}
-
-// withDefaults fills the zero fields of w from DefaultWatchIntervals (the
-// rule of upstream.RetryPolicy too: cmp.Or, zero keeps the default).
-func (w WatchIntervals) withDefaults() WatchIntervals {
-	d := DefaultWatchIntervals
-	return WatchIntervals{
-		Min:         cmp.Or(w.Min, d.Min),
-		Default:     cmp.Or(w.Default, d.Default),
-		Max:         cmp.Or(w.Max, d.Max),
-		Cap:         cmp.Or(w.Cap, d.Cap),
-		MaxFailures: cmp.Or(w.MaxFailures, d.MaxFailures),
-	}
 }
 
 // interval is the caller's poll interval, within the bounds.

@@ -9,6 +9,7 @@ package settings
 import (
 	"errors"
 	"fmt"
+	"reflect"
 )
 
 // Problem is one setting that is not valid.
@@ -63,4 +64,20 @@ func All(err error) []*Problem {
 	}
 	walk(err)
 	return out
+}
+
+// OrDefaults returns v with each zero field replaced by the same field of
+// defaults: the one merge rule of the packages' policies (upstream's
+// RetryPolicy, service's WatchIntervals), under which a field left zero keeps
+// its default, so that a policy can be given in part. It is cmp.Or applied
+// field by field. T must be a struct whose fields are all exported; it panics
+// otherwise, which the tests of each policy show at once.
+func OrDefaults[T any](v, defaults T) T {
+	out, d := reflect.ValueOf(&v).Elem(), reflect.ValueOf(defaults)
+	for i := range out.NumField() {
+		if f := out.Field(i); f.IsZero() {
+			f.Set(d.Field(i))
+		}
+	}
+	return v
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -28,5 +29,30 @@ func TestProblems(t *testing.T) {
 	var none Problems
 	if none.Err() != nil || All(errors.New("other")) != nil {
 		t.Error("no problem reported as one")
+	}
+}
+
+func TestOrDefaults(t *testing.T) {
+	type policy struct {
+		Attempts int
+		Delay    time.Duration
+		Name     string
+	}
+	defaults := policy{Attempts: 3, Delay: time.Second, Name: "default"}
+	for _, tc := range []struct {
+		name string
+		in   policy
+		want policy
+	}{
+		{"nothing set keeps every default", policy{}, defaults},
+		{"a field set keeps its value, the others their defaults", policy{Delay: time.Minute}, policy{Attempts: 3, Delay: time.Minute, Name: "default"}},
+		{"every field set keeps every value", policy{Attempts: 1, Delay: time.Millisecond, Name: "mine"}, policy{Attempts: 1, Delay: time.Millisecond, Name: "mine"}},
+		{"a negative value is set, not zero", policy{Attempts: -1}, policy{Attempts: -1, Delay: time.Second, Name: "default"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := OrDefaults(tc.in, defaults); got != tc.want {
+				t.Errorf("OrDefaults(%+v) = %+v, want %+v", tc.in, got, tc.want)
+			}
+		})
 	}
 }

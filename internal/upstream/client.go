@@ -20,6 +20,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/acme/plugin-facade/internal/settings"
 )
 
 // DefaultBaseURL is the Confluent Cloud API.
@@ -218,7 +220,7 @@ func newConfig(opts []Option) (config, error) {
 	}
 	c.userAgent = cmp.Or(c.userAgent, defaultUserAgent)
 	c.maxBody = cmp.Or(c.maxBody, DefaultMaxBodyBytes)
-	c.retry = c.retry.withDefaults()
+	c.retry = settings.OrDefaults(c.retry, DefaultRetryPolicy)
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}

@@ -41,17 +41,6 @@ type RetryPolicy struct {
 // DefaultRetryPolicy is the policy of a client without WithRetry.
 var DefaultRetryPolicy = RetryPolicy{MaxAttempts: 3, BaseDelay: 100 * time.Millisecond, MaxDelay: 2 * time.Second, MaxWait: 10 * time.Second}
 
-// withDefaults fills the zero fields of p from DefaultRetryPolicy.
-func (p RetryPolicy) withDefaults() RetryPolicy {
-	d := DefaultRetryPolicy
-	return RetryPolicy{
-		MaxAttempts: cmp.Or(p.MaxAttempts, d.MaxAttempts),
-		BaseDelay:   cmp.Or(p.BaseDelay, d.BaseDelay),
-		MaxDelay:    cmp.Or(p.MaxDelay, d.MaxDelay),
-		MaxWait:     cmp.Or(p.MaxWait, d.MaxWait),
-	}
-}
-
 // validate refuses a negative field, which no default can mend.
 func (p RetryPolicy) validate() error {
 	if p.MaxAttempts < 0 || p.BaseDelay < 0 || p.MaxDelay < 0 || p.MaxWait < 0 {
