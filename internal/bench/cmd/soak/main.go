@@ -62,9 +62,12 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	// rate-limit window: with the rate-limit guard on, each would (rightly)
 	// hold back every call with the one credential the soak uses for a
 	// second, and the soak would measure the guard instead of the upstream
-	// path. The guard has tests of its own.
+	// path. The callers' fair share learns the key's window from those 429s
+	// too: --caller-share 1 lets the soak's one caller spend all of it, not a
+	// fifth; past it the facade refuses, as it should, since the upstream
+	// said so. Both have tests of their own.
 	st, err := bench.StartStack(bench.BinariesIn(*bin), bench.StackOptions{FaultRate: *faultRate, FaultSeed: *seed,
-		LogLevel: "warn", FacadeArgs: []string{"--rate-limit-guard=false"}})
+		LogLevel: "warn", FacadeArgs: []string{"--rate-limit-guard=false", "--caller-share", "1"}})
 	if err != nil {
 		return err
 	}
