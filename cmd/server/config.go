@@ -191,7 +191,7 @@ func serverFlags(fs *flag.FlagSet, c *server.Config) fieldFlags {
 	fs.IntVar(&l.MaxInFlight, "max-in-flight", l.MaxInFlight, "most unary calls running at once on each listener; beyond it RESOURCE_EXHAUSTED (429)")
 	fs.IntVar(&l.MaxInFlightPerCaller, "max-in-flight-per-caller", l.MaxInFlightPerCaller, "most unary calls running at once per caller on each listener (0: no bound per caller)")
 	fs.IntVar(&l.MaxWatchers, "max-watchers", l.MaxWatchers, "most watch streams open at once, gRPC and REST; beyond it RESOURCE_EXHAUSTED (429)")
-	fs.IntVar(&l.MaxWatchersPerCaller, "max-watchers-per-caller", l.MaxWatchersPerCaller, "most watch streams open at once per caller (its credential, else its address)")
+	fs.IntVar(&l.MaxWatchersPerCaller, "max-watchers-per-caller", l.MaxWatchersPerCaller, "most watch streams open at once per caller (its identity: docs/callers.md)")
 	return fieldFlags{"ShutdownTimeout": "shutdown-timeout", "Limits.ReadTimeout": "read-timeout",
 		"Limits.MaxConcurrentStreams": "max-concurrent-streams", "Limits.MaxHeaderBytes": "max-header-bytes",
 		"Limits.MaxInFlight": "max-in-flight", "Limits.MaxInFlightPerCaller": "max-in-flight-per-caller",
@@ -205,7 +205,7 @@ func fleetFlags(fs *flag.FlagSet, c *fleet.Config) fieldFlags {
 }
 
 func callerFlags(fs *flag.FlagSet, c *caller.Config) fieldFlags {
-	fs.Float64Var(&c.Share, "caller-share", c.Share, "part of the service key's rate-limit window one caller may spend (0 < share <= 1; 1: no fair share)")
+	fs.Float64Var(&c.Share, "caller-share", c.Share, "part of the service key's rate-limit window one caller may spend (0 < share <= 1; 1: one caller may spend the whole window)")
 	fs.StringVar(&c.PolicyFile, "caller-policy", c.PolicyFile, "YAML file of rules naming callers and what they may read with the service's key (docs/callers.md); once set, what it does not allow is denied; reloaded on SIGHUP and when it changes")
 	fs.DurationVar(&c.PolicyCheck, "caller-policy-check", c.PolicyCheck, "how often to look for a changed --caller-policy file")
 	fs.StringVar(&c.OIDCIssuer, "oidc-issuer", c.OIDCIssuer, "OIDC issuer URL whose JWTs (Authorization: Bearer) identify callers and are never forwarded, such as a Kubernetes cluster's service-account issuer (needs --oidc-audience)")
