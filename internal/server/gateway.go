@@ -25,50 +25,60 @@ import (
 // rest_errors.go), in the upstream's own words.
 //
 // A new streaming RPC therefore needs nothing here; a new unary RPC needs its
-// one-line method on inProcess (TestInProcessCoversEveryUnaryMethod says so).
+// one-line method on inProcess and its handler bound in newInProcess
+// (TestInProcessCoversEveryUnaryMethod says so).
 
 // inProcess is PluginService for the gateway's in-process handlers: each
-// unary method runs chain around svc's. Streaming methods are
+// unary method runs the interceptors around svc's. Streaming methods are
 // UnimplementedPluginServiceServer's: grpc-gateway never calls them in process.
 type inProcess struct {
 	pluginv1.UnimplementedPluginServiceServer
-	svc   pluginv1.PluginServiceServer
-	chain grpc.UnaryServerInterceptor
+	// Each method's interceptor chain, bound once (bindUnary): a call
+	// allocates no closure and no grpc.UnaryServerInfo of its own.
+	getPluginVersion, getConnectorPlugin grpc.UnaryHandler
 }
 
-func (p *inProcess) GetPluginVersion(ctx context.Context, req *pluginv1.GetPluginVersionRequest) (*pluginv1.CustomConnectPluginVersion, error) {
-	return invoke(ctx, p, pluginv1.PluginService_GetPluginVersion_FullMethodName, req, p.svc.GetPluginVersion)
-}
-
-func (p *inProcess) GetConnectorPlugin(ctx context.Context, req *pluginv1.GetConnectorPluginRequest) (*pluginv1.CustomConnectorPlugin, error) {
-	return invoke(ctx, p, pluginv1.PluginService_GetConnectorPlugin_FullMethodName, req, p.svc.GetConnectorPlugin)
-}
-
-// invoke calls method (svc's fullMethod) with req through p's interceptors,
-// as the gRPC server would.
-func invoke[Req, Resp any](ctx context.Context, p *inProcess, fullMethod string, req Req, method func(context.Context, Req) (Resp, error)) (Resp, error) {
-	info := &grpc.UnaryServerInfo{Server: p.svc, FullMethod: fullMethod}
-	resp, err := p.chain(ctx, req, info, func(ctx context.Context, req any) (any, error) {
-		return method(ctx, req.(Req))
-	})
-	r, _ := resp.(Resp) // nil when a recovered panic or an interceptor answered
-	return r, err
-}
-
-// chainUnary makes one interceptor of several, the first outermost, as
-// grpc.ChainUnaryInterceptor does for a server.
-func chainUnary(interceptors ...grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		next := handler
-		for i := len(interceptors) - 1; i >= 0; i-- {
-			ic, h := interceptors[i], next
-			next = func(ctx context.Context, req any) (any, error) { return ic(ctx, req, info, h) }
-		}
-		return next(ctx, req)
+// newInProcess runs svc's unary methods through interceptors, the first
+// outermost, as grpc.ChainUnaryInterceptor does for a server.
+func newInProcess(svc pluginv1.PluginServiceServer, interceptors ...grpc.UnaryServerInterceptor) *inProcess {
+	return &inProcess{
+		getPluginVersion: bindUnary(svc, pluginv1.PluginService_GetPluginVersion_FullMethodName, interceptors, svc.GetPluginVersion),
+		getConnectorPlugin: bindUnary(svc, pluginv1.PluginService_GetConnectorPlugin_FullMethodName, interceptors,
+			svc.GetConnectorPlugin),
 	}
 }
 
-// chainStream is chainUnary for streaming calls.
+func (p *inProcess) GetPluginVersion(ctx context.Context, req *pluginv1.GetPluginVersionRequest) (*pluginv1.CustomConnectPluginVersion, error) {
+	return answer[*pluginv1.CustomConnectPluginVersion](p.getPluginVersion(ctx, req))
+}
+
+func (p *inProcess) GetConnectorPlugin(ctx context.Context, req *pluginv1.GetConnectorPluginRequest) (*pluginv1.CustomConnectorPlugin, error) {
+	return answer[*pluginv1.CustomConnectorPlugin](p.getConnectorPlugin(ctx, req))
+}
+
+// bindUnary is the handler that calls method (svc's fullMethod) through
+// interceptors, the first outermost, as the gRPC server would.
+func bindUnary[Req, Resp any](svc any, fullMethod string, interceptors []grpc.UnaryServerInterceptor, method func(context.Context, Req) (Resp, error)) grpc.UnaryHandler {
+	info := &grpc.UnaryServerInfo{Server: svc, FullMethod: fullMethod}
+	handler := func(ctx context.Context, req any) (any, error) {
+		return method(ctx, req.(Req))
+	}
+	for i := len(interceptors) - 1; i >= 0; i-- {
+		ic, next := interceptors[i], handler
+		handler = func(ctx context.Context, req any) (any, error) { return ic(ctx, req, info, next) }
+	}
+	return handler
+}
+
+// answer is a bound handler's answer as its method's type: nil when a
+// recovered panic or an interceptor answered.
+func answer[Resp any](resp any, err error) (Resp, error) {
+	r, _ := resp.(Resp)
+	return r, err
+}
+
+// chainStream makes one interceptor of several, the first outermost, as
+// grpc.ChainStreamInterceptor does for a server.
 func chainStream(interceptors ...grpc.StreamServerInterceptor) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		next := handler

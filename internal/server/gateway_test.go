@@ -41,10 +41,10 @@ func withService(desc *grpc.ServiceDesc, impl any) func(*Server) {
 // UNIMPLEMENTED REST route.
 func TestInProcessCoversEveryUnaryMethod(t *testing.T) {
 	var seen []string
-	p := &inProcess{svc: pluginv1.UnimplementedPluginServiceServer{}, chain: func(_ context.Context, _ any, info *grpc.UnaryServerInfo, _ grpc.UnaryHandler) (any, error) {
+	p := newInProcess(pluginv1.UnimplementedPluginServiceServer{}, func(_ context.Context, _ any, info *grpc.UnaryServerInfo, _ grpc.UnaryHandler) (any, error) {
 		seen = append(seen, info.FullMethod)
 		return nil, status.Error(codes.Aborted, "intercepted")
-	}}
+	})
 	for _, m := range pluginv1.PluginService_ServiceDesc.Methods {
 		method := reflect.ValueOf(p).MethodByName(m.MethodName)
 		req := reflect.New(method.Type().In(1).Elem())

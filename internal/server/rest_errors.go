@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -110,12 +109,21 @@ func routingFailure(httpStatus int, msg string) error {
 // gateway's default would add it with a Grpc-Metadata- prefix. Retry-After is
 // left to the failure, which knows whose hint it is.
 func outgoingHeader(key string) (string, bool) {
-	key = strings.ToLower(key)
-	if key != service.MDRetryAfter && slices.Contains(service.ResponseHeaders, key) {
-		return http.CanonicalHeaderKey(key), true
-	}
-	return "", false
+	name, ok := outgoingHeaders[strings.ToLower(key)]
+	return name, ok
 }
+
+// outgoingHeaders maps the metadata keys outgoingHeader passes on to their
+// header names, so that a call canonicalises none.
+var outgoingHeaders = func() map[string]string {
+	m := map[string]string{}
+	for _, key := range service.ResponseHeaders {
+		if key != service.MDRetryAfter {
+			m[key] = http.CanonicalHeaderKey(key)
+		}
+	}
+	return m
+}()
 
 // metadataHeaders adds the headers outgoingHeader passes on from md.
 func metadataHeaders(h http.Header, md metadata.MD) {

@@ -234,8 +234,8 @@ func (s *Server) build() error {
 	s.grpcSrv = s.grpcServer(metrics)
 	s.rest = &restCalls{}
 	gw := gateway{
-		inProcess: &inProcess{svc: s.svc, chain: chainUnary(append(
-			[]grpc.UnaryServerInterceptor{s.rest.intercept}, s.unaryInterceptors(metrics, true)...)...)},
+		inProcess: newInProcess(s.svc, append(
+			[]grpc.UnaryServerInterceptor{s.rest.intercept}, s.unaryInterceptors(metrics, true)...)...),
 		streams: &inProcessStreams{svc: s.svc, desc: &pluginv1.PluginService_ServiceDesc, chain: chainStream(append(
 			[]grpc.StreamServerInterceptor{s.rest.interceptStream}, s.streamInterceptors(metrics, true)...)...)},
 	}
@@ -532,6 +532,13 @@ func restGateway(gateway gateway) (*runtime.ServeMux, error) {
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
 		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
+		// No request header becomes incoming metadata but those grpc-gateway
+		// always passes (Authorization, and the X-Forwarded-For and
+		// X-Forwarded-Host it sets itself): the service, the caller guard and
+		// the call log read nothing else, and the traceparent is read from the
+		// HTTP request (telemetry.Handler). The default would copy every
+		// standard header (Accept, User-Agent, ...) as grpcgateway-<name>.
+		runtime.WithIncomingHeaderMatcher(noIncomingHeader),
 		// Route on the escaped path, so that an encoded '/' (%2F) stays inside
 		// its path variable instead of splitting it: "ccp-1%2F..%2Fx" reaches
 		// validation (decoded) and gets a clear INVALID_ARGUMENT rather than an
@@ -554,6 +561,9 @@ func restGateway(gateway gateway) (*runtime.ServeMux, error) {
 	}
 	return gw, nil
 }
+
+// noIncomingHeader is the gateway's incoming header matcher: none.
+func noIncomingHeader(string) (string, bool) { return "", false }
 
 // writeStatus answers a probe with {"status": status} and the details.
 func writeStatus(w http.ResponseWriter, code int, status string, details ...readyDetail) {
