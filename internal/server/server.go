@@ -477,25 +477,32 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	mux := http.NewServeMux()
-	// otelhttp reads the caller's traceparent header and puts its span in the
-	// request's context, which in-process calls keep.
-	api := carryUpstreamJSON(gw)
-	if s.callers != nil {
-		// The gateway's in-process calls have no gRPC peer: the caller guard
-		// reads the client's address, certificate and forwarding headers from
-		// the HTTP request instead. (Connect and gRPC-Web calls, served by
-		// the gRPC server itself, have one.)
-		api = caller.HTTPOrigin(api)
+	// The request's context, made once (one copy of the request): the
+	// caller's trace (its traceparent header, and a span in the request's
+	// context, which in-process calls keep), the carrier of the upstream's
+	// JSON and, with a caller guard, the HTTP origin: the gateway's
+	// in-process calls have no gRPC peer, so the guard reads the client's
+	// address, certificate and forwarding headers from the HTTP request
+	// instead. (Connect and gRPC-Web calls, served by the gRPC server
+	// itself, have one.)
+	restContext := func(ctx context.Context, r *http.Request) context.Context {
+		ctx = carryUpstreamJSON(ctx)
+		if s.callers != nil {
+			ctx = caller.WithHTTPOrigin(ctx, r)
+		}
+		return ctx
 	}
-	mux.Handle("/", telemetry.Handler(api, s.tracer, "rest"))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{
+	api := telemetry.HandlerWithContext(gw, s.tracer, "rest", restContext)
+	// The operational endpoints, at their exact paths (GET and HEAD only:
+	// getOnly); the REST mapping everywhere else.
+	ops := map[string]http.Handler{}
+	ops["/metrics"] = promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	})
+	ops["/healthz"] = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeStatus(w, http.StatusOK, "alive")
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	ops["/readyz"] = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		resp, err := s.health.Check(r.Context(), &healthpb.HealthCheckRequest{})
 		if st := resp.GetStatus(); err == nil && st == healthpb.HealthCheckResponse_SERVING {
 			writeStatus(w, http.StatusOK, st.String(), s.readyDetails...)
@@ -504,17 +511,26 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 		writeStatus(w, http.StatusServiceUnavailable, healthpb.HealthCheckResponse_NOT_SERVING.String(), s.readyDetails...)
 	})
 	if s.openAPI != nil {
-		mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		ops["/openapi.json"] = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write(s.openAPI)
 		})
 	}
+	// The outer mux has cleaned the path (redirecting a request that was
+	// not clean), so an exact match is ServeMux's.
+	get := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := ops[r.URL.Path]; ok {
+			h.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
 	// The RPC protocols POST their messages; everything else is GET only.
 	outer := http.NewServeMux()
 	if err := s.rpcRoutes(outer); err != nil {
 		return nil, err
 	}
-	outer.Handle("/", getOnly(mux))
+	outer.Handle("/", getOnly(get))
 	return outer, nil
 }
 
