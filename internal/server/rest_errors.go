@@ -65,6 +65,13 @@ func writeFailureHeaders(h http.Header, f failure.REST, md metadata.MD) {
 // errorHandler is the gateway's error handler: every failure of a unary call,
 // and of routing, answered as failure.RenderREST renders it.
 func errorHandler(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, err error) {
+	md, _ := runtime.ServerMetadataFromContext(ctx)
+	writeFailure(w, md.HeaderMD, err)
+}
+
+// writeFailure answers err, a failure of a call whose response header
+// metadata is md, as failure.RenderREST renders it.
+func writeFailure(w http.ResponseWriter, md metadata.MD, err error) {
 	var hse *runtime.HTTPStatusError
 	if errors.As(err, &hse) { // a route the gateway does not serve
 		err = routingFailure(hse.HTTPStatus, status.Convert(hse.Err).Message())
@@ -75,8 +82,7 @@ func errorHandler(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler,
 		err = invalidQuery(st.Message())
 	}
 	f := restFailure(err)
-	md, _ := runtime.ServerMetadataFromContext(ctx)
-	writeFailureHeaders(w.Header(), f, md.HeaderMD)
+	writeFailureHeaders(w.Header(), f, md)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(f.Status)
 	_, _ = w.Write(f.Body)

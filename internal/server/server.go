@@ -39,7 +39,6 @@ import (
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/caller"
 	"github.com/acme/plugin-facade/internal/failure"
-	gatewaypb "github.com/acme/plugin-facade/internal/gatewaypb/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/telemetry"
 )
 
@@ -537,24 +536,36 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 // restGateway is grpc-gateway's mux of the REST routes, at the upstream's
 // own paths, answering through gateway's in-process calls.
 func restGateway(gateway gateway) (*runtime.ServeMux, error) {
-	ctx := context.Background() // the handlers' registration keeps no context
 	sd := pluginServiceDescriptor()
 	enc, err := newRESTJSON(sd)
 	if err != nil {
 		return nil, err
 	}
-	gwOpts := []runtime.ServeMuxOption{
+	gw := runtime.NewServeMux(gatewayOptions(enc)...)
+	// runtime.ServeMux tries the handlers registered last first: the unary
+	// routes, then the streaming ones, as grpc-gateway's generated
+	// registration would order them.
+	if err := registerUnary(gw, gateway.inProcess, unaryRoutes(sd), enc); err != nil {
+		return nil, fmt.Errorf("registering the REST gateway: %w", err)
+	}
+	if err := gateway.streams.register(gw, streamingRoutes(sd), enc); err != nil {
+		return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
+	}
+	return gw, nil
+}
+
+// gatewayOptions are the options of the gateway's runtime.ServeMux, which
+// routes REST requests to the in-process handlers (rest_unary.go,
+// rest_stream.go) and answers what no route serves; those handlers write
+// with enc. They forward no request header as metadata of its own
+// (incomingContext), as grpc-gateway's generated handlers would with
+// runtime.WithIncomingHeaderMatcher(noIncomingHeader).
+func gatewayOptions(enc *restJSON) []runtime.ServeMuxOption {
+	return []runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, enc),
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
 		runtime.WithOutgoingHeaderMatcher(outgoingHeader),
-		// No request header becomes incoming metadata but those grpc-gateway
-		// always passes (Authorization, and the X-Forwarded-For and
-		// X-Forwarded-Host it sets itself): the service, the caller guard and
-		// the call log read nothing else, and the traceparent is read from the
-		// HTTP request (telemetry.Handler). The default would copy every
-		// standard header (Accept, User-Agent, ...) as grpcgateway-<name>.
-		runtime.WithIncomingHeaderMatcher(noIncomingHeader),
 		// Route on the escaped path, so that an encoded '/' (%2F) stays inside
 		// its path variable instead of splitting it: "ccp-1%2F..%2Fx" reaches
 		// validation (decoded) and gets a clear INVALID_ARGUMENT rather than an
@@ -568,18 +579,7 @@ func restGateway(gateway gateway) (*runtime.ServeMux, error) {
 		// as the upstream sent it (see package passthrough).
 		runtime.WithForwardResponseRewriter(upstreamJSON),
 	}
-	gw := runtime.NewServeMux(gwOpts...)
-	if err := gatewaypb.RegisterPluginServiceHandlerServer(ctx, gw, gateway.inProcess); err != nil {
-		return nil, fmt.Errorf("registering the REST gateway: %w", err)
-	}
-	if err := gateway.streams.register(gw, streamingRoutes(sd), enc); err != nil {
-		return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
-	}
-	return gw, nil
 }
-
-// noIncomingHeader is the gateway's incoming header matcher: none.
-func noIncomingHeader(string) (string, bool) { return "", false }
 
 // writeStatus answers a probe with {"status": status} and the details.
 func writeStatus(w http.ResponseWriter, code int, status string, details ...readyDetail) {
