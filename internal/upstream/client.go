@@ -39,8 +39,13 @@ const DefaultMaxBodyBytes = 1 << 20
 // It is safe for concurrent use; create one per process so that all calls share
 // one pool of connections and one view of each credential's rate limit.
 type Client struct {
-	base      *url.URL
-	http      *http.Client
+	base *url.URL
+	// transport sends each attempt's one request. The client calls it
+	// directly, not through an http.Client: a redirect is not an answer this
+	// API gives (following one would also drop the Authorization header on a
+	// change of host and turn into a puzzling 401), so the 3xx is reported
+	// as it is, and there is no redirect to copy the request's headers for.
+	transport http.RoundTripper
 	userAgent string
 	hooks     Hooks
 	retry     RetryPolicy
@@ -251,14 +256,8 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		base: u,
-		http: &http.Client{
-			Transport: newTransport(),
-			// A redirect is not an answer this API gives; following one would
-			// also drop the Authorization header on a change of host and turn
-			// into a puzzling 401. The 3xx is reported as it is.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		base:      u,
+		transport: newTransport(),
 		userAgent: cfg.userAgent,
 		hooks:     cfg.hooks,
 		retry:     cfg.retry,
@@ -279,7 +278,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		}
 	}
 	if cfg.wrap != nil {
-		c.http.Transport = cfg.wrap(c.http.Transport)
+		c.transport = cfg.wrap(c.transport)
 	}
 	return c, nil
 }
@@ -290,7 +289,11 @@ func (c *Client) Host() string { return c.base.Hostname() }
 
 // Close closes the idle connections of the client's pool. Calls in flight are
 // not affected; the client stays usable.
-func (c *Client) Close() { c.http.CloseIdleConnections() }
+func (c *Client) Close() {
+	if t, ok := c.transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+}
 
 // ParseBaseURL checks an upstream base URL: absolute http(s), without
 // credentials, query or fragment, and https unless its host is loopback or
@@ -396,7 +399,7 @@ func (c *Client) exchange(ctx context.Context, r *request) (*answer, error) {
 		c.observe(route, 0, start)
 		return &TransportError{Method: req.Method, Path: u.EscapedPath(), Err: unwrapURLError(err), ContextErr: ctx.Err()}
 	}
-	resp, err := c.http.Do(req)
+	resp, err := c.transport.RoundTrip(req)
 	if err != nil {
 		return nil, transportErr(err)
 	}
