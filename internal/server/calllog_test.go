@@ -95,7 +95,7 @@ func TestMethodLoggersWriteTheSameLine(t *testing.T) {
 				}
 			}
 			// grpc.time_ms differs from one line to the next.
-			timeMS := regexp.MustCompile(`"?grpc\.time_ms"?[:=]"?[0-9.e-]+"?`)
+			timeMS := regexp.MustCompile(`"?grpc\.time_ms"?[:=]"?[0-9.e+-]+"?`)
 			got, want := timeMS.ReplaceAllString(cached.String(), "T"), timeMS.ReplaceAllString(own.String(), "T")
 			if got != want || strings.Count(got, "\n") != 4 {
 				t.Errorf("%s, rest %v: lines through the method loggers\n%s\nwant\n%s", format, rest, got, want)
