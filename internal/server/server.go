@@ -492,8 +492,30 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 		return ctx
 	}
 	api := telemetry.HandlerWithContext(gw, s.tracer, "rest", restContext)
-	// The operational endpoints, at their exact paths (GET and HEAD only:
-	// getOnly); the REST mapping everywhere else.
+	ops := s.operationalEndpoints()
+	// The operational endpoints at their exact paths, the REST mapping
+	// everywhere else. The outer mux has cleaned the path (redirecting a
+	// request that was not clean), so an exact match is what a ServeMux
+	// would find.
+	get := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := ops[r.URL.Path]; ok {
+			h.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
+	// The RPC protocols POST their messages; everything else is GET only.
+	outer := http.NewServeMux()
+	if err := s.rpcRoutes(outer); err != nil {
+		return nil, err
+	}
+	outer.Handle("/", getOnly(get))
+	return outer, nil
+}
+
+// operationalEndpoints are /metrics, /healthz, /readyz and /openapi.json,
+// by their exact paths (GET and HEAD only: getOnly).
+func (s *Server) operationalEndpoints() map[string]http.Handler {
 	ops := map[string]http.Handler{}
 	ops["/metrics"] = promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
@@ -515,22 +537,7 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 			_, _ = w.Write(s.openAPI)
 		})
 	}
-	// The outer mux has cleaned the path (redirecting a request that was
-	// not clean), so an exact match is ServeMux's.
-	get := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h, ok := ops[r.URL.Path]; ok {
-			h.ServeHTTP(w, r)
-			return
-		}
-		api.ServeHTTP(w, r)
-	})
-	// The RPC protocols POST their messages; everything else is GET only.
-	outer := http.NewServeMux()
-	if err := s.rpcRoutes(outer); err != nil {
-		return nil, err
-	}
-	outer.Handle("/", getOnly(get))
-	return outer, nil
+	return ops
 }
 
 // restGateway is grpc-gateway's mux of the REST routes, at the upstream's
