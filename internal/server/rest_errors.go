@@ -131,13 +131,12 @@ var outgoingHeaders = func() map[string]string {
 	return m
 }()
 
-// metadataHeaders adds the headers outgoingHeader passes on from md.
+// metadataHeaders adds the headers outgoingHeader passes on from md (under
+// names already canonical, so set in the map directly).
 func metadataHeaders(h http.Header, md metadata.MD) {
 	for k, vs := range md {
 		if name, ok := outgoingHeader(k); ok {
-			for _, v := range vs {
-				h.Add(name, v)
-			}
+			h[name] = append(h[name], vs...)
 		}
 	}
 }

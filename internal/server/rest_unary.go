@@ -176,7 +176,7 @@ func (c *unaryCall) requestOf(r *http.Request, params map[string]string) (proto.
 func (c *unaryCall) write(ctx context.Context, w http.ResponseWriter, r *http.Request, header metadata.MD, msg proto.Message) {
 	h := w.Header()
 	metadataHeaders(h, header)
-	if strings.Contains(strings.ToLower(r.Header.Get("TE")), "trailers") {
+	if te := r.Header["Te"]; len(te) > 0 && strings.Contains(strings.ToLower(te[0]), "trailers") {
 		h.Set("Transfer-Encoding", "chunked")
 	}
 	h.Set("Content-Type", c.enc.ContentType(msg))
@@ -245,7 +245,8 @@ func (s *headerStream) sent() metadata.MD {
 // TestUnaryRoutesAnswerAsTheGeneratedHandlers holds it to grpc-gateway's.
 func incomingContext(r *http.Request) (context.Context, context.CancelFunc, error) {
 	ctx, cancel := r.Context(), context.CancelFunc(func() {})
-	if tm := r.Header.Get("Grpc-Timeout"); tm != "" {
+	// The headers' keys are canonical: read without canonicalising them.
+	if tm := headerValue(r.Header, "Grpc-Timeout"); tm != "" {
 		timeout, err := decodeTimeout(tm)
 		if err != nil {
 			return nil, nil, status.Errorf(codes.InvalidArgument, "invalid grpc-timeout: %s", tm)
@@ -255,18 +256,18 @@ func incomingContext(r *http.Request) (context.Context, context.CancelFunc, erro
 		}
 	}
 	md := metadata.MD{}
-	for _, v := range r.Header.Values("Authorization") {
+	for _, v := range r.Header["Authorization"] {
 		if metadataText(v) {
 			md["authorization"] = append(md["authorization"], v)
 		}
 	}
-	if host := r.Header.Get("X-Forwarded-Host"); host != "" && metadataText(host) {
+	if host := headerValue(r.Header, "X-Forwarded-Host"); host != "" && metadataText(host) {
 		md["x-forwarded-host"] = []string{host}
 	} else if r.Host != "" && metadataText(r.Host) {
 		md["x-forwarded-host"] = []string{r.Host}
 	}
 	var xff []string
-	for _, v := range r.Header.Values("X-Forwarded-For") {
+	for _, v := range r.Header["X-Forwarded-For"] {
 		if metadataText(v) {
 			xff = append(xff, v)
 		}
@@ -281,6 +282,14 @@ func incomingContext(r *http.Request) (context.Context, context.CancelFunc, erro
 		ctx = metadata.NewIncomingContext(ctx, md)
 	}
 	return ctx, cancel, nil
+}
+
+// headerValue is h.Get(key) for a canonical key.
+func headerValue(h http.Header, key string) string {
+	if vs := h[key]; len(vs) > 0 {
+		return vs[0]
+	}
+	return ""
 }
 
 // metadataText reports whether v is a valid gRPC metadata text value:
