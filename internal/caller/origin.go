@@ -52,8 +52,10 @@ func HTTPOrigin(next http.Handler) http.Handler {
 // WithHTTPOrigin is ctx with what HTTPOrigin records of r, for a handler
 // that makes the request's context itself.
 func WithHTTPOrigin(ctx context.Context, r *http.Request) context.Context {
+	// The header names are canonical: r.Header.Values's, without
+	// canonicalising them for every request.
 	o := origin{addr: addrOf(r.RemoteAddr), tls: r.TLS,
-		forwarded: r.Header.Values(headerForwarded), xff: r.Header.Values(headerXFF)}
+		forwarded: r.Header[headerForwarded], xff: r.Header[headerXFF]}
 	return context.WithValue(ctx, originKey{}, &o)
 }
 

@@ -156,12 +156,41 @@ func HandlerWithContext(h http.Handler, tp trace.TracerProvider, name string, wi
 	}
 	tracer, prop := tp.Tracer("github.com/acme/plugin-facade/internal/telemetry"), Propagator()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx := prop.Extract(r.Context(), requestHeader(r.Header))
 		ctx, span := tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
 		h.ServeHTTP(w, r.WithContext(with(ctx, r)))
 	})
 }
+
+// requestHeader is propagation.HeaderCarrier for a request's headers,
+// reading the propagator's own fields (traceparent, tracestate) by their
+// canonical names rather than canonicalising the name on every request, as
+// http.Header.Get does.
+type requestHeader http.Header
+
+var canonicalFields = map[string]string{"traceparent": "Traceparent", "tracestate": "Tracestate"}
+
+func (h requestHeader) Get(key string) string {
+	if name, ok := canonicalFields[key]; ok {
+		if vs := h[name]; len(vs) > 0 {
+			return vs[0]
+		}
+		return ""
+	}
+	return http.Header(h).Get(key)
+}
+
+func (h requestHeader) Values(key string) []string {
+	if name, ok := canonicalFields[key]; ok {
+		return h[name]
+	}
+	return http.Header(h).Values(key)
+}
+
+func (h requestHeader) Set(key, value string) { http.Header(h).Set(key, value) }
+
+func (h requestHeader) Keys() []string { return propagation.HeaderCarrier(h).Keys() }
 
 // GRPCServerHandler traces the gRPC calls a server serves: with otelgrpc (a
 // server span with the call's attributes and events) when tp records spans;
