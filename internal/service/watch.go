@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/callinfo"
@@ -134,8 +135,8 @@ func send(ctx context.Context, ev *watchEvent, first bool, stream grpc.ServerStr
 	info.Attempts = ev.polls // the poll loop's requests so far
 	callinfo.FromContext(ctx).Record(info)
 	if first {
-		if md := responseMetadata(ev.meta, ev.err); md.Len() > 0 {
-			_ = stream.SendHeader(md)
+		if ev.header.Len() > 0 {
+			_ = stream.SendHeader(ev.header)
 		}
 	}
 	if ev.err != nil {
@@ -204,6 +205,11 @@ type watchEvent struct {
 	final   bool   // the version's phase is terminal, or err is set
 	meta    upstream.Meta
 	polls   int // upstream requests the loop has made so far
+	// header is the response metadata of meta and err, which a watcher
+	// sends with the first event it gets. It is made once for all the
+	// watchers (broadcast) and shared: each stream keeps the one it sent
+	// until it ends, and nothing changes it.
+	header metadata.MD
 }
 
 // terminal reports whether a version's phase will not change any more.
