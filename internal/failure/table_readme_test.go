@@ -60,9 +60,9 @@ func readmeRows() map[string][]error {
 			FromContext(context.Canceled), FromContext(context.DeadlineExceeded)},
 		"the rate-limit guard: the window is known to be exhausted (never sent upstream)": {
 			&upstream.ThrottledError{RetryAfter: 3 * time.Second, RateLimit: upstream.RateLimit{Limit: 80, Remaining: 0, Reset: 3 * time.Second}}},
-		"a 3xx redirect (not followed)":                                    {noEnvelope(301, ""), noEnvelope(302, "")},
-		"2xx whose body is not the resource (not JSON, or no `id`/`kind`)": {&upstream.DecodeError{StatusCode: 200, Err: fmt.Errorf("no id")}},
-		"2xx with a body over `--upstream-max-body-bytes`":                 {&upstream.DecodeError{StatusCode: 200, Err: upstream.ErrBodyTooLarge}},
+		"a 3xx redirect (not followed)": {noEnvelope(301, ""), noEnvelope(302, "")},
+		"2xx whose body is not the resource (not JSON, or no `id`/`kind`); over gRPC also a resource with a field of a type the contract does not expect, which REST passes on as sent": {&upstream.DecodeError{StatusCode: 200, Err: fmt.Errorf("no id")}},
+		"2xx with a body over `--upstream-max-body-bytes`": {&upstream.DecodeError{StatusCode: 200, Err: upstream.ErrBodyTooLarge}},
 		"invalid request (never sent upstream)": {
 			Invalid(Violation{Field: "id", Description: "is required", Reason: "INVALID_IDENTIFIER"}),
 			Invalid(Violation{Field: "poll_interval", Description: "must be valid", Reason: "INVALID_DURATION"}),

@@ -32,6 +32,12 @@ func NewContext(ctx context.Context) (context.Context, *Carrier) {
 	return context.WithValue(ctx, key{}, c), c
 }
 
+// Wanted reports whether the call of ctx has a Carrier: its face writes the
+// JSON attached to a message in place of the message, and reads nothing else
+// of it, so that the service may answer with an empty message carrying the
+// JSON and spare the work of filling it.
+func Wanted(ctx context.Context) bool { return FromContext(ctx) != nil }
+
 // FromContext returns the Carrier in ctx, or nil.
 func FromContext(ctx context.Context) *Carrier {
 	c, _ := ctx.Value(key{}).(*Carrier)

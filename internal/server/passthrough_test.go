@@ -6,6 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/fleet"
 	"github.com/acme/plugin-facade/internal/fleet/fleettest"
 	"github.com/acme/plugin-facade/internal/service"
@@ -94,5 +99,51 @@ func TestRESTPassesTheUpstreamResourceOnUnchanged(t *testing.T) {
 	}
 	if n := up.CountFrom("replica-b"); n != 0 {
 		t.Errorf("the relaying replica asked the upstream %d times, want 0", n)
+	}
+}
+
+// TestRESTPassesOnAFieldOfAnotherType: a resource whose field holds a value of
+// a type the contract does not expect is still the resource. REST callers,
+// who get the upstream's JSON as sent, get it; gRPC callers, who get the
+// typed message, get the failure of an undecodable answer; in either order,
+// the second from the cache.
+func TestRESTPassesOnAFieldOfAnotherType(t *testing.T) {
+	const body = `{"api_version": "connect/v1", "kind": "CustomConnectorPlugin", "id": "ccp-1", "display_name": {"en": "Sink"}}`
+	const path = "/connect/v1/custom-connector-plugins/ccp-1"
+	for _, restFirst := range []bool{true, false} {
+		up := upstreamtest.Start(t, upstreamtest.Response{Status: 200, Body: body})
+		uc, err := upstream.New(up.URL, upstream.WithCache(time.Minute, 16))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(uc.Close)
+		s := startServer(t, service.New(uc, service.WithDefaultCredentials(sandboxKey)), nil)
+		rest := func() {
+			if r := s.get(t, path); r.status != http.StatusOK || string(r.body) != body {
+				t.Errorf("REST (first %v): %d %s\nwant 200 %s", restFirst, r.status, r.body, body)
+			}
+		}
+		grpcRead := func() {
+			_, err := s.client.GetConnectorPlugin(t.Context(), &pluginv1.GetConnectorPluginRequest{Id: "ccp-1"})
+			reason := ""
+			for _, d := range status.Convert(err).Details() {
+				if info, ok := d.(*errdetails.ErrorInfo); ok {
+					reason = info.GetReason()
+				}
+			}
+			if status.Code(err) != codes.Internal || reason != "UPSTREAM_RESPONSE_UNDECODABLE" {
+				t.Errorf("gRPC (REST first %v): %v, want INTERNAL UPSTREAM_RESPONSE_UNDECODABLE", restFirst, err)
+			}
+		}
+		if restFirst {
+			rest()
+			grpcRead()
+		} else {
+			grpcRead()
+			rest()
+		}
+		if n := up.Count(); n != 1 {
+			t.Errorf("REST first %v: the upstream got %d requests, want 1", restFirst, n)
+		}
 	}
 }

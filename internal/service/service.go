@@ -115,13 +115,12 @@ func (s *Service) GetPluginVersion(ctx context.Context, req *pluginv1.GetPluginV
 		return nil, err
 	}
 	defer cancel()
-	v, meta, err := s.client.GetPluginVersion(ctx, auth, req.GetPluginId(), req.GetId(), req.GetEnvironment())
+	asSent, opts := readAsSent(ctx)
+	v, meta, err := s.client.GetPluginVersion(ctx, auth, req.GetPluginId(), req.GetId(), req.GetEnvironment(), opts...)
 	if err := s.answered(ctx, meta, err); err != nil {
 		return nil, err
 	}
-	pv := pluginVersionToProto(v)
-	passthrough.Attach(ctx, pv, v.Raw)
-	return pv, nil
+	return reply(ctx, asSent, v.Raw, func() *pluginv1.CustomConnectPluginVersion { return pluginVersionToProto(v) }), nil
 }
 
 // GetConnectorPlugin reads one custom connector plugin.
@@ -131,13 +130,36 @@ func (s *Service) GetConnectorPlugin(ctx context.Context, req *pluginv1.GetConne
 		return nil, err
 	}
 	defer cancel()
-	p, meta, err := s.client.GetConnectorPlugin(ctx, auth, req.GetId())
+	asSent, opts := readAsSent(ctx)
+	p, meta, err := s.client.GetConnectorPlugin(ctx, auth, req.GetId(), opts...)
 	if err := s.answered(ctx, meta, err); err != nil {
 		return nil, err
 	}
-	pp := connectorPluginToProto(p)
-	passthrough.Attach(ctx, pp, p.Raw)
-	return pp, nil
+	return reply(ctx, asSent, p.Raw, func() *pluginv1.CustomConnectorPlugin { return connectorPluginToProto(p) }), nil
+}
+
+// readAsSent reports whether the call of ctx is answered with the upstream's
+// JSON as sent (passthrough.Wanted: the REST face), and the read options
+// that ask the client for that alone.
+func readAsSent(ctx context.Context) (bool, []upstream.ReadOption) {
+	if passthrough.Wanted(ctx) {
+		return true, []upstream.ReadOption{upstream.AsSent()}
+	}
+	return false, nil
+}
+
+// reply is the message a read answers with, carrying raw, the upstream's
+// JSON of it: the resource translated, or for a call answered with the JSON
+// as sent, an empty message, which its face replaces with the JSON.
+func reply[M any](ctx context.Context, asSent bool, raw []byte, translate func() *M) *M {
+	var m *M
+	if asSent {
+		m = new(M)
+	} else {
+		m = translate()
+	}
+	passthrough.Attach(ctx, m, raw)
+	return m
 }
 
 // upstreamInfo is what the call log says of the upstream side of a call.

@@ -27,6 +27,10 @@ type request struct {
 	// joins a fetch that may be answered from the cache.
 	flight requestID
 	fresh  bool
+	// asSent is that of the call that made the request (AsSent): a fetch
+	// shared with other calls checks the answer for all (checkAnswer), and
+	// decodes the fields at once unless this call needs none.
+	asSent bool
 }
 
 // requestID identifies one exact request with one credential: a hash of
@@ -34,7 +38,7 @@ type request struct {
 type requestID [sha256.Size]byte
 
 func (c *Client) newRequest(auth Authorization, route string, u *url.URL, rc readConfig) *request {
-	r := &request{auth: auth, cred: credentialID(auth), route: route, url: u, fresh: rc.fresh}
+	r := &request{auth: auth, cred: credentialID(auth), route: route, url: u, fresh: rc.fresh, asSent: rc.asSent}
 	h := sha256.New()
 	h.Write([]byte(r.cred))
 	h.Write([]byte(u.String()))
@@ -53,13 +57,20 @@ func (r *request) cacheKey() string { return hex.EncodeToString(r.id[:]) }
 type ReadOption func(*readConfig)
 
 type readConfig struct {
-	fresh bool
+	fresh  bool
+	asSent bool
 }
 
 // Fresh makes the read ask the upstream, never the cache: a watch's poll must
 // see the version as it is now, not as a unary read cached it. Its answer
 // still refreshes the cache for the reads that come after it.
 func Fresh() ReadOption { return func(rc *readConfig) { rc.fresh = true } }
+
+// AsSent makes the read give the resource's JSON as the upstream sent it
+// (Raw) and leave its other fields zero, for a caller that passes the JSON on
+// and reads nothing else of it (the REST face): the answer is checked to be
+// the resource, but its fields are decoded only once a read needs them.
+func AsSent() ReadOption { return func(rc *readConfig) { rc.asSent = true } }
 
 func readConfigOf(opts []ReadOption) readConfig {
 	var rc readConfig
@@ -99,7 +110,7 @@ func (c *Client) call(ctx context.Context, auth Authorization, route string, u *
 		}
 		a, err := c.fetchShared(ctx, r, &meta)
 		if err == nil && a.ok() {
-			return meta, c.decode(a, out)
+			return meta, c.decode(a, route, out, rc)
 		}
 		if a != nil {
 			meta.LastError = newError(a)
@@ -164,12 +175,12 @@ func (c *Client) fetchShared(ctx context.Context, r *request, meta *Meta) (*answ
 // it decodes. A fleet cache may have another replica fill a missing entry
 // meanwhile: fetch then waits for it, and the identical calls of this
 // process wait with it, in the same flight. A 2xx answer leaves fetch
-// decoded (decodeAnswer), once for all who share it.
+// checked (checkAnswer), once for all who share it.
 func (c *Client) fetch(ctx context.Context, r *request) (*answer, error) {
 	claimed := false
 	if c.cache != nil && !r.fresh {
 		var a *answer
-		decode := func(a *answer) { c.decodeAnswer(r.route, a) }
+		decode := func(a *answer) { c.checkAnswer(r.route, a, r.asSent) }
 		a, claimed = c.cache.get(ctx, r.cacheKey(), decode)
 		if c.hooks.Cache != nil {
 			c.hooks.Cache(r.route, a != nil)
@@ -182,12 +193,12 @@ func (c *Client) fetch(ctx context.Context, r *request) (*answer, error) {
 	}
 	a, err := c.exchange(ctx, r)
 	if err == nil && a.ok() {
-		c.decodeAnswer(r.route, a)
-		if a.res != nil {
+		c.checkAnswer(r.route, a, r.asSent)
+		if a.isResource() {
 			c.drift.inspect(r.route, a.body)
 		}
 	}
-	filled := c.cache != nil && err == nil && a.res != nil
+	filled := c.cache != nil && err == nil && a.isResource()
 	if filled {
 		c.cache.add(ctx, r.cacheKey(), a)
 	} else if claimed {

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/acme/plugin-facade/internal/settings"
@@ -39,8 +40,13 @@ const DefaultMaxBodyBytes = 1 << 20
 // It is safe for concurrent use; create one per process so that all calls share
 // one pool of connections and one view of each credential's rate limit.
 type Client struct {
-	base      *url.URL
-	http      *http.Client
+	base *url.URL
+	// transport sends each attempt's one request. The client calls it
+	// directly, not through an http.Client: a redirect is not an answer this
+	// API gives (following one would also drop the Authorization header on a
+	// change of host and turn into a puzzling 401), so the 3xx is reported
+	// as it is, and there is no redirect to copy the request's headers for.
+	transport http.RoundTripper
 	userAgent string
 	hooks     Hooks
 	retry     RetryPolicy
@@ -251,14 +257,8 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		base: u,
-		http: &http.Client{
-			Transport: newTransport(),
-			// A redirect is not an answer this API gives; following one would
-			// also drop the Authorization header on a change of host and turn
-			// into a puzzling 401. The 3xx is reported as it is.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
+		base:      u,
+		transport: newTransport(),
 		userAgent: cfg.userAgent,
 		hooks:     cfg.hooks,
 		retry:     cfg.retry,
@@ -279,7 +279,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		}
 	}
 	if cfg.wrap != nil {
-		c.http.Transport = cfg.wrap(c.http.Transport)
+		c.transport = cfg.wrap(c.transport)
 	}
 	return c, nil
 }
@@ -290,7 +290,11 @@ func (c *Client) Host() string { return c.base.Hostname() }
 
 // Close closes the idle connections of the client's pool. Calls in flight are
 // not affected; the client stays usable.
-func (c *Client) Close() { c.http.CloseIdleConnections() }
+func (c *Client) Close() {
+	if t, ok := c.transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+}
 
 // ParseBaseURL checks an upstream base URL: absolute http(s), without
 // credentials, query or fragment, and https unless its host is loopback or
@@ -370,10 +374,11 @@ type answer struct {
 	// cached means the answer came from the cache, not from an exchange of
 	// this call's.
 	cached bool
-	// res is the resource a 2xx answer decoded into, or decodeErr why it
-	// did not (decodeAnswer).
-	res       resource
-	decodeErr error
+	// notResource says why a 2xx answer is not the resource (checkAnswer);
+	// typed is, for one that is, its fields, decoded once, on first use.
+	// Copies of the answer (cache hits) share typed.
+	notResource error
+	typed       *typedResource
 }
 
 // ok reports whether a is a success (2xx).
@@ -396,7 +401,7 @@ func (c *Client) exchange(ctx context.Context, r *request) (*answer, error) {
 		c.observe(route, 0, start)
 		return &TransportError{Method: req.Method, Path: u.EscapedPath(), Err: unwrapURLError(err), ContextErr: ctx.Err()}
 	}
-	resp, err := c.http.Do(req)
+	resp, err := c.transport.RoundTrip(req)
 	if err != nil {
 		return nil, transportErr(err)
 	}
@@ -447,39 +452,89 @@ func readBody(r io.Reader, length, limit int64) ([]byte, error) {
 	}
 }
 
-// decode gives out the resource of a 2xx answer, which fetch decoded.
-func (c *Client) decode(a *answer, out resource) error {
-	if a.decodeErr != nil {
-		return a.decodeErr
+// typedResource is the resource of an answer decoded into its type.
+type typedResource struct {
+	once sync.Once
+	res  resource
+	err  error
+}
+
+// isResource reports whether a is a 2xx answer that checkAnswer found to be
+// the resource.
+func (a *answer) isResource() bool { return a.typed != nil }
+
+// resource decodes the fields of a, a resource of route, the first time it
+// is asked, for every caller that shares a.
+func (a *answer) resource(route string) (resource, error) {
+	a.typed.once.Do(func() {
+		out := resourceOf(route)
+		if err := json.Unmarshal(a.body, out); err != nil {
+			a.typed.err = a.undecodable(err)
+			return
+		}
+		out.setRaw(a.body)
+		a.typed.res = out
+	})
+	return a.typed.res, a.typed.err
+}
+
+func (a *answer) undecodable(err error) error {
+	return &DecodeError{StatusCode: a.status, RequestID: headerText(a.header, headerRequestID), Err: err}
+}
+
+// decode gives out the resource of a 2xx answer of route, which fetch
+// checked: only its JSON for a read AsSent, and its fields otherwise.
+func (c *Client) decode(a *answer, route string, out resource, rc readConfig) error {
+	if a.notResource != nil {
+		return a.notResource
 	}
-	out.assign(a.res)
+	if rc.asSent {
+		out.setRaw(a.body)
+		return nil
+	}
+	res, err := a.resource(route)
+	if err != nil {
+		return err
+	}
+	out.assign(res)
 	return nil
 }
 
-// decodeAnswer decodes a 2xx answer of route into a.res, or says in
-// a.decodeErr why its body is not the resource. It runs once per answer,
-// before the answer is shared with other callers or cached.
-func (c *Client) decodeAnswer(route string, a *answer) {
-	undecodable := func(err error) {
-		a.decodeErr = &DecodeError{StatusCode: a.status, RequestID: headerText(a.header, headerRequestID), Err: err}
-	}
+// checkAnswer says in a.notResource why a 2xx answer of route is not the
+// resource. It runs once per answer, before the answer is shared with other
+// callers or cached. What tells a resource is the same for every caller: a
+// JSON object with an id and a kind, whatever its other fields hold. A read
+// of the JSON as sent (asSent: the REST face) has that checked alone, and
+// never pays for the fields; any other has the fields decoded at once, which
+// checks the rest too (the identity is read alone only when that decode
+// fails: a field of a type this version does not expect is an error of the
+// reads that need the fields, not of the REST face that passes them on).
+func (c *Client) checkAnswer(route string, a *answer, asSent bool) {
 	if a.tooLarge {
-		undecodable(fmt.Errorf("%w (%d bytes)", ErrBodyTooLarge, c.maxBody))
+		a.notResource = a.undecodable(fmt.Errorf("%w (%d bytes)", ErrBodyTooLarge, c.maxBody))
 		return
 	}
-	out := resourceOf(route)
-	if err := json.Unmarshal(a.body, out); err != nil {
-		undecodable(err)
-		return
+	a.typed = &typedResource{}
+	if !asSent {
+		if res, err := a.resource(route); err == nil {
+			if id, kind := res.identity(); id != "" && kind != "" {
+				return
+			}
+		}
 	}
-	// A body such as {} or null decodes without error; without its identity it
-	// is not the resource (a proxy's or a login page's answer, say).
-	if id, kind := out.identity(); id == "" || kind == "" {
-		undecodable(errors.New("the resource has no id or kind"))
-		return
+	var identity struct {
+		ID   string `json:"id"`
+		Kind string `json:"kind"`
 	}
-	out.setRaw(a.body)
-	a.res = out
+	err := json.Unmarshal(a.body, &identity)
+	// A body such as {} or null decodes without error; without its identity
+	// it is not the resource (a proxy's or a login page's answer, say).
+	if err == nil && (identity.ID == "" || identity.Kind == "") {
+		err = errors.New("the resource has no id or kind")
+	}
+	if err != nil {
+		a.notResource, a.typed = a.undecodable(err), nil
+	}
 }
 
 // resourceOf is a new value of the resource route answers with.

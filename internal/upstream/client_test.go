@@ -2,11 +2,13 @@ package upstream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -356,18 +358,91 @@ func TestFailureSourceIsKept(t *testing.T) {
 }
 
 func TestUndecodableSuccess(t *testing.T) {
-	for _, body := range []string{"", "null", "{}", `{"kind":"K"}`, "not json", `{"id": 42}`, `{"metadata":{"created_at":"yesterday"}}`, `[]`} {
-		t.Run(fmt.Sprintf("%q", body), func(t *testing.T) {
-			_, c := startUpstream(t, 200, http.Header{"X-Request-Id": {"req-1"}}, body)
-			_, _, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
-			var e *DecodeError
-			if !errors.As(err, &e) {
-				t.Fatalf("err = %v (%T), want *DecodeError", err, err)
+	for _, body := range []string{"", "null", "{}", `{"kind":"K"}`, "not json", `{"id": 42}`, `{"id":"ccp-1","kind":""}`, `{"metadata":{"created_at":"yesterday"}}`, `[]`, `{"id":"ccp-1","kind":"K"`} {
+		for _, read := range []struct {
+			name string
+			opts []ReadOption
+		}{{"typed", nil}, {"as sent", []ReadOption{AsSent()}}} {
+			t.Run(fmt.Sprintf("%q %s", body, read.name), func(t *testing.T) {
+				_, c := startUpstream(t, 200, http.Header{"X-Request-Id": {"req-1"}}, body)
+				_, _, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1", read.opts...)
+				var e *DecodeError
+				if !errors.As(err, &e) {
+					t.Fatalf("err = %v (%T), want *DecodeError", err, err)
+				}
+				if e.RequestID != "req-1" || e.StatusCode != 200 {
+					t.Errorf("DecodeError = %+v, want request id req-1 and status 200", e)
+				}
+			})
+		}
+	}
+}
+
+// A resource whose field holds a value of a type this version does not
+// expect is still the resource: a read of it as sent (the REST face) passes
+// it on, a typed read cannot decode it. Either read may fetch it first; the
+// other reads it from the cache, with the same outcome.
+func TestFieldOfAnotherTypeFailsOnlyTheTypedRead(t *testing.T) {
+	const body = `{"id":"ccp-1","kind":"CustomConnectorPlugin","display_name":{"en":"Sink"}}`
+	typed := func(c *Client) error {
+		_, _, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
+		var e *DecodeError
+		if !errors.As(err, &e) || e.StatusCode != 200 {
+			return fmt.Errorf("typed read: err = %v, want a DecodeError of the 200", err)
+		}
+		return nil
+	}
+	asSent := func(c *Client) error {
+		p, _, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1", AsSent())
+		if err != nil || string(p.Raw) != body || p.DisplayName != "" {
+			return fmt.Errorf("read as sent: %+v, %v; want the body as sent and no field", p, err)
+		}
+		return nil
+	}
+	for _, tt := range []struct {
+		name   string
+		first  func(*Client) error
+		second func(*Client) error
+	}{
+		{"as sent, then typed", asSent, typed},
+		{"typed, then as sent", typed, asSent},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			up := upstreamtest.Start(t, upstreamtest.Response{Status: 200, Body: body})
+			c := newClient(t, up.URL+"/base/", WithRetry(RetryPolicy{MaxAttempts: 1}), WithRateLimitGuard(false), WithCache(time.Minute, 8))
+			for _, read := range []func(*Client) error{tt.first, tt.second, tt.first} {
+				if err := read(c); err != nil {
+					t.Error(err)
+				}
 			}
-			if e.RequestID != "req-1" || e.StatusCode != 200 {
-				t.Errorf("DecodeError = %+v, want request id req-1 and status 200", e)
+			if n := up.Count(); n != 1 {
+				t.Errorf("the upstream got %d requests, want 1 (then the cache)", n)
 			}
 		})
+	}
+}
+
+// A read as sent gives the resource's JSON alone; a typed read of the same
+// answer, from the cache, has every field.
+func TestReadAsSentThenTyped(t *testing.T) {
+	body := readTestdata(t, "connector_plugin.json")
+	up := upstreamtest.Start(t, upstreamtest.Response{Status: 200, Body: body})
+	c := newClient(t, up.URL+"/base/", WithRetry(RetryPolicy{MaxAttempts: 1}), WithRateLimitGuard(false), WithCache(time.Minute, 8))
+	raw, _, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1", AsSent())
+	if err != nil || string(raw.Raw) != body || raw.ID != "" {
+		t.Fatalf("as sent: %+v, %v; want the JSON alone", raw, err)
+	}
+	p, meta, err := c.GetConnectorPlugin(t.Context(), testAuth, "ccp-1")
+	if err != nil || !meta.Cached {
+		t.Fatalf("typed: %v (cached %v), want a cache hit", err, meta.Cached)
+	}
+	var want ConnectorPlugin
+	if err := json.Unmarshal([]byte(body), &want); err != nil {
+		t.Fatal(err)
+	}
+	want.Raw = []byte(body)
+	if !reflect.DeepEqual(*p, want) {
+		t.Errorf("typed read from the cache = %+v, want %+v", *p, want)
 	}
 }
 

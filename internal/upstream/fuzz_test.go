@@ -61,16 +61,16 @@ func FuzzResources(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		c := &Client{maxBody: DefaultMaxBodyBytes, drift: &drift{log: slog.New(slog.DiscardHandler), seen: map[string]bool{}}}
 		a := &answer{status: 200, header: http.Header{}, body: body}
-		c.decodeAnswer(RoutePluginVersion, a)
+		c.checkAnswer(RoutePluginVersion, a, false)
 		var v PluginVersion
-		if err := c.decode(a, &v); err == nil && (v.ID == "" || v.Kind == "") {
+		if err := c.decode(a, RoutePluginVersion, &v, readConfig{}); err == nil && (v.ID == "" || v.Kind == "") {
 			t.Fatalf("accepted a plugin version without id or kind: %q", body)
 		}
 		c.drift.inspect(RoutePluginVersion, body) // never stuck, valid JSON or not
 		a = &answer{status: 200, header: http.Header{}, body: body}
-		c.decodeAnswer(RouteConnectorPlugin, a)
+		c.checkAnswer(RouteConnectorPlugin, a, false)
 		var p ConnectorPlugin
-		if err := c.decode(a, &p); err == nil && (p.ID == "" || p.Kind == "") {
+		if err := c.decode(a, RouteConnectorPlugin, &p, readConfig{}); err == nil && (p.ID == "" || p.Kind == "") {
 			t.Fatalf("accepted a connector plugin without id or kind: %q", body)
 		}
 		c.drift.inspect(RouteConnectorPlugin, body)

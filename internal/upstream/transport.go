@@ -108,7 +108,7 @@ func (g *coldStart) RoundTrip(req *http.Request) (*http.Response, error) {
 	return g.next.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
 }
 
-// CloseIdleConnections lets http.Client.CloseIdleConnections reach the pool.
+// CloseIdleConnections lets Client.Close reach the pool.
 func (g *coldStart) CloseIdleConnections() { g.next.CloseIdleConnections() }
 
 func (g *coldStart) opened() {

@@ -92,7 +92,7 @@ func (l countingListener) Accept() (net.Conn, error) {
 // client returns a client of u that trusts its certificate.
 func (u *tlsUpstream) client(t *testing.T) *Client {
 	c := newClient(t, u.url, WithRateLimitGuard(false))
-	c.http.Transport.(*coldStart).next.TLSClientConfig = u.roots
+	c.transport.(*coldStart).next.TLSClientConfig = u.roots
 	return c
 }
 
@@ -127,7 +127,7 @@ func TestColdBurstOverHTTP2SharesOneConnection(t *testing.T) {
 	t.Logf("cold burst: %d connections", u.conns.Load())
 
 	c.Close() // as the idle timeout would
-	waitFor(t, func() bool { return c.http.Transport.(*coldStart).liveConns() == 0 })
+	waitFor(t, func() bool { return c.transport.(*coldStart).liveConns() == 0 })
 	before := u.conns.Load()
 	burst(t, c, 200)
 	if n := u.conns.Load() - before; n > maxConns {
