@@ -109,9 +109,11 @@ func (ws *watches) leave(k watchKey, w *watcher) {
 	}
 }
 
-// broadcast gives ev to every watcher of l. A final event also ends l, in the
-// same critical section, so that nobody joins a loop that has ended.
+// broadcast gives ev, with its response metadata, to every watcher of l. A
+// final event also ends l, in the same critical section, so that nobody joins
+// a loop that has ended.
 func (ws *watches) broadcast(k watchKey, l *pollLoop, ev *watchEvent) {
+	ev.header = responseMetadata(ev.meta, ev.err)
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	l.latest = ev

@@ -44,9 +44,16 @@ func startService(t *testing.T, upstreamURL string, opts ...Option) pluginv1.Plu
 // startServiceOf runs the service with the given upstream client.
 func startServiceOf(t *testing.T, uc *upstream.Client, opts ...Option) pluginv1.PluginServiceClient {
 	t.Helper()
+	return startServiceOn(t, uc, nil, opts...)
+}
+
+// startServiceOn is startServiceOf on a gRPC server with serverOpts (such as
+// interceptors).
+func startServiceOn(t *testing.T, uc *upstream.Client, serverOpts []grpc.ServerOption, opts ...Option) pluginv1.PluginServiceClient {
+	t.Helper()
 	t.Cleanup(uc.Close)
 	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(serverOpts...)
 	pluginv1.RegisterPluginServiceServer(srv, New(uc, opts...))
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)

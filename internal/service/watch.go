@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/callinfo"
@@ -72,8 +73,19 @@ func (s *Service) WatchPluginVersion(req *pluginv1.WatchPluginVersionRequest, st
 
 // stream sends the caller what its mailbox w gets, until the version is
 // terminal, the watch fails, the caller leaves or the server shuts down.
+//
+// The goroutine running it, grpc-go's for the call, only waits: each event is
+// sent by a goroutine of its own that ends with the send. This one lasts as
+// long as the watch, and the runtime halves a goroutine's stack only while
+// less than a quarter of it is in use, which the call chain this one blocks
+// under (grpc-go's frames and the interceptors') exceeds once its stack has
+// doubled; the deeper chain of a send (the interceptors' stream wrappers,
+// encoding, the transport) run here would double it for the watch's life.
+// The events of one watch are still sent one at a time and in order, and a
+// caller slow to read holds up only its own watch.
 func (s *Service) stream(ctx context.Context, w *watcher, stream grpc.ServerStreamingServer[pluginv1.CustomConnectPluginVersion]) error {
-	headerSent := false
+	first := true
+	done := make(chan sent, 1)
 	for {
 		select {
 		case <-ctx.Done():
@@ -86,26 +98,52 @@ func (s *Service) stream(ctx context.Context, w *watcher, stream grpc.ServerStre
 		if ev == nil {
 			continue
 		}
-		info := upstreamInfo(ev.meta)
-		info.Attempts = ev.polls // the poll loop's requests so far
-		callinfo.FromContext(ctx).Record(info)
-		if !headerSent {
-			headerSent = true
-			if md := responseMetadata(ev.meta, ev.err); md.Len() > 0 {
-				_ = stream.SendHeader(md)
-			}
+		go func(first bool) {
+			var r sent
+			defer func() {
+				if p := recover(); p != nil {
+					r.panicked, r.value = true, p
+				}
+				done <- r
+			}()
+			r.err = send(ctx, ev, first, stream)
+		}(first)
+		first = false
+		// The stream is the sender's until it is done: no return before.
+		r := <-done
+		if r.panicked {
+			panic(r.value) // for the recovery interceptor, as if sent here
 		}
-		if ev.err != nil {
-			return ev.err
-		}
-		passthrough.Attach(ctx, ev.version, ev.raw)
-		if err := stream.Send(ev.version); err != nil {
-			return err
-		}
-		if ev.final {
-			return nil
+		if r.err != nil || ev.final {
+			return r.err
 		}
 	}
+}
+
+// sent is how a send ended.
+type sent struct {
+	err      error
+	panicked bool
+	value    any // what it panicked with
+}
+
+// send sends one event: the response metadata with the first, then the
+// version, or the error that ends the watch, which the caller gets as the
+// call's status when stream returns it.
+func send(ctx context.Context, ev *watchEvent, first bool, stream grpc.ServerStreamingServer[pluginv1.CustomConnectPluginVersion]) error {
+	info := upstreamInfo(ev.meta)
+	info.Attempts = ev.polls // the poll loop's requests so far
+	callinfo.FromContext(ctx).Record(info)
+	if first {
+		if ev.header.Len() > 0 {
+			_ = stream.SendHeader(ev.header)
+		}
+	}
+	if ev.err != nil {
+		return ev.err
+	}
+	passthrough.Attach(ctx, ev.version, ev.raw)
+	return stream.Send(ev.version)
 }
 
 // errStreamsEnded ends the watches of a server that is shutting down. It is
@@ -167,6 +205,11 @@ type watchEvent struct {
 	final   bool   // the version's phase is terminal, or err is set
 	meta    upstream.Meta
 	polls   int // upstream requests the loop has made so far
+	// header is the response metadata of meta and err, which a watcher
+	// sends with the first event it gets. It is made once for all the
+	// watchers (broadcast) and shared: each stream keeps the one it sent
+	// until it ends, and nothing changes it.
+	header metadata.MD
 }
 
 // terminal reports whether a version's phase will not change any more.

@@ -288,6 +288,48 @@ func TestWatchResponseHeaders(t *testing.T) {
 	}
 }
 
+// TestWatchSendPanics: a panic while a version is sent (here in a stream
+// wrapper's SendMsg, as an interceptor's could) reaches the interceptors
+// around the handler, as if the handler had panicked, although the send runs
+// on a goroutine of its own: recovery answers the call INTERNAL and the
+// process lives on.
+func TestWatchSendPanics(t *testing.T) {
+	sb := testutil.StartSandbox(t, sandbox.WithLifecycle(time.Hour))
+	uc, err := upstream.New(sb.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recovered any
+	recovery := func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer func() {
+			if recovered = recover(); recovered != nil {
+				err = status.Error(codes.Internal, "recovered")
+			}
+		}()
+		return handler(srv, ss)
+	}
+	panicking := func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return handler(srv, &panickingStream{ss})
+	}
+	client := startServiceOn(t, uc, []grpc.ServerOption{grpc.ChainStreamInterceptor(recovery, panicking)},
+		fastWatch, WithDefaultCredentials(sandboxAuth))
+	stream, err := client.WatchPluginVersion(t.Context(), watchReq(sandbox.VersionID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := receiveAll(t, stream)
+	if status.Code(err) != codes.Internal || len(got) != 0 {
+		t.Fatalf("%d messages, then %v; want none, then Internal", len(got), err)
+	}
+	if recovered != "boom" { // the call has ended: its interceptors are done
+		t.Errorf("recovered %v, want boom", recovered)
+	}
+}
+
+type panickingStream struct{ grpc.ServerStream }
+
+func (panickingStream) SendMsg(any) error { panic("boom") }
+
 func TestPollIntervalBounds(t *testing.T) {
 	w := DefaultWatchIntervals
 	for asked, want := range map[time.Duration]time.Duration{

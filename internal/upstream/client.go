@@ -392,9 +392,11 @@ func (c *Client) exchange(ctx context.Context, r *request) (*answer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %w", err)
 	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.userAgent)
-	req.Header.Set("Authorization", r.auth.headerValue())
+	req.Header = http.Header{ // canonical keys, in one map of the right size
+		"Accept":        {"application/json"},
+		"User-Agent":    {c.userAgent},
+		"Authorization": {r.auth.headerValue()},
+	}
 
 	start := time.Now()
 	transportErr := func(err error) error {

@@ -43,7 +43,7 @@ func newClient(t *testing.T, baseURL string, opts ...Option) *Client {
 	return c
 }
 
-func readTestdata(t *testing.T, name string) string {
+func readTestdata(t testing.TB, name string) string {
 	t.Helper()
 	b, err := os.ReadFile("testdata/" + name)
 	if err != nil {

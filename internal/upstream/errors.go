@@ -222,10 +222,10 @@ var noRateLimit = RateLimit{Limit: -1, Remaining: -1, Reset: -1}
 
 func parseRateLimit(h http.Header) RateLimit {
 	r := noRateLimit
-	if n, err := strconv.Atoi(strings.TrimSpace(h.Get(headerRateLimitLimit))); err == nil && n >= 0 {
+	if n, ok := headerCount(h.Get(headerRateLimitLimit)); ok {
 		r.Limit = n
 	}
-	if n, err := strconv.Atoi(strings.TrimSpace(h.Get(headerRateLimitRemaining))); err == nil && n >= 0 {
+	if n, ok := headerCount(h.Get(headerRateLimitRemaining)); ok {
 		r.Remaining = n
 	}
 	if d, ok := parseSeconds(h.Get(headerRateLimitReset)); ok {
@@ -238,11 +238,23 @@ func parseRateLimit(h http.Header) RateLimit {
 // Retry-After and X-RateLimit-Reset. (Retry-After may also be an HTTP date in
 // general; the upstream documents seconds, and a date is ignored.)
 func parseSeconds(v string) (time.Duration, bool) {
-	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 32)
+	n, ok := headerCount(v)
+	return time.Duration(n) * time.Second, ok
+}
+
+// headerCount reads a header's non-negative integer (of at most 32 bits).
+// An absent header is the common case (a success carries no Retry-After),
+// so it is told apart before strconv, whose error allocates.
+func headerCount(v string) (int, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 32)
 	if err != nil || n < 0 {
 		return 0, false
 	}
-	return time.Duration(n) * time.Second, true
+	return int(n), true
 }
 
 // markup matches HTML/XML tags and comments, which say nothing to a person

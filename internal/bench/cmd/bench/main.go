@@ -84,9 +84,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "measured time of each cell")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each cell")
 	fs.StringVar(&o.out, "out", "", "Markdown file to write the report to (default: none)")
-	fs.StringVar(&o.micro, "micro", "./internal/service/", "packages whose Go benchmarks to run after the load (empty: none)")
+	fs.StringVar(&o.micro, "micro", "./internal/upstream/ ./internal/service/", "packages whose Go benchmarks to run after the load, separated by spaces (empty: none)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write CPU profiles of the facade (default configuration) during the gRPC and gateway cells at -profile-concurrency to this file prefix (PREFIX-gRPC.pprof, PREFIX-gateway.pprof)")
-	fs.StringVar(&o.memProfile, "memprofile", "", "as -cpuprofile, but allocation profiles (go tool pprof -sample_index=alloc_space), and PREFIX-watchers.pprof, the heap with the watchers open; not with -cpuprofile")
+	fs.StringVar(&o.memProfile, "memprofile", "", "as -cpuprofile, but allocation profiles (go tool pprof -sample_index=alloc_space), and PREFIX-watchers.pprof, the heap with the watchers open, and PREFIX-watchers-goroutines.txt, their goroutines; not with -cpuprofile")
 	fs.IntVar(&o.profConc, "profile-concurrency", 32, "the concurrency whose cells -cpuprofile and -memprofile profile")
 	fs.StringVar(&o.trace, "trace", "", "write execution traces (go tool trace) of the facade during the gRPC and gateway cells at concurrency 1 to this file prefix (PREFIX-gRPC.trace, PREFIX-gateway.trace)")
 	fs.StringVar(&o.logLevel, "log-level", "", "the headline facade's --log-level (default: none, so its default, info: a log line per call); the log-off rows always run with warn")
@@ -140,7 +140,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	var micro string
 	if o.micro != "" {
 		fmt.Fprintln(stdout, "go test -run '^$' -bench . -benchmem", o.micro)
-		cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", ".", "-benchmem", "-count", "1", o.micro)
+		cmd := exec.CommandContext(ctx, "go", append([]string{"test", "-run", "^$", "-bench", ".", "-benchmem", "-count", "1"}, strings.Fields(o.micro)...)...)
 		var buf bytes.Buffer
 		cmd.Stdout, cmd.Stderr = io.MultiWriter(&buf, stdout), io.MultiWriter(&buf, os.Stderr)
 		if err := cmd.Run(); err != nil {

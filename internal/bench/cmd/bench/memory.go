@@ -267,10 +267,17 @@ func watchers(ctx context.Context, o options, bin bench.Binaries, sb *bench.Sand
 		return err
 	}
 	fmt.Fprintf(log, "RSS: idle %.1f MiB, %d watchers on %d versions %.1f MiB\n", mib(m.WatchersIdleRSS), m.Watchers, m.Versions, mib(m.WatchersRSS))
+	if rt, err := goRuntime(ctx, f.HTTPURL); err == nil {
+		fmt.Fprintf(log, "watchers: %s\n", rt)
+	}
 	if o.memProfile != "" {
 		// What holds the memory: the heap in use with the watchers open.
 		if err := saveProfile(ctx, f.DebugURL, "heap?gc=1", 0, o.memProfile+"-watchers.pprof"); err != nil {
 			return fmt.Errorf("heap profile: %w", err)
+		}
+		// And what their goroutines are blocked in, each stack once with its count.
+		if err := saveProfile(ctx, f.DebugURL, "goroutine?debug=1", 0, o.memProfile+"-watchers-goroutines.txt"); err != nil {
+			return fmt.Errorf("goroutine profile: %w", err)
 		}
 	}
 	return nil
@@ -300,6 +307,34 @@ func dialMany(addr string, n int) (clients []pluginv1.PluginServiceClient, close
 		clients = append(clients, pluginv1.NewPluginServiceClient(conn))
 	}
 	return clients, closeAll, nil
+}
+
+// goRuntime reads, from the facade's /metrics, where its memory goes: its
+// goroutines, their stacks and its heap in use.
+func goRuntime(ctx context.Context, httpURL string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, httpURL+"/metrics", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	want := map[string]float64{"go_goroutines": 0, "go_memstats_stack_inuse_bytes": 0, "go_memstats_heap_inuse_bytes": 0}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if _, w := want[name]; ok && w {
+			want[name], _ = strconv.ParseFloat(value, 64)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", err
+	}
+	g, stacks := want["go_goroutines"], want["go_memstats_stack_inuse_bytes"]
+	return fmt.Sprintf("%.0f goroutines, stacks %.1f MiB (%.1f KiB each), heap in use %.1f MiB",
+		g, stacks/(1<<20), stacks/max(g, 1)/1024, want["go_memstats_heap_inuse_bytes"]/(1<<20)), nil
 }
 
 // firstOf keeps the first error.
