@@ -45,10 +45,18 @@ type originKey struct{}
 // would otherwise not have. Wrap the gateway's handler with it.
 func HTTPOrigin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		o := origin{addr: addrOf(r.RemoteAddr), tls: r.TLS,
-			forwarded: r.Header.Values(headerForwarded), xff: r.Header.Values(headerXFF)}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), originKey{}, &o)))
+		next.ServeHTTP(w, r.WithContext(WithHTTPOrigin(r.Context(), r)))
 	})
+}
+
+// WithHTTPOrigin is ctx with what HTTPOrigin records of r, for a handler
+// that makes the request's context itself.
+func WithHTTPOrigin(ctx context.Context, r *http.Request) context.Context {
+	// The header names are canonical: r.Header.Values's, without
+	// canonicalising them for every request.
+	o := origin{addr: addrOf(r.RemoteAddr), tls: r.TLS,
+		forwarded: r.Header[headerForwarded], xff: r.Header[headerXFF]}
+	return context.WithValue(ctx, originKey{}, &o)
 }
 
 // originOf returns the origin of the call of ctx: the one HTTPOrigin

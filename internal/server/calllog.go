@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,12 +69,56 @@ type callLog struct {
 	memo *lineMemo
 	// quiet samples the lines of canceled and refused calls (sampledCode).
 	quiet *sampler
+	// methods holds, per method, log with the attributes every line of the
+	// method begins with.
+	methods *methodLoggers
 }
 
 // newCallLog returns the call log of the gRPC server's chain (rest false)
 // or of the gateway's, sampling with quiet (nil: every line).
 func newCallLog(log *slog.Logger, rest bool, quiet *sampler) callLog {
-	return callLog{log: log, rest: rest, memo: &lineMemo{}, quiet: quiet}
+	return callLog{log: log, rest: rest, memo: &lineMemo{}, quiet: quiet, methods: &methodLoggers{}}
+}
+
+// methodLoggers are loggers with the attributes every line of a method
+// begins with (grpc.component, grpc.service, grpc.method, grpc.method_type,
+// and protocol on the gateway's chain), which slog.Logger.With has the
+// handler format once rather than on every line: the line is the same. A
+// method is one the server serves (the gRPC server calls no interceptor
+// for another), so there are a few; past maxMethodLoggers the attributes
+// are the line's own. The map is replaced whole, so a line reads it without
+// a lock.
+type methodLoggers struct {
+	m  atomic.Pointer[map[string]*slog.Logger]
+	mu sync.Mutex
+}
+
+const maxMethodLoggers = 64
+
+// get returns the logger of fullMethod, made by build the first time; nil
+// when there are too many.
+func (l *methodLoggers) get(fullMethod string, build func() *slog.Logger) *slog.Logger {
+	if m := l.m.Load(); m != nil {
+		if log, ok := (*m)[fullMethod]; ok {
+			return log
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old := map[string]*slog.Logger{}
+	if m := l.m.Load(); m != nil {
+		old = *m
+	}
+	if log, ok := old[fullMethod]; ok {
+		return log
+	}
+	if len(old) >= maxMethodLoggers {
+		return nil
+	}
+	next := maps.Clone(old)
+	next[fullMethod] = build()
+	l.m.Store(&next)
+	return next[fullMethod]
 }
 
 // lineMemo remembers the last peer address and start second as strings,
@@ -169,14 +215,13 @@ func (c callLog) finished(ctx context.Context, fullMethod, typ string, start tim
 		}
 	}
 	elapsed := time.Since(start)
-	service, method, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
 	attrs := make([]slog.Attr, 0, 20)
-	attrs = append(attrs,
-		slog.String("grpc.component", "server"),
-		slog.String("grpc.service", service),
-		slog.String("grpc.method", method),
-		slog.String("grpc.method_type", typ),
-	)
+	log := c.methods.get(fullMethod, func() *slog.Logger {
+		return c.log.With(attrsToAny(c.appendMethod(nil, fullMethod, typ))...)
+	})
+	if log == nil {
+		log, attrs = c.log, c.appendMethod(attrs, fullMethod, typ)
+	}
 	attrs = c.appendOrigin(attrs, ctx)
 	attrs = append(attrs, slog.String("grpc.start_time", c.memo.startTime(start)))
 	if d, ok := ctx.Deadline(); ok {
@@ -197,7 +242,32 @@ func (c callLog) finished(ctx context.Context, fullMethod, typ string, start tim
 	if dropped > 0 {
 		attrs = append(attrs, slog.Int("calls_not_logged", dropped))
 	}
-	c.log.LogAttrs(ctx, level, "finished call", attrs...)
+	log.LogAttrs(ctx, level, "finished call", attrs...)
+}
+
+// appendMethod appends the attributes every line of fullMethod (of type
+// typ) begins with: grpc.component, grpc.service, grpc.method,
+// grpc.method_type and, on the gateway's chain, protocol.
+func (c callLog) appendMethod(attrs []slog.Attr, fullMethod, typ string) []slog.Attr {
+	service, method, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
+	attrs = append(attrs,
+		slog.String("grpc.component", "server"),
+		slog.String("grpc.service", service),
+		slog.String("grpc.method", method),
+		slog.String("grpc.method_type", typ),
+	)
+	if c.rest {
+		attrs = append(attrs, slog.String("protocol", protocolREST))
+	}
+	return attrs
+}
+
+func attrsToAny(attrs []slog.Attr) []any {
+	out := make([]any, len(attrs))
+	for i, a := range attrs {
+		out[i] = a
+	}
+	return out
 }
 
 // sampledCode reports whether lines of calls that ended with code are
@@ -208,7 +278,8 @@ func sampledCode(code codes.Code) bool {
 	return code == codes.Canceled || code == codes.ResourceExhausted
 }
 
-// appendOrigin appends protocol and peer.address. A REST call is one of
+// appendOrigin appends protocol (but on the gateway's chain, whose
+// protocol is appendMethod's) and peer.address. A REST call is one of
 // c.rest's chains (served in process by the gateway), which put the HTTP
 // client's address last in x-forwarded-for.
 func (c callLog) appendOrigin(attrs []slog.Attr, ctx context.Context) []slog.Attr {
@@ -219,7 +290,6 @@ func (c callLog) appendOrigin(attrs []slog.Attr, ctx context.Context) []slog.Att
 		}
 		return attrs
 	}
-	attrs = append(attrs, slog.String("protocol", "rest"))
 	if addr, ok := restClient(ctx); ok {
 		attrs = append(attrs, slog.String("peer.address", addr))
 	}

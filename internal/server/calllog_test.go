@@ -1,9 +1,23 @@
 package server
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
 	"net"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/acme/plugin-facade/internal/callinfo"
 )
 
 // TestLineMemo checks that the remembered strings are those of the address
@@ -40,5 +54,52 @@ func TestLineMemo(t *testing.T) {
 	var none *lineMemo
 	if got := none.peerAddress(a); got != "127.0.0.1:1111" {
 		t.Errorf("nil memo: peerAddress = %q", got)
+	}
+}
+
+// TestMethodLoggersWriteTheSameLine: a line written through a method's
+// logger (its first attributes formatted once, slog.Logger.With) is the line
+// written with every attribute its own, as past maxMethodLoggers, in JSON and
+// text, on the gRPC server's chain and the gateway's, for several methods.
+func TestMethodLoggersWriteTheSameLine(t *testing.T) {
+	noTime := func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}
+	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 54321}})
+	ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("x-forwarded-for", "10.0.0.1, 192.0.2.7"))
+	start := time.Date(2026, 12, 1, 21, 0, 0, 0, time.UTC)
+	for _, format := range []string{"json", "text"} {
+		for _, rest := range []bool{false, true} {
+			handler := func(w io.Writer) slog.Handler {
+				if format == "text" {
+					return slog.NewTextHandler(w, &slog.HandlerOptions{ReplaceAttr: noTime})
+				}
+				return slog.NewJSONHandler(w, &slog.HandlerOptions{ReplaceAttr: noTime})
+			}
+			var cached, own bytes.Buffer
+			withLoggers := newCallLog(slog.New(handler(&cached)), rest, nil)
+			without := newCallLog(slog.New(handler(&own)), rest, nil)
+			for i := range maxMethodLoggers {
+				without.methods.get(fmt.Sprint("/filler/", i), func() *slog.Logger { return without.log })
+			}
+			for _, m := range []string{"/confluent.plugin.v1.PluginService/GetPluginVersion", "/confluent.plugin.v1.PluginService/GetConnectorPlugin"} {
+				for _, err := range []error{nil, status.Error(codes.NotFound, "gone")} {
+					for _, c := range []callLog{withLoggers, without} {
+						ctx, info := callinfo.NewContext(ctx)
+						info.Record(callinfo.Upstream{Status: 200, RequestID: "r-1", Attempts: 1})
+						c.finished(ctx, m, "unary", start, err)
+					}
+				}
+			}
+			// grpc.time_ms differs from one line to the next.
+			timeMS := regexp.MustCompile(`"?grpc\.time_ms"?[:=]"?[0-9.e+-]+"?`)
+			got, want := timeMS.ReplaceAllString(cached.String(), "T"), timeMS.ReplaceAllString(own.String(), "T")
+			if got != want || strings.Count(got, "\n") != 4 {
+				t.Errorf("%s, rest %v: lines through the method loggers\n%s\nwant\n%s", format, rest, got, want)
+			}
+		}
 	}
 }

@@ -14,61 +14,56 @@ import (
 	"github.com/acme/plugin-facade/internal/failure"
 )
 
-// The REST gateway serves every method in process. Unary ones through the
-// generated RegisterPluginServiceHandlerServer handlers, which call inProcess:
-// it runs the same unary interceptors as the gRPC server (call info, call log
-// with protocol rest, metrics, panic recovery) around the service's method.
-// grpc-gateway's in-process handlers cannot serve streaming methods (they
-// answer UNIMPLEMENTED), so the gateway serves those routes itself
-// (rest_stream.go), through the gRPC server's stream interceptors. Either way
-// a failure is rendered from its status alone (failure.RenderREST, through
-// rest_errors.go), in the upstream's own words.
+// The REST gateway serves every method in process, from the REST bindings
+// (google.api.http) of the service's descriptor: unary ones through
+// inProcess (rest_unary.go), which runs the same unary interceptors as the
+// gRPC server (call info, call log with protocol rest, metrics, panic
+// recovery, the caller guard, the limits) around the service's method, and
+// streaming ones through the gRPC server's stream interceptors
+// (rest_stream.go). Either way a failure is rendered from its status alone
+// (failure.RenderREST, through rest_errors.go), in the upstream's own words.
+// (grpc-gateway's generated in-process handlers, internal/gatewaypb, are not
+// used: they answer streaming methods UNIMPLEMENTED, and for unary ones build
+// the call's metadata, context and response metadata several times over.)
 //
 // A new streaming RPC therefore needs nothing here; a new unary RPC needs its
-// one-line method on inProcess (TestInProcessCoversEveryUnaryMethod says so).
+// handler bound in newInProcess (TestInProcessCoversEveryUnaryMethod says so,
+// and New fails for a REST route without one).
 
-// inProcess is PluginService for the gateway's in-process handlers: each
-// unary method runs chain around svc's. Streaming methods are
-// UnimplementedPluginServiceServer's: grpc-gateway never calls them in process.
+// inProcess is the gateway's unary methods: for each full method name, the
+// interceptor chain around svc's method, bound once (bindUnary), so that a
+// call allocates no closure and no grpc.UnaryServerInfo of its own.
 type inProcess struct {
-	pluginv1.UnimplementedPluginServiceServer
-	svc   pluginv1.PluginServiceServer
-	chain grpc.UnaryServerInterceptor
+	handlers map[string]grpc.UnaryHandler
 }
 
-func (p *inProcess) GetPluginVersion(ctx context.Context, req *pluginv1.GetPluginVersionRequest) (*pluginv1.CustomConnectPluginVersion, error) {
-	return invoke(ctx, p, pluginv1.PluginService_GetPluginVersion_FullMethodName, req, p.svc.GetPluginVersion)
+// newInProcess runs svc's unary methods through interceptors, the first
+// outermost, as grpc.ChainUnaryInterceptor does for a server.
+func newInProcess(svc pluginv1.PluginServiceServer, interceptors ...grpc.UnaryServerInterceptor) *inProcess {
+	return &inProcess{handlers: map[string]grpc.UnaryHandler{
+		pluginv1.PluginService_GetPluginVersion_FullMethodName: bindUnary(svc,
+			pluginv1.PluginService_GetPluginVersion_FullMethodName, interceptors, svc.GetPluginVersion),
+		pluginv1.PluginService_GetConnectorPlugin_FullMethodName: bindUnary(svc,
+			pluginv1.PluginService_GetConnectorPlugin_FullMethodName, interceptors, svc.GetConnectorPlugin),
+	}}
 }
 
-func (p *inProcess) GetConnectorPlugin(ctx context.Context, req *pluginv1.GetConnectorPluginRequest) (*pluginv1.CustomConnectorPlugin, error) {
-	return invoke(ctx, p, pluginv1.PluginService_GetConnectorPlugin_FullMethodName, req, p.svc.GetConnectorPlugin)
-}
-
-// invoke calls method (svc's fullMethod) with req through p's interceptors,
-// as the gRPC server would.
-func invoke[Req, Resp any](ctx context.Context, p *inProcess, fullMethod string, req Req, method func(context.Context, Req) (Resp, error)) (Resp, error) {
-	info := &grpc.UnaryServerInfo{Server: p.svc, FullMethod: fullMethod}
-	resp, err := p.chain(ctx, req, info, func(ctx context.Context, req any) (any, error) {
+// bindUnary is the handler that calls method (svc's fullMethod) through
+// interceptors, the first outermost, as the gRPC server would.
+func bindUnary[Req, Resp any](svc any, fullMethod string, interceptors []grpc.UnaryServerInterceptor, method func(context.Context, Req) (Resp, error)) grpc.UnaryHandler {
+	info := &grpc.UnaryServerInfo{Server: svc, FullMethod: fullMethod}
+	handler := func(ctx context.Context, req any) (any, error) {
 		return method(ctx, req.(Req))
-	})
-	r, _ := resp.(Resp) // nil when a recovered panic or an interceptor answered
-	return r, err
-}
-
-// chainUnary makes one interceptor of several, the first outermost, as
-// grpc.ChainUnaryInterceptor does for a server.
-func chainUnary(interceptors ...grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		next := handler
-		for i := len(interceptors) - 1; i >= 0; i-- {
-			ic, h := interceptors[i], next
-			next = func(ctx context.Context, req any) (any, error) { return ic(ctx, req, info, h) }
-		}
-		return next(ctx, req)
 	}
+	for i := len(interceptors) - 1; i >= 0; i-- {
+		ic, next := interceptors[i], handler
+		handler = func(ctx context.Context, req any) (any, error) { return ic(ctx, req, info, next) }
+	}
+	return handler
 }
 
-// chainStream is chainUnary for streaming calls.
+// chainStream makes one interceptor of several, the first outermost, as
+// grpc.ChainStreamInterceptor does for a server.
 func chainStream(interceptors ...grpc.StreamServerInterceptor) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		next := handler
@@ -80,32 +75,49 @@ func chainStream(interceptors ...grpc.StreamServerInterceptor) grpc.StreamServer
 	}
 }
 
-// route is one REST binding of an RPC: an HTTP method and a path template.
+// route is one REST binding of an RPC: an HTTP method and a path template,
+// and the request field its body fills, if any ("*": all of them).
 type route struct {
 	method, path string
 	rpc          protoreflect.MethodDescriptor
+	body         string
 }
 
 // streamingRoutes returns the REST bindings (google.api.http, additional
 // bindings included) of sd's server-streaming methods. A method that streams
 // its requests has no REST form: a request is one HTTP request.
 func streamingRoutes(sd protoreflect.ServiceDescriptor) []route {
+	return restRoutes(sd, func(m protoreflect.MethodDescriptor) bool {
+		return !m.IsStreamingClient() && m.IsStreamingServer()
+	})
+}
+
+// unaryRoutes returns the REST bindings of sd's unary methods.
+func unaryRoutes(sd protoreflect.ServiceDescriptor) []route {
+	return restRoutes(sd, func(m protoreflect.MethodDescriptor) bool {
+		return !m.IsStreamingClient() && !m.IsStreamingServer()
+	})
+}
+
+// restRoutes returns the REST bindings of the methods of sd that keep keeps,
+// in the order of their declaration.
+func restRoutes(sd protoreflect.ServiceDescriptor, keep func(protoreflect.MethodDescriptor) bool) []route {
 	var routes []route
 	var add func(m protoreflect.MethodDescriptor, r *annotations.HttpRule)
 	add = func(m protoreflect.MethodDescriptor, r *annotations.HttpRule) {
 		switch p := r.GetPattern().(type) {
 		case *annotations.HttpRule_Get:
-			routes = append(routes, route{http.MethodGet, p.Get, m})
+			routes = append(routes, route{http.MethodGet, p.Get, m, r.GetBody()})
 		case *annotations.HttpRule_Put:
-			routes = append(routes, route{http.MethodPut, p.Put, m})
+			routes = append(routes, route{http.MethodPut, p.Put, m, r.GetBody()})
 		case *annotations.HttpRule_Post:
-			routes = append(routes, route{http.MethodPost, p.Post, m})
+			routes = append(routes, route{http.MethodPost, p.Post, m, r.GetBody()})
 		case *annotations.HttpRule_Delete:
-			routes = append(routes, route{http.MethodDelete, p.Delete, m})
+			routes = append(routes, route{http.MethodDelete, p.Delete, m, r.GetBody()})
 		case *annotations.HttpRule_Patch:
-			routes = append(routes, route{http.MethodPatch, p.Patch, m})
+			routes = append(routes, route{http.MethodPatch, p.Patch, m, r.GetBody()})
 		case *annotations.HttpRule_Custom:
-			routes = append(routes, route{p.Custom.GetKind(), p.Custom.GetPath(), m})
+			routes = append(routes, route{p.Custom.GetKind(), p.Custom.GetPath(), m, r.GetBody()})
 		}
 		for _, b := range r.GetAdditionalBindings() {
 			add(m, b)
@@ -113,7 +125,7 @@ func streamingRoutes(sd protoreflect.ServiceDescriptor) []route {
 	}
 	for i := 0; i < sd.Methods().Len(); i++ {
 		m := sd.Methods().Get(i)
-		if m.IsStreamingClient() || !m.IsStreamingServer() {
+		if !keep(m) {
 			continue
 		}
 		if rule, ok := proto.GetExtension(m.Options(), annotations.E_Http).(*annotations.HttpRule); ok && rule != nil {

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"reflect"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -36,23 +36,28 @@ func withService(desc *grpc.ServiceDesc, impl any) func(*Server) {
 }
 
 // TestInProcessCoversEveryUnaryMethod: every unary method of PluginService
-// reaches the interceptor chain when the gateway calls it in process. A method
-// inProcess does not define would be UnimplementedPluginServiceServer's: an
-// UNIMPLEMENTED REST route.
+// has an in-process handler that goes through the interceptors, and every
+// unary REST route is served by one. A method newInProcess does not bind
+// would make New fail for its route (registerUnary).
 func TestInProcessCoversEveryUnaryMethod(t *testing.T) {
 	var seen []string
-	p := &inProcess{svc: pluginv1.UnimplementedPluginServiceServer{}, chain: func(_ context.Context, _ any, info *grpc.UnaryServerInfo, _ grpc.UnaryHandler) (any, error) {
+	p := newInProcess(pluginv1.UnimplementedPluginServiceServer{}, func(_ context.Context, _ any, info *grpc.UnaryServerInfo, _ grpc.UnaryHandler) (any, error) {
 		seen = append(seen, info.FullMethod)
 		return nil, status.Error(codes.Aborted, "intercepted")
-	}}
+	})
 	for _, m := range pluginv1.PluginService_ServiceDesc.Methods {
-		method := reflect.ValueOf(p).MethodByName(m.MethodName)
-		req := reflect.New(method.Type().In(1).Elem())
-		out := method.Call([]reflect.Value{reflect.ValueOf(t.Context()), req})
 		full := "/" + pluginv1.PluginService_ServiceDesc.ServiceName + "/" + m.MethodName
-		if err, _ := out[1].Interface().(error); status.Code(err) != codes.Aborted || !slices.Contains(seen, full) {
-			t.Errorf("inProcess.%s = %v without going through the interceptors: add it to inProcess", m.MethodName, err)
+		h := p.handlers[full]
+		if h == nil {
+			t.Errorf("no in-process handler for %s: bind it in newInProcess", full)
+			continue
 		}
+		if _, err := h(t.Context(), nil); status.Code(err) != codes.Aborted || !slices.Contains(seen, full) {
+			t.Errorf("the in-process %s = %v without going through the interceptors", m.MethodName, err)
+		}
+	}
+	if err := registerUnary(runtime.NewServeMux(), &inProcess{handlers: map[string]grpc.UnaryHandler{}}, unaryRoutes(pluginServiceDescriptor()), nil); err == nil {
+		t.Error("registerUnary served routes without their handlers")
 	}
 }
 

@@ -201,8 +201,10 @@ func refusal(reason, msg string) error { return failure.Busy(reason, msg, time.S
 // isPluginService reports whether fullMethod is one of PluginService's: the
 // calls that reach the upstream. Health and reflection are never refused.
 func isPluginService(fullMethod string) bool {
-	return strings.HasPrefix(fullMethod, "/"+pluginv1.PluginService_ServiceDesc.ServiceName+"/")
+	return strings.HasPrefix(fullMethod, pluginServicePrefix)
 }
+
+var pluginServicePrefix = "/" + pluginv1.PluginService_ServiceDesc.ServiceName + "/"
 
 // inFlight bounds the unary PluginService calls of one listener. It goes
 // after the call log and metrics, so that a refused call is logged and

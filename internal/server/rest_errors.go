@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -66,6 +65,13 @@ func writeFailureHeaders(h http.Header, f failure.REST, md metadata.MD) {
 // errorHandler is the gateway's error handler: every failure of a unary call,
 // and of routing, answered as failure.RenderREST renders it.
 func errorHandler(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, _ *http.Request, err error) {
+	md, _ := runtime.ServerMetadataFromContext(ctx)
+	writeFailure(w, md.HeaderMD, err)
+}
+
+// writeFailure answers err, a failure of a call whose response header
+// metadata is md, as failure.RenderREST renders it.
+func writeFailure(w http.ResponseWriter, md metadata.MD, err error) {
 	var hse *runtime.HTTPStatusError
 	if errors.As(err, &hse) { // a route the gateway does not serve
 		err = routingFailure(hse.HTTPStatus, status.Convert(hse.Err).Message())
@@ -76,8 +82,7 @@ func errorHandler(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler,
 		err = invalidQuery(st.Message())
 	}
 	f := restFailure(err)
-	md, _ := runtime.ServerMetadataFromContext(ctx)
-	writeFailureHeaders(w.Header(), f, md.HeaderMD)
+	writeFailureHeaders(w.Header(), f, md)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(f.Status)
 	_, _ = w.Write(f.Body)
@@ -110,20 +115,28 @@ func routingFailure(httpStatus int, msg string) error {
 // gateway's default would add it with a Grpc-Metadata- prefix. Retry-After is
 // left to the failure, which knows whose hint it is.
 func outgoingHeader(key string) (string, bool) {
-	key = strings.ToLower(key)
-	if key != service.MDRetryAfter && slices.Contains(service.ResponseHeaders, key) {
-		return http.CanonicalHeaderKey(key), true
-	}
-	return "", false
+	name, ok := outgoingHeaders[strings.ToLower(key)]
+	return name, ok
 }
 
-// metadataHeaders adds the headers outgoingHeader passes on from md.
+// outgoingHeaders maps the metadata keys outgoingHeader passes on to their
+// header names, so that a call canonicalises none.
+var outgoingHeaders = func() map[string]string {
+	m := map[string]string{}
+	for _, key := range service.ResponseHeaders {
+		if key != service.MDRetryAfter {
+			m[key] = http.CanonicalHeaderKey(key)
+		}
+	}
+	return m
+}()
+
+// metadataHeaders adds the headers outgoingHeader passes on from md (under
+// names already canonical, so set in the map directly).
 func metadataHeaders(h http.Header, md metadata.MD) {
 	for k, vs := range md {
 		if name, ok := outgoingHeader(k); ok {
-			for _, v := range vs {
-				h.Add(name, v)
-			}
+			h[name] = append(h[name], vs...)
 		}
 	}
 }

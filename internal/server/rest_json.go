@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -24,7 +23,7 @@ import (
 // upstream sent it, whenever the service attached it (package passthrough):
 // a field or an enum value the contract does not know yet reaches REST
 // callers the day the upstream sends it, from the cache and through the
-// fleet's relay too. carryUpstreamJSON gives every REST request a carrier,
+// fleet's relay too. carryUpstreamJSON gives every REST request's context a carrier,
 // upstreamJSON takes the JSON for the response (a unary call's; rest_stream.go
 // takes each message's), and restJSON writes it as is.
 //
@@ -76,13 +75,11 @@ func newRESTJSON(sd protoreflect.ServiceDescriptor) (*restJSON, error) {
 // upstreamResource is a resource's JSON as the upstream sent it.
 type upstreamResource []byte
 
-// carryUpstreamJSON gives each request a carrier for the upstream's JSON of
-// the resources its call answers with.
-func carryUpstreamJSON(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, _ := passthrough.NewContext(r.Context())
-		h.ServeHTTP(w, r.WithContext(ctx))
-	})
+// carryUpstreamJSON gives each request's context a carrier for the
+// upstream's JSON of the resources its call answers with.
+func carryUpstreamJSON(ctx context.Context) context.Context {
+	ctx, _ = passthrough.NewContext(ctx)
+	return ctx
 }
 
 // upstreamJSON is the gateway's response rewriter: the upstream's JSON of

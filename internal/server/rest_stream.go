@@ -25,7 +25,7 @@ import (
 
 // The gateway serves a server-streaming method in process: it builds the
 // request from the path and query as grpc-gateway's generated handlers do,
-// and runs the method's handler from the gRPC service description (which
+// with the same incoming metadata (incomingContext), and runs the method's handler from the gRPC service description (which
 // reads the request with RecvMsg, as over gRPC) through the gRPC server's
 // stream interceptors (call info, call log with protocol rest, metrics, panic
 // recovery), on an ndjsonStream. The response is newline-delimited JSON:
@@ -79,11 +79,12 @@ type streamCall struct {
 
 func (c *streamCall) serve(mux *runtime.ServeMux, w http.ResponseWriter, r *http.Request, params map[string]string) {
 	ss := &ndjsonStream{w: w, enc: c.enc}
-	ctx, err := runtime.AnnotateIncomingContext(r.Context(), mux, r, c.fullMethod, runtime.WithHTTPPathPattern(c.route.path))
+	ctx, cancel, err := incomingContext(r)
 	if err != nil {
 		ss.finish(err)
 		return
 	}
+	defer cancel()
 	ss.ctx = ctx
 	if ss.req, err = c.requestOf(r, params); err != nil {
 		ss.finish(err)

@@ -39,7 +39,6 @@ import (
 	pluginv1 "github.com/acme/plugin-facade/gen/go/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/caller"
 	"github.com/acme/plugin-facade/internal/failure"
-	gatewaypb "github.com/acme/plugin-facade/internal/gatewaypb/confluent/plugin/v1"
 	"github.com/acme/plugin-facade/internal/telemetry"
 )
 
@@ -234,8 +233,8 @@ func (s *Server) build() error {
 	s.grpcSrv = s.grpcServer(metrics)
 	s.rest = &restCalls{}
 	gw := gateway{
-		inProcess: &inProcess{svc: s.svc, chain: chainUnary(append(
-			[]grpc.UnaryServerInterceptor{s.rest.intercept}, s.unaryInterceptors(metrics, true)...)...)},
+		inProcess: newInProcess(s.svc, append(
+			[]grpc.UnaryServerInterceptor{s.rest.intercept}, s.unaryInterceptors(metrics, true)...)...),
 		streams: &inProcessStreams{svc: s.svc, desc: &pluginv1.PluginService_ServiceDesc, chain: chainStream(append(
 			[]grpc.StreamServerInterceptor{s.rest.interceptStream}, s.streamInterceptors(metrics, true)...)...)},
 	}
@@ -477,25 +476,54 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	mux := http.NewServeMux()
-	// otelhttp reads the caller's traceparent header and puts its span in the
-	// request's context, which in-process calls keep.
-	api := carryUpstreamJSON(gw)
-	if s.callers != nil {
-		// The gateway's in-process calls have no gRPC peer: the caller guard
-		// reads the client's address, certificate and forwarding headers from
-		// the HTTP request instead. (Connect and gRPC-Web calls, served by
-		// the gRPC server itself, have one.)
-		api = caller.HTTPOrigin(api)
+	// The request's context, made once (one copy of the request): the
+	// caller's trace (its traceparent header, and a span in the request's
+	// context, which in-process calls keep), the carrier of the upstream's
+	// JSON and, with a caller guard, the HTTP origin: the gateway's
+	// in-process calls have no gRPC peer, so the guard reads the client's
+	// address, certificate and forwarding headers from the HTTP request
+	// instead. (Connect and gRPC-Web calls, served by the gRPC server
+	// itself, have one.)
+	restContext := func(ctx context.Context, r *http.Request) context.Context {
+		ctx = carryUpstreamJSON(ctx)
+		if s.callers != nil {
+			ctx = caller.WithHTTPOrigin(ctx, r)
+		}
+		return ctx
 	}
-	mux.Handle("/", telemetry.Handler(api, s.tracer, "rest"))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{
+	api := telemetry.HandlerWithContext(gw, s.tracer, "rest", restContext)
+	ops := s.operationalEndpoints()
+	// The operational endpoints at their exact paths, the REST mapping
+	// everywhere else. The outer mux has cleaned the path (redirecting a
+	// request that was not clean), so an exact match is what a ServeMux
+	// would find.
+	get := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := ops[r.URL.Path]; ok {
+			h.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
+	// The RPC protocols POST their messages; everything else is GET only.
+	outer := http.NewServeMux()
+	if err := s.rpcRoutes(outer); err != nil {
+		return nil, err
+	}
+	outer.Handle("/", getOnly(get))
+	return outer, nil
+}
+
+// operationalEndpoints are /metrics, /healthz, /readyz and /openapi.json,
+// by their exact paths (GET and HEAD only: getOnly).
+func (s *Server) operationalEndpoints() map[string]http.Handler {
+	ops := map[string]http.Handler{}
+	ops["/metrics"] = promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	})
+	ops["/healthz"] = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeStatus(w, http.StatusOK, "alive")
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	ops["/readyz"] = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		resp, err := s.health.Check(r.Context(), &healthpb.HealthCheckRequest{})
 		if st := resp.GetStatus(); err == nil && st == healthpb.HealthCheckResponse_SERVING {
 			writeStatus(w, http.StatusOK, st.String(), s.readyDetails...)
@@ -504,30 +532,43 @@ func (s *Server) httpHandler(gateway gateway) (http.Handler, error) {
 		writeStatus(w, http.StatusServiceUnavailable, healthpb.HealthCheckResponse_NOT_SERVING.String(), s.readyDetails...)
 	})
 	if s.openAPI != nil {
-		mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		ops["/openapi.json"] = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write(s.openAPI)
 		})
 	}
-	// The RPC protocols POST their messages; everything else is GET only.
-	outer := http.NewServeMux()
-	if err := s.rpcRoutes(outer); err != nil {
-		return nil, err
-	}
-	outer.Handle("/", getOnly(mux))
-	return outer, nil
+	return ops
 }
 
 // restGateway is grpc-gateway's mux of the REST routes, at the upstream's
 // own paths, answering through gateway's in-process calls.
 func restGateway(gateway gateway) (*runtime.ServeMux, error) {
-	ctx := context.Background() // the handlers' registration keeps no context
 	sd := pluginServiceDescriptor()
 	enc, err := newRESTJSON(sd)
 	if err != nil {
 		return nil, err
 	}
-	gwOpts := []runtime.ServeMuxOption{
+	gw := runtime.NewServeMux(gatewayOptions(enc)...)
+	// runtime.ServeMux tries the handlers registered last first: the unary
+	// routes, then the streaming ones, as grpc-gateway's generated
+	// registration would order them.
+	if err := registerUnary(gw, gateway.inProcess, unaryRoutes(sd), enc); err != nil {
+		return nil, fmt.Errorf("registering the REST gateway: %w", err)
+	}
+	if err := gateway.streams.register(gw, streamingRoutes(sd), enc); err != nil {
+		return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
+	}
+	return gw, nil
+}
+
+// gatewayOptions are the options of the gateway's runtime.ServeMux, which
+// routes REST requests to the in-process handlers (rest_unary.go,
+// rest_stream.go) and answers what no route serves; those handlers write
+// with enc. They forward no request header as metadata of its own
+// (incomingContext), as grpc-gateway's generated handlers would with
+// runtime.WithIncomingHeaderMatcher(noIncomingHeader).
+func gatewayOptions(enc *restJSON) []runtime.ServeMuxOption {
+	return []runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, enc),
 		runtime.WithErrorHandler(errorHandler),
 		runtime.WithRoutingErrorHandler(routingErrorHandler),
@@ -545,14 +586,6 @@ func restGateway(gateway gateway) (*runtime.ServeMux, error) {
 		// as the upstream sent it (see package passthrough).
 		runtime.WithForwardResponseRewriter(upstreamJSON),
 	}
-	gw := runtime.NewServeMux(gwOpts...)
-	if err := gatewaypb.RegisterPluginServiceHandlerServer(ctx, gw, gateway.inProcess); err != nil {
-		return nil, fmt.Errorf("registering the REST gateway: %w", err)
-	}
-	if err := gateway.streams.register(gw, streamingRoutes(sd), enc); err != nil {
-		return nil, fmt.Errorf("registering the REST gateway's streaming methods: %w", err)
-	}
-	return gw, nil
 }
 
 // writeStatus answers a probe with {"status": status} and the details.

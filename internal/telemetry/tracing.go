@@ -129,8 +129,21 @@ func recording(tp trace.TracerProvider) bool {
 // unrecorded span of its own in the request's context, for the upstream
 // request and the call log.
 func Handler(h http.Handler, tp trace.TracerProvider, name string) http.Handler {
+	return HandlerWithContext(h, tp, name, nil)
+}
+
+// HandlerWithContext is Handler, giving h the request with the context with
+// makes of the traced one (nil: the traced one): without a recording
+// provider, the request is copied once for both.
+func HandlerWithContext(h http.Handler, tp trace.TracerProvider, name string, with func(context.Context, *http.Request) context.Context) http.Handler {
+	if with == nil {
+		with = func(ctx context.Context, _ *http.Request) context.Context { return ctx }
+	}
 	if recording(tp) {
-		traced := otelhttp.NewHandler(h, name, otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(Propagator()))
+		inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(w, r.WithContext(with(r.Context(), r)))
+		})
+		traced := otelhttp.NewHandler(inner, name, otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(Propagator()))
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			// otelhttp renames the span after h returns from the pattern of
 			// the ServeMux that routed here (a catch-all "/"), which would
@@ -143,12 +156,41 @@ func Handler(h http.Handler, tp trace.TracerProvider, name string) http.Handler 
 	}
 	tracer, prop := tp.Tracer("github.com/acme/plugin-facade/internal/telemetry"), Propagator()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx := prop.Extract(r.Context(), requestHeader(r.Header))
 		ctx, span := tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
-		h.ServeHTTP(w, r.WithContext(ctx))
+		h.ServeHTTP(w, r.WithContext(with(ctx, r)))
 	})
 }
+
+// requestHeader is propagation.HeaderCarrier for a request's headers,
+// reading the propagator's own fields (traceparent, tracestate) by their
+// canonical names rather than canonicalising the name on every request, as
+// http.Header.Get does.
+type requestHeader http.Header
+
+var canonicalFields = map[string]string{"traceparent": "Traceparent", "tracestate": "Tracestate"}
+
+func (h requestHeader) Get(key string) string {
+	if name, ok := canonicalFields[key]; ok {
+		if vs := h[name]; len(vs) > 0 {
+			return vs[0]
+		}
+		return ""
+	}
+	return http.Header(h).Get(key)
+}
+
+func (h requestHeader) Values(key string) []string {
+	if name, ok := canonicalFields[key]; ok {
+		return h[name]
+	}
+	return http.Header(h).Values(key)
+}
+
+func (h requestHeader) Set(key, value string) { http.Header(h).Set(key, value) }
+
+func (h requestHeader) Keys() []string { return propagation.HeaderCarrier(h).Keys() }
 
 // GRPCServerHandler traces the gRPC calls a server serves: with otelgrpc (a
 // server span with the call's attributes and events) when tp records spans;
