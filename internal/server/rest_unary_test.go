@@ -26,8 +26,8 @@ import (
 // handlers give the service the request, incoming metadata and deadline that
 // grpc-gateway's generated in-process handlers (RegisterPluginServiceHandlerServer,
 // forwarding no header of their own) give it, and answer the caller with the
-// same status, headers and body, over paths, queries and headers valid and
-// not.
+// same status, headers and body, over methods, paths, queries and headers
+// valid and not.
 func TestUnaryRoutesAnswerAsTheGeneratedHandlers(t *testing.T) {
 	enc, err := newRESTJSON(pluginServiceDescriptor())
 	if err != nil {
@@ -47,6 +47,7 @@ func TestUnaryRoutesAnswerAsTheGeneratedHandlers(t *testing.T) {
 	const plugin = "/connect/v1/custom-connector-plugins/"
 	for _, tt := range []struct {
 		name, target string
+		method       string // GET when empty
 		header       map[string][]string
 		remoteAddr   string
 		host         string
@@ -64,6 +65,8 @@ func TestUnaryRoutesAnswerAsTheGeneratedHandlers(t *testing.T) {
 		{name: "invalid argument without a reason", target: version + "invalid"},
 		{name: "the upstream's JSON", target: version + "attached"},
 		{name: "an unknown route", target: "/ccpm/v1/nothing"},
+		{name: "HEAD", target: version + "v-1", method: http.MethodHead},
+		{name: "POST", target: plugin + "ccp-1", method: http.MethodPost},
 		{name: "headers", target: version + "v-1", header: map[string][]string{
 			"Authorization":    {"Basic a2V5OnNlY3JldA==", "Bearer x\x7f", "Bearer y"},
 			"X-Forwarded-For":  {"10.0.0.1", "bad\x01", "10.0.0.2, 10.0.0.3"},
@@ -87,7 +90,11 @@ func TestUnaryRoutesAnswerAsTheGeneratedHandlers(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			answer := func(h http.Handler, svc *recordingService) (*httptest.ResponseRecorder, []recordedCall) {
 				svc.reset()
-				r := httptest.NewRequest(http.MethodGet, tt.target, nil)
+				method := tt.method
+				if method == "" {
+					method = http.MethodGet
+				}
+				r := httptest.NewRequest(method, tt.target, nil)
 				for k, vs := range tt.header {
 					r.Header[k] = vs
 				}
