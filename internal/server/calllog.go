@@ -242,7 +242,12 @@ func (c callLog) finished(ctx context.Context, fullMethod, typ string, start tim
 	if dropped > 0 {
 		attrs = append(attrs, slog.Int("calls_not_logged", dropped))
 	}
-	log.LogAttrs(ctx, level, "finished call", attrs...)
+	// The record goes to the handler directly: Logger.LogAttrs would also
+	// capture the caller's program counter for a source location (this line,
+	// for every call), which no handler of the facade's writes.
+	r := slog.NewRecord(time.Now(), level, "finished call", 0)
+	r.AddAttrs(attrs...)
+	_ = log.Handler().Handle(ctx, r) // as LogAttrs, which drops the handler's error
 }
 
 // appendMethod appends the attributes every line of fullMethod (of type
