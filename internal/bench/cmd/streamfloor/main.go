@@ -20,12 +20,13 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/acme/plugin-facade/internal/bench"
 )
 
 // perConn is the facade's default stream bound per connection.
@@ -84,23 +85,16 @@ func server(offload bool, gogc int) error {
 	fmt.Println(lis.Addr())
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
+		rss, _, err := bench.ProcMemory(os.Getpid())
+		if err != nil {
+			return err
+		}
 		var m runtime.MemStats
 		runtime.ReadMemStats(&m)
 		fmt.Printf("RSS %.1f MiB, %d goroutines, stacks %.1f MiB, heap in use %.1f MiB\n",
-			rssMiB(), runtime.NumGoroutine(), float64(m.StackInuse)/(1<<20), float64(m.HeapInuse)/(1<<20))
+			float64(rss)/(1<<20), runtime.NumGoroutine(), float64(m.StackInuse)/(1<<20), float64(m.HeapInuse)/(1<<20))
 	}
 	return in.Err()
-}
-
-func rssMiB() float64 {
-	b, _ := os.ReadFile("/proc/self/status")
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
-			return kb / 1024
-		}
-	}
-	return 0
 }
 
 // measure starts the server, opens n streams, each until it has its message,
