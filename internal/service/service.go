@@ -143,10 +143,14 @@ func (s *Service) GetConnectorPlugin(ctx context.Context, req *pluginv1.GetConne
 // that ask the client for that alone.
 func readAsSent(ctx context.Context) (bool, []upstream.ReadOption) {
 	if passthrough.Wanted(ctx) {
-		return true, []upstream.ReadOption{upstream.AsSent()}
+		return true, asSentRead
 	}
 	return false, nil
 }
+
+// asSentRead is the options of a read as sent, made once: the client only
+// reads them.
+var asSentRead = []upstream.ReadOption{upstream.AsSent()}
 
 // reply is the message a read answers with, carrying raw, the upstream's
 // JSON of it: the resource translated, or for a call answered with the JSON
