@@ -132,9 +132,9 @@ func Handler(h http.Handler, tp trace.TracerProvider, name string) http.Handler 
 	return HandlerWithContext(h, tp, name, nil)
 }
 
-// HandlerWithContext is Handler, giving h the request with the context with
-// makes of the traced one (nil: the traced one): without a recording
-// provider, the request is copied once for both.
+// HandlerWithContext is Handler, but h gets the request with the context
+// that with derives from the traced one (with nil: the traced one itself).
+// Without a recording provider, the request is then copied once, for both.
 func HandlerWithContext(h http.Handler, tp trace.TracerProvider, name string, with func(context.Context, *http.Request) context.Context) http.Handler {
 	if with == nil {
 		with = func(ctx context.Context, _ *http.Request) context.Context { return ctx }
